@@ -1,0 +1,62 @@
+# Entry point for developers and CI. Creates its own virtualenv with Python 3.13.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PORT   ?= 3000
+
+# Find Python 3.13: $(PYTHON) if given, then python3.13 on PATH, then pyenv's 3.13.
+PYTHON313 := $(shell for c in "$(PYTHON)" python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" ; do \
+	[ -n "$$c" ] && PYENV_VERSION=3.13.0 "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { PYENV_VERSION=3.13.0 "$$c" -c 'import sys; print(sys.executable)'; break; }; done)
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/card_tokens/requirements.txt
+	@if [ -z "$(PYTHON313)" ]; then echo "error: Python 3.13 not found. Install it (e.g. pyenv install 3.13.0) or run make PYTHON=/path/to/python3.13" >&2; exit 1; fi
+	@echo "Creating $(VENV) with $(PYTHON313)"
+	rm -rf $(VENV)
+	$(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+.PHONY: venv
+venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
+
+.PHONY: run
+run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server, no Docker)
+	$(PY) -m local.stack --port $(PORT)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy layers/card_tokens/card_tokens functions local
+
+.PHONY: test
+test: $(STAMP) lint ## Everything CI runs: lint, unit, integration, template checks, e2e, log scan
+	$(PY) -m pytest
+
+.PHONY: build
+build: $(STAMP) ## sam build (python3.13, arm64, no Docker)
+	PATH="$(dir $(PYTHON313)):$$PATH" $(VENV)/bin/sam build --template-file template.yaml
+
+.PHONY: validate
+validate: $(STAMP) ## sam validate --lint and cfn-lint
+	$(VENV)/bin/sam validate --lint --template-file template.yaml
+	$(VENV)/bin/cfn-lint template.yaml
+
+.PHONY: events
+events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
+	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT))
+
+.PHONY: deploy
+deploy: build ## sam deploy (ENV=default|staging|prod)
+	$(VENV)/bin/sam deploy --config-env $(or $(ENV),default)
+
+.PHONY: clean
+clean: ## Remove build output and the virtualenv
+	rm -rf .aws-sam $(VENV) .pytest_cache .mypy_cache .ruff_cache

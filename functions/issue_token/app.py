@@ -1,0 +1,32 @@
+"""POST /tokens: card data in, a signed single-use card token out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from card_tokens.api import create_app, json_response
+from card_tokens.config import issuer_settings
+from card_tokens.observability import logger, metrics, tracer
+from card_tokens.payments import issuer
+from card_tokens.request_body import read_json_object
+
+issuer_settings()  # a missing variable fails the cold start, not the first customer
+app = create_app()
+
+
+@app.post("/tokens")
+def create_token() -> Response[str]:
+    document = read_json_object(app.current_event.raw_event)
+    return json_response(201, issuer().issue(document))
+
+
+# The event carries card data: never log it (log_event stays off), never trace the response.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

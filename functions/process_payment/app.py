@@ -1,0 +1,49 @@
+"""POST /payments, GET /payments/{payment_id}, GET /.well-known/jwks.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from card_tokens.api import create_app, json_response
+from card_tokens.config import payment_settings
+from card_tokens.observability import logger, metrics, tracer
+from card_tokens.payments import IDEMPOTENCY_CONFIG, get_payment, pay
+from card_tokens.request_body import idempotency_key, read_json_object
+from card_tokens.signing_keys import fetch_secret_json, public_jwks
+
+settings = payment_settings()  # a missing variable fails the cold start, not the first customer
+app = create_app()
+JWKS_MAX_AGE_SECONDS = 300
+
+
+@app.post("/payments")
+def create_payment() -> Response[str]:
+    event = app.current_event.raw_event
+    key = idempotency_key(event)
+    return json_response(201, pay(read_json_object(event), key))
+
+
+@app.get("/payments/<payment_id>")
+def read_payment(payment_id: str) -> Response[str]:
+    return json_response(200, get_payment(payment_id))
+
+
+@app.get("/.well-known/jwks.json")
+def jwks() -> Response[str]:
+    document = public_jwks(fetch_secret_json(settings.verification_keys_secret_id))
+    return json_response(
+        200, document, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
+    )
+
+
+# The request carries a token: never log the event, never trace the response.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY_CONFIG.register_lambda_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,21 @@
+"""Secrets Manager rotation handler for the token signing key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from card_tokens.aws import secretsmanager_client
+from card_tokens.config import rotation_settings
+from card_tokens.key_rotation import SigningKeyRotation
+from card_tokens.observability import logger, tracer
+
+settings = rotation_settings()  # a missing variable fails the cold start
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
+    rotation = SigningKeyRotation(secretsmanager_client(), settings)
+    rotation.run(event["Step"], event["SecretId"], event["ClientRequestToken"])

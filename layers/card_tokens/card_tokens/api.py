@@ -1,0 +1,78 @@
+"""HTTP mapping shared by the handlers: JSON responses, and domain errors → status codes."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.metrics import MetricUnit
+
+from card_tokens.errors import (
+    CardTokensError,
+    InvalidToken,
+    RequestInProgress,
+    ServiceUnavailable,
+)
+from card_tokens.observability import logger, metrics
+
+JSON = "application/json"
+# Tokens and payments are never to be cached by a browser or a proxy.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(
+        status_code=status,
+        content_type=JSON,
+        body=json.dumps(body, separators=(",", ":")),
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def error_response(error: CardTokensError) -> Response[str]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.field is not None:
+        body["field"] = error.field
+    headers = {}
+    if isinstance(error, ServiceUnavailable | RequestInProgress):
+        headers["Retry-After"] = str(error.retry_after)
+    return json_response(error.status, {"error": body}, headers)
+
+
+def create_app() -> APIGatewayHttpResolver:
+    """A resolver whose errors all take the documented shape, and never carry input."""
+    app = APIGatewayHttpResolver()
+
+    @app.exception_handler(CardTokensError)
+    def handle_domain_error(error: CardTokensError) -> Response[str]:
+        if isinstance(error, InvalidToken):
+            # One answer for every rejection; the precise reason goes to logs and metrics only.
+            logger.info("token rejected", extra={"reason": error.reason})
+            metrics.add_metric(name=f"TokenRejected_{error.reason}", unit=MetricUnit.Count, value=1)
+        elif isinstance(error, ServiceUnavailable):
+            logger.warning("dependency unavailable", extra={"dependency": error.dependency})
+            metrics.add_metric(name="DependencyUnavailable", unit=MetricUnit.Count, value=1)
+        else:
+            logger.info("request refused", extra={"code": error.code})
+        return error_response(error)
+
+    @app.exception_handler(Exception)
+    def handle_unexpected(error: Exception) -> Response[str]:
+        # Frames only: an exception's message could quote input, so it is never logged.
+        logger.error(
+            "unhandled error",
+            extra={
+                "error_type": type(error).__name__,
+                "stack": traceback.format_tb(error.__traceback__),
+            },
+        )
+        return error_response(CardTokensError())
+
+    @app.not_found
+    def handle_not_found(_: Exception) -> Response[str]:
+        # API Gateway answers unknown routes itself, in this shape; locally too.
+        return Response(status_code=404, content_type=JSON, body='{"message":"Not Found"}')
+
+    return app

@@ -1,0 +1,106 @@
+"""Typed settings, read from the environment once per container."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+# RFC 8725 §3.10: keep tokens short-lived; the template refuses a longer lifetime too.
+MAX_TOKEN_LIFETIME_SECONDS = 3600
+CLOCK_LEEWAY_SECONDS = 30
+
+
+class ConfigurationError(RuntimeError):
+    """A missing or malformed environment variable: fails the cold start, loudly."""
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required but not set")
+    return value
+
+
+def _int(name: str, low: int, high: int) -> int:
+    raw = _required(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    issuer: str
+    audience: str
+
+
+@dataclass(frozen=True)
+class IssuerSettings:
+    token: TokenSettings
+    card_key_id: str
+    token_table: str
+    signing_key_secret_id: str
+    token_lifetime_seconds: int
+
+
+@dataclass(frozen=True)
+class PaymentSettings:
+    token: TokenSettings
+    card_key_id: str
+    token_table: str
+    payment_table: str
+    idempotency_table: str
+    verification_keys_secret_id: str
+
+
+@dataclass(frozen=True)
+class RotationSettings:
+    token: TokenSettings
+    signing_key_secret_id: str
+    verification_keys_secret_id: str
+    algorithm: str
+
+
+def _token_settings() -> TokenSettings:
+    return TokenSettings(issuer=_required("TOKEN_ISSUER"), audience=_required("TOKEN_AUDIENCE"))
+
+
+@cache
+def issuer_settings() -> IssuerSettings:
+    return IssuerSettings(
+        token=_token_settings(),
+        card_key_id=_required("CARD_KEY_ID"),
+        token_table=_required("TOKEN_TABLE_NAME"),
+        signing_key_secret_id=_required("SIGNING_KEY_SECRET_ID"),
+        token_lifetime_seconds=_int("TOKEN_LIFETIME_SECONDS", 60, MAX_TOKEN_LIFETIME_SECONDS),
+    )
+
+
+@cache
+def payment_settings() -> PaymentSettings:
+    return PaymentSettings(
+        token=_token_settings(),
+        card_key_id=_required("CARD_KEY_ID"),
+        token_table=_required("TOKEN_TABLE_NAME"),
+        payment_table=_required("PAYMENT_TABLE_NAME"),
+        idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
+        verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
+    )
+
+
+@cache
+def rotation_settings() -> RotationSettings:
+    algorithm = _required("SIGNING_ALGORITHM")
+    if algorithm not in ("ES256", "RS256"):
+        raise ConfigurationError(f"SIGNING_ALGORITHM must be ES256 or RS256, got {algorithm!r}")
+    return RotationSettings(
+        token=_token_settings(),
+        signing_key_secret_id=_required("SIGNING_KEY_SECRET_ID"),
+        verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
+        algorithm=algorithm,
+    )

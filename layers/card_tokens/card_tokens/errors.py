@@ -1,0 +1,120 @@
+"""Domain errors; `card_tokens.api` turns them into HTTP responses in one place."""
+
+from __future__ import annotations
+
+
+class CardTokensError(Exception):
+    """Base of every error the API reports. `message` is safe to show: it never holds input."""
+
+    status = 500
+    code = "internal_error"
+    message = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
+        self.message = message or type(self).message
+        self.field = field
+        super().__init__(self.message)
+
+
+class InvalidRequest(CardTokensError):
+    status = 400
+    code = "invalid_request"
+    message = "The request is not valid."
+
+
+class InvalidCardNumber(InvalidRequest):
+    code = "invalid_card_number"
+    message = "The card number is not valid."
+
+
+class CardExpired(InvalidRequest):
+    code = "card_expired"
+    message = "The card has expired."
+
+
+class InvalidExpiry(InvalidRequest):
+    code = "invalid_expiry"
+    message = "The expiry date is not valid."
+
+
+class InvalidCvv(InvalidRequest):
+    code = "invalid_cvv"
+    message = "The card security code is not valid."
+
+
+class InvalidAmount(InvalidRequest):
+    code = "invalid_amount"
+    message = "The amount must be an integer number of minor units from 1 to 99999999."
+
+
+class UnsupportedCurrency(InvalidRequest):
+    code = "unsupported_currency"
+    message = "The currency is not supported."
+
+
+class InvalidToken(CardTokensError):
+    """One code and one message for every verification failure; the reason goes to logs only."""
+
+    status = 401
+    code = "invalid_token"
+    message = "The token is not valid."
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        # A fixed vocabulary (e.g. "expired", "bad_signature"): safe for logs and metrics.
+        self.reason = reason
+
+
+class PaymentNotFound(CardTokensError):
+    status = 404
+    code = "payment_not_found"
+    message = "No payment has this id."
+
+
+class TokenAlreadyUsed(CardTokensError):
+    status = 409
+    code = "token_already_used"
+    message = "The token has already been used."
+
+
+class RequestInProgress(CardTokensError):
+    status = 409
+    code = "request_in_progress"
+    message = "A request with this Idempotency-Key is still in progress; retry shortly."
+    retry_after = 1
+
+
+class PayloadTooLarge(CardTokensError):
+    status = 413
+    code = "payload_too_large"
+    message = "The request body is larger than 16 KiB."
+
+
+class UnsupportedMediaType(CardTokensError):
+    status = 415
+    code = "unsupported_media_type"
+    message = "The request body must be application/json."
+
+
+class IdempotencyKeyReused(CardTokensError):
+    status = 422
+    code = "idempotency_key_reused"
+    message = "The Idempotency-Key was already used with a different request body."
+
+
+class ProcessorError(CardTokensError):
+    status = 502
+    code = "processor_error"
+    message = "The payment processor failed; the token can be used again to retry."
+
+
+class ServiceUnavailable(CardTokensError):
+    status = 503
+    code = "service_unavailable"
+    message = "A dependency is unavailable; retry later."
+    retry_after = 2
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__()
+        # Which AWS service failed ("kms", "dynamodb", "secretsmanager"): for logs and metrics.
+        self.dependency = dependency

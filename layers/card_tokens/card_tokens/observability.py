@@ -1,0 +1,10 @@
+"""The one Logger, Tracer and Metrics of the service (Powertools)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+# Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE.
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()

@@ -1,0 +1,154 @@
+"""Strict parsing of API Gateway (payload 2.0) request bodies and the request models."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from card_tokens.errors import (
+    InvalidAmount,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedCurrency,
+    UnsupportedMediaType,
+)
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_TOKEN_CHARS = 8 * 1024
+MAX_AMOUNT = 99_999_999
+MAX_REFERENCE = 64
+# ISO 4217 codes the sandbox processor settles; amounts are in each currency's minor unit.
+SUPPORTED_CURRENCIES = frozenset(
+    {"AUD", "CAD", "CHF", "CZK", "DKK", "EUR", "GBP", "JPY", "NOK", "PLN", "SEK", "USD"}
+)
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+# An unknown field's name is echoed only when it cannot carry a card number or a token.
+_SAFE_FIELD_NAME = re.compile(r"[A-Za-z_]{1,40}")
+_MEDIA_TYPE = re.compile(r"application/json\s*(;\s*charset\s*=\s*\"?utf-8\"?\s*)?", re.IGNORECASE)
+
+TOKEN_REQUEST_FIELDS = frozenset({"card_number", "exp_month", "exp_year", "cvv", "cardholder_name"})
+PAYMENT_REQUEST_FIELDS = frozenset({"token", "amount", "currency", "reference"})
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidRequest("The JSON body has a duplicate key.")
+        result[key] = value
+    return result
+
+
+def _reject_constant(_: str) -> NoReturn:
+    raise InvalidRequest("NaN and Infinity are not JSON.")
+
+
+def header(event: dict[str, Any], name: str) -> str | None:
+    """A request header by case-insensitive name (API Gateway 2.0 lower-cases them already)."""
+    headers = event.get("headers") or {}
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return str(value)
+    return None
+
+
+def read_json_object(event: dict[str, Any]) -> dict[str, Any]:
+    """The request body as a JSON object, or the 4xx that says what is wrong with it."""
+    content_type = header(event, "content-type")
+    if content_type is None or not _MEDIA_TYPE.fullmatch(content_type.strip()):
+        raise UnsupportedMediaType()
+    body = event.get("body")
+    if not isinstance(body, str) or body == "":
+        raise InvalidRequest("The request body is required.")
+    if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
+        raise PayloadTooLarge()  # cheap early exit before decoding anything large
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequest("The request body is not valid base64.") from None
+    else:
+        raw = body.encode("utf-8", errors="surrogatepass")
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge()
+    try:
+        text = raw.decode("utf-8")  # strict: invalid UTF-8 is a 400, and a BOM stays visible
+        document = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except InvalidRequest:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError covers JSONDecodeError (BOM included) and integers past Python's digit limit.
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return document
+
+
+def reject_unknown_fields(document: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        name = unknown[0]
+        if _SAFE_FIELD_NAME.fullmatch(name):
+            raise InvalidRequest(f"Unknown field: {name}.", field=name)
+        raise InvalidRequest("The request has a field this endpoint does not accept.")
+
+
+@dataclass(frozen=True, repr=False)
+class PaymentRequest:
+    token: str
+    amount: int
+    currency: str
+    reference: str | None
+
+    def __repr__(self) -> str:  # the token is a bearer credential: never in a repr
+        return f"PaymentRequest(amount={self.amount}, currency={self.currency!r})"
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What must match for two requests to be 'the same payment' (the token aside)."""
+        return {"amount": self.amount, "currency": self.currency, "reference": self.reference}
+
+
+def parse_payment_request(document: dict[str, Any]) -> PaymentRequest:
+    reject_unknown_fields(document, PAYMENT_REQUEST_FIELDS)
+    token = document.get("token")
+    if not isinstance(token, str) or not token:
+        raise InvalidRequest("token must be a non-empty string.", field="token")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise InvalidRequest("token is too long.", field="token")
+    amount = document.get("amount")
+    if type(amount) is not int or not 1 <= amount <= MAX_AMOUNT:
+        raise InvalidAmount(field="amount")
+    currency = document.get("currency")
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        raise UnsupportedCurrency("currency must be an ISO 4217 alpha-3 code.", field="currency")
+    if currency not in SUPPORTED_CURRENCIES:
+        raise UnsupportedCurrency(field="currency")
+    reference = document.get("reference")
+    if reference is not None and (
+        not isinstance(reference, str)
+        or not 1 <= len(reference) <= MAX_REFERENCE
+        or not reference.isprintable()
+    ):
+        raise InvalidRequest(
+            "reference must be printable text of 1 to 64 characters.", field="reference"
+        )
+    return PaymentRequest(token=token, amount=amount, currency=currency, reference=reference)
+
+
+def idempotency_key(event: dict[str, Any]) -> str | None:
+    value = header(event, "idempotency-key")
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters.", field="Idempotency-Key"
+        )
+    return value

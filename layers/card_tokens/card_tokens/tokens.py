@@ -1,0 +1,210 @@
+"""Card tokens as compact JWS: signing, and verification that closes what PyJWT leaves open."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import jwt
+
+from card_tokens.config import CLOCK_LEEWAY_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, TokenSettings
+from card_tokens.errors import InvalidToken
+from card_tokens.signing_keys import SigningKey, VerificationKey
+
+TOKEN_TYPE = "card+jwt"  # noqa: S105 - the JWS typ header value, not a secret
+MAX_TOKEN_BYTES = 8 * 1024
+REQUIRED_CLAIMS = ("iss", "aud", "iat", "nbf", "exp", "jti", "meta_data")
+# Exactly the headers we issue. Everything else (crit, b64, jku, x5u, jwk, x5c, ...) is refused:
+# RFC 8725 §3.1/§3.10, and no key is ever taken from the token itself.
+ALLOWED_HEADERS = frozenset({"alg", "typ", "kid"})
+# Three unpadded base64url segments; '=' padding, '+', '/' and whitespace are not base64url.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", re.ASCII)
+_JTI = re.compile(r"[A-Za-z0-9_-]{22,64}", re.ASCII)
+_META_DATA = re.compile(r"[A-Za-z0-9_-]{40,6000}", re.ASCII)
+# Time claims beyond this are nonsense (year 2100+) and would overflow datetime arithmetic.
+_MAX_TIMESTAMP = 4_102_444_800
+
+
+@dataclass(frozen=True, repr=False)
+class TokenClaims:
+    """Verified claims. `meta_data` is sealed card data: kept out of every repr."""
+
+    jti: str
+    iat: int
+    nbf: int
+    exp: int
+    meta_data: str
+
+    def __repr__(self) -> str:
+        return f"TokenClaims(jti=<{len(self.jti)} chars>, exp={self.exp})"
+
+
+def new_jti() -> str:
+    """128 random bits (RFC 7519 §4.1.7 wants collisions negligible), base64url."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+
+
+def sign_token(
+    *,
+    signing_key: SigningKey,
+    settings: TokenSettings,
+    jti: str,
+    meta_data: str,
+    now: int,
+    lifetime_seconds: int,
+) -> str:
+    if not 0 < lifetime_seconds <= MAX_TOKEN_LIFETIME_SECONDS:
+        raise ValueError("token lifetime out of range")
+    claims = {
+        "iss": settings.issuer,
+        "aud": settings.audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime_seconds,
+        "jti": jti,
+        "meta_data": meta_data,
+    }
+    return jwt.encode(
+        claims,
+        signing_key.private_key,
+        algorithm=signing_key.alg,
+        headers={"typ": TOKEN_TYPE, "kid": signing_key.kid},
+    )
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidToken("duplicate_member")
+        result[key] = value
+    return result
+
+
+def _reject_constant(_: str) -> NoReturn:
+    raise InvalidToken("malformed")
+
+
+def _b64url_decode_canonical(segment: str) -> bytes:
+    """Strict base64url: also refuses non-zero trailing bits, so one token has one spelling."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("malformed") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        raise InvalidToken("malformed")
+    return raw
+
+
+def _decode_json_segment(segment: str) -> dict[str, Any]:
+    raw = _b64url_decode_canonical(segment)
+    try:
+        document = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+        )
+    except InvalidToken:
+        raise
+    except (ValueError, RecursionError):
+        raise InvalidToken("malformed") from None
+    if not isinstance(document, dict):
+        raise InvalidToken("malformed")
+    return document
+
+
+def _timestamp(claims: dict[str, Any], name: str) -> int:
+    value = claims.get(name)
+    # JSON integers only: not "1700000000", not 1.7e9, not true (RFC 7519 NumericDate, strictly).
+    if type(value) is not int or not 0 <= value <= _MAX_TIMESTAMP:
+        raise InvalidToken("bad_time_claim")
+    return value
+
+
+_PYJWT_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidAudienceError, "wrong_audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer"),
+    (jwt.InvalidSignatureError, "bad_signature"),
+    (jwt.MissingRequiredClaimError, "missing_claim"),
+    (jwt.InvalidAlgorithmError, "alg_not_allowed"),
+)
+
+
+def verify_token(
+    token: object,
+    *,
+    find_key: Callable[[str], VerificationKey | None],
+    settings: TokenSettings,
+    now: int,
+) -> TokenClaims:
+    """Verified claims, or InvalidToken with a reason for logs. Checks DESIGN.md "The token"."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
+        raise InvalidToken("malformed")
+    if not _COMPACT_JWS.fullmatch(token):
+        raise InvalidToken("malformed")
+    header_segment, payload_segment, signature_segment = token.split(".")
+    _b64url_decode_canonical(signature_segment)
+    header = _decode_json_segment(header_segment)
+    if not header.keys() <= ALLOWED_HEADERS:
+        raise InvalidToken("forbidden_header")
+    if header.get("typ") != TOKEN_TYPE:
+        raise InvalidToken("wrong_typ")
+    kid = header.get("kid")
+    key = find_key(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise InvalidToken("unknown_kid")
+    # The kid decides the algorithm; the header's alg must agree with it (RFC 8725 §3.1).
+    if header.get("alg") != key.alg:
+        raise InvalidToken("alg_mismatch")
+    # Parsed here for duplicate members, which PyJWT's json.loads would silently accept.
+    claims = _decode_json_segment(payload_segment)
+    try:
+        jwt.decode(
+            token,
+            key.public_key,
+            algorithms=[key.alg],
+            audience=settings.audience,
+            issuer=settings.issuer,
+            leeway=CLOCK_LEEWAY_SECONDS,
+            # Times are checked below against the injected clock, as exact JSON integers.
+            options={
+                "require": list(REQUIRED_CLAIMS),
+                "strict_aud": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidTokenError as error:
+        reason = next((r for kind, r in _PYJWT_REASONS if isinstance(error, kind)), "rejected")
+        raise InvalidToken(reason) from None
+    return _check_claims(claims, settings, now)
+
+
+def _check_claims(claims: dict[str, Any], settings: TokenSettings, now: int) -> TokenClaims:
+    """What PyJWT does not check: exact types, exact iss/aud, lifetime, jti and meta_data shape."""
+    if any(name not in claims for name in REQUIRED_CLAIMS):
+        raise InvalidToken("missing_claim")
+    iat, nbf, exp = (_timestamp(claims, name) for name in ("iat", "nbf", "exp"))
+    if type(claims["iss"]) is not str or claims["iss"] != settings.issuer:
+        raise InvalidToken("wrong_issuer")
+    if type(claims["aud"]) is not str or claims["aud"] != settings.audience:
+        raise InvalidToken("wrong_audience")
+    if exp <= now - CLOCK_LEEWAY_SECONDS:
+        raise InvalidToken("expired")
+    if nbf > now + CLOCK_LEEWAY_SECONDS or iat > now + CLOCK_LEEWAY_SECONDS:
+        raise InvalidToken("not_yet_valid")
+    if not iat <= nbf < exp or exp - iat > MAX_TOKEN_LIFETIME_SECONDS:
+        raise InvalidToken("bad_lifetime")
+    jti, meta_data = claims["jti"], claims["meta_data"]
+    if type(jti) is not str or not _JTI.fullmatch(jti):
+        raise InvalidToken("bad_jti")
+    if type(meta_data) is not str or not _META_DATA.fullmatch(meta_data):
+        raise InvalidToken("bad_meta_data")
+    return TokenClaims(jti=jti, iat=iat, nbf=nbf, exp=exp, meta_data=meta_data)

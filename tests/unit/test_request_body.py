@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from card_tokens.errors import (
+    InvalidAmount,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedCurrency,
+    UnsupportedMediaType,
+)
+from card_tokens.request_body import (
+    idempotency_key,
+    parse_payment_request,
+    read_json_object,
+    reject_unknown_fields,
+)
+
+
+def event(body: str | None, content_type: str | None = "application/json", **extra: Any) -> dict:
+    headers = {"content-type": content_type} if content_type else {}
+    return {"headers": headers, "body": body, "isBase64Encoded": False, **extra}
+
+
+def test_a_json_object_body_is_read() -> None:
+    assert read_json_object(event('{"a": 1}')) == {"a": 1}
+
+
+def test_base64_bodies_are_decoded_strictly() -> None:
+    encoded = base64.b64encode(b'{"a": 1}').decode()
+    assert read_json_object(event(encoded, isBase64Encoded=True)) == {"a": 1}
+    with pytest.raises(InvalidRequest):
+        read_json_object(event("not*base64!", isBase64Encoded=True))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{",
+        '{"a": NaN}',
+        '{"a": Infinity}',
+        '{"a": 1, "a": 2}',
+        "\ufeff{}",
+        "[]",
+        '"text"',
+        "[" * 5000 + "]" * 5000,
+        '{"a": ' + "9" * 5000 + "}",
+        "",
+    ],
+)
+def test_bodies_that_are_not_a_plain_json_object_are_400(body: str) -> None:
+    with pytest.raises(InvalidRequest) as raised:
+        read_json_object(event(body))
+    assert raised.value.status == 400
+
+
+def test_invalid_utf8_is_400() -> None:
+    encoded = base64.b64encode(b'{"a": "\xff"}').decode()
+    with pytest.raises(InvalidRequest):
+        read_json_object(event(encoded, isBase64Encoded=True))
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/xml", "application/json; charset=latin-1"]
+)
+def test_a_body_that_is_not_declared_json_is_415(content_type: str | None) -> None:
+    with pytest.raises(UnsupportedMediaType):
+        read_json_object(event("{}", content_type))
+
+
+def test_json_with_utf8_charset_is_accepted() -> None:
+    assert read_json_object(event("{}", "application/json; charset=utf-8")) == {}
+
+
+def test_a_body_over_16_kib_is_413() -> None:
+    body = json.dumps({"pad": "x" * (16 * 1024)})
+    with pytest.raises(PayloadTooLarge):
+        read_json_object(event(body))
+
+
+def test_unknown_fields_are_named_only_when_the_name_cannot_carry_card_data() -> None:
+    with pytest.raises(InvalidRequest) as named:
+        reject_unknown_fields({"colour": 1}, frozenset({"a"}))
+    assert named.value.field == "colour"
+    with pytest.raises(InvalidRequest) as anonymous:
+        reject_unknown_fields({"4242424242424242": 1}, frozenset({"a"}))
+    assert anonymous.value.field is None
+    assert "4242" not in anonymous.value.message
+
+
+GOOD_PAYMENT = {"token": "a.b.c", "amount": 1999, "currency": "EUR", "reference": "order-1"}
+
+
+def test_a_valid_payment_request_parses() -> None:
+    request = parse_payment_request(GOOD_PAYMENT)
+    assert (request.amount, request.currency, request.reference) == (1999, "EUR", "order-1")
+    assert "a.b.c" not in repr(request)
+
+
+@pytest.mark.parametrize("amount", [0, -1, 100_000_000, 19.99, "1999", True, None])
+def test_amounts_outside_the_integer_range_are_invalid(amount: object) -> None:
+    with pytest.raises(InvalidAmount):
+        parse_payment_request({**GOOD_PAYMENT, "amount": amount})
+
+
+@pytest.mark.parametrize("currency", ["eur", "EURO", "XXX", 978, None])
+def test_unknown_or_malformed_currencies_are_unsupported(currency: object) -> None:
+    with pytest.raises(UnsupportedCurrency):
+        parse_payment_request({**GOOD_PAYMENT, "currency": currency})
+
+
+@pytest.mark.parametrize(
+    "override", [{"token": 1}, {"token": ""}, {"reference": "x" * 65}, {"extra": True}]
+)
+def test_other_malformed_payment_fields_are_400(override: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_payment_request({**GOOD_PAYMENT, **override})
+
+
+@pytest.mark.parametrize("key", ["", "a" * 256, "has space", "tab\t", "é"])
+def test_idempotency_keys_must_be_1_to_255_visible_ascii(key: str) -> None:
+    with pytest.raises(InvalidRequest):
+        idempotency_key({"headers": {"idempotency-key": key}})
+
+
+def test_idempotency_key_header_is_case_insensitive() -> None:
+    assert idempotency_key({"headers": {"Idempotency-Key": "k-1"}}) == "k-1"
+    assert idempotency_key({"headers": {}}) is None

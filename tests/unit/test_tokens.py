@@ -1,0 +1,241 @@
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from card_tokens.config import TokenSettings
+from card_tokens.errors import InvalidToken
+from card_tokens.tokens import new_jti, sign_token, verify_token
+
+from .keys import ring_of, signing_key
+
+SETTINGS = TokenSettings(issuer="https://issuer.example", audience="payments")
+NOW = 1_790_000_000
+META = "A" * 64
+
+
+def issue(alg: str = "ES256", **overrides: Any) -> str:
+    return sign_token(
+        signing_key=signing_key(alg),
+        settings=SETTINGS,
+        jti=overrides.pop("jti", new_jti()),
+        meta_data=META,
+        now=NOW,
+        lifetime_seconds=900,
+    )
+
+
+def verify(token: object, *keys: Any, now: int = NOW) -> Any:
+    keys = keys or (signing_key("ES256"),)
+    return verify_token(token, find_key=ring_of(*keys), settings=SETTINGS, now=now)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any], claims: dict[str, Any] | str, alg: str = "ES256") -> str:
+    """A token signed by the real key, with any header and payload: only our checks stop it."""
+    payload = claims if isinstance(claims, str) else json.dumps(claims)
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(payload.encode())}"
+    algorithm = jwt.get_algorithm_by_name(alg)
+    signature = algorithm.sign(signing_input.encode(), signing_key(alg).private_key)
+    return f"{signing_input}.{b64(signature)}"
+
+
+def good_header(alg: str = "ES256") -> dict[str, Any]:
+    return {"alg": alg, "typ": "card+jwt", "kid": signing_key(alg).kid}
+
+
+def good_claims(**overrides: Any) -> dict[str, Any]:
+    claims = {
+        "iss": SETTINGS.issuer,
+        "aud": SETTINGS.audience,
+        "iat": NOW,
+        "nbf": NOW,
+        "exp": NOW + 900,
+        "jti": new_jti(),
+        "meta_data": META,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not ...}
+
+
+@pytest.mark.parametrize("alg", ["ES256", "RS256"])
+def test_an_issued_token_verifies_and_carries_its_claims(alg: str) -> None:
+    token = issue(alg, jti="j" * 22)
+    claims = verify(token, signing_key(alg))
+    assert (claims.jti, claims.exp, claims.meta_data) == ("j" * 22, NOW + 900, META)
+    header = jwt.get_unverified_header(token)
+    assert header == {"alg": alg, "typ": "card+jwt", "kid": signing_key(alg).kid}
+
+
+def test_the_forge_helper_makes_tokens_that_verify() -> None:
+    # Guards the rejection tests below: they fail for their one defect, not for the forgery.
+    verify(forge(good_header(), good_claims()))
+
+
+def rejected(token: object, reason: str | None = None, now: int = NOW) -> None:
+    with pytest.raises(InvalidToken) as raised:
+        verify(token, now=now)
+    if reason:
+        assert raised.value.reason == reason
+    assert raised.value.status == 401
+
+
+@pytest.mark.parametrize("name", ["jku", "x5u", "jwk", "x5c", "crit", "b64", "cty"])
+def test_headers_we_never_issue_are_refused(name: str) -> None:
+    rejected(forge({**good_header(), name: "x"}, good_claims()), "forbidden_header")
+
+
+@pytest.mark.parametrize("typ", [None, "JWT", "card+JWT", "application/card+jwt", ""])
+def test_a_wrong_or_missing_typ_is_refused(typ: str | None) -> None:
+    header = {k: v for k, v in good_header().items() if k != "typ"}
+    if typ is not None:
+        header["typ"] = typ
+    rejected(forge(header, good_claims()), "wrong_typ")
+
+
+@pytest.mark.parametrize(
+    "kid", ["unknown", "../../etc/passwd", "' OR 1=1 --", "a\x00b", "k" * 5000, 7]
+)
+def test_unknown_kids_are_refused(kid: object) -> None:
+    rejected(forge({**good_header(), "kid": kid}, good_claims()))
+
+
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "HS256", "RS256", "ES384"])
+def test_an_alg_other_than_the_kids_own_is_refused(alg: str) -> None:
+    rejected(forge({**good_header(), "alg": alg}, good_claims()), "alg_mismatch")
+
+
+def test_hs256_signed_with_the_public_key_is_refused() -> None:
+    public_pem = (
+        signing_key()
+        .private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    signing_input = f"{b64(json.dumps({**good_header(), 'alg': 'HS256'}).encode())}." + b64(
+        json.dumps(good_claims()).encode()
+    )
+    import hashlib
+    import hmac
+
+    signature = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    rejected(f"{signing_input}.{b64(signature)}", "alg_mismatch")
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        (good_claims(exp=NOW - 31), "expired"),
+        (good_claims(nbf=NOW + 120, exp=NOW + 900), "not_yet_valid"),
+        (good_claims(iat=NOW + 120, nbf=NOW + 120), "not_yet_valid"),
+        (good_claims(exp=str(NOW + 900)), "bad_time_claim"),
+        (good_claims(exp=float(NOW + 900)), "bad_time_claim"),
+        (good_claims(exp=True), "bad_time_claim"),
+        (good_claims(exp=10**30), "bad_time_claim"),
+        (good_claims(exp=NOW + 3601), "bad_lifetime"),
+        (good_claims(aud=[SETTINGS.audience]), None),
+        (good_claims(aud="payments-x"), "wrong_audience"),
+        (good_claims(iss=SETTINGS.issuer + "/"), "wrong_issuer"),
+        (good_claims(iss="https://issuer.example.evil"), "wrong_issuer"),
+        (good_claims(iss="issuer.example"), "wrong_issuer"),
+        (good_claims(jti="short"), "bad_jti"),
+        (good_claims(jti=...), "missing_claim"),
+        (good_claims(meta_data=...), "missing_claim"),
+        (good_claims(meta_data=""), "bad_meta_data"),
+        (good_claims(meta_data={"a": 1}), "bad_meta_data"),
+    ],
+)
+def test_claims_outside_the_contract_are_refused(
+    claims: dict[str, Any], reason: str | None
+) -> None:
+    rejected(forge(good_header(), claims), reason)
+
+
+def test_duplicate_claims_are_refused() -> None:
+    payload = json.dumps(good_claims())[:-1] + f', "exp": {NOW + 3000}}}'
+    rejected(forge(good_header(), payload), "duplicate_member")
+
+
+@pytest.mark.parametrize("payload", ["[]", '"text"', "1", "null"])
+def test_a_payload_that_is_not_an_object_is_refused(payload: str) -> None:
+    rejected(forge(good_header(), payload), "malformed")
+
+
+def test_tampering_with_any_segment_is_refused() -> None:
+    token = issue()
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["meta_data"] = "B" * 64
+    rejected(f"{header}.{b64(json.dumps(claims).encode())}.{signature}", "bad_signature")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    rejected(f"{header}.{payload}.{flipped}")
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda t: t.split(".")[0],
+        lambda t: ".".join(t.split(".")[:2]),
+        lambda t: t + ".AAAA",
+        lambda t: t + ".AAAA.AAAA",
+        lambda t: t + "=",
+        lambda t: t.replace("-", "+").replace("_", "/") if ("-" in t or "_" in t) else t + "+",
+        lambda t: " " + t,
+        lambda t: json.dumps({"payload": t}),
+        lambda t: t + "A" * 9000,
+    ],
+)
+def test_malformed_serializations_are_refused(shape: Any) -> None:
+    rejected(shape(issue()), "malformed")
+
+
+def test_a_signature_segment_with_non_canonical_trailing_bits_is_refused() -> None:
+    token = issue()
+    header, payload, signature = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    # ES256 signatures are 64 bytes: 86 chars, the last one carrying 2 unused bits.
+    last = alphabet.index(signature[-1])
+    twin = alphabet[last ^ 1]
+    rejected(f"{header}.{payload}.{signature[:-1]}{twin}", "malformed")
+
+
+@pytest.mark.parametrize("token", [None, 42, b"a.b.c", ["a.b.c"]])
+def test_a_token_that_is_not_a_string_is_refused(token: object) -> None:
+    rejected(token, "malformed")
+
+
+def test_a_token_signed_by_another_key_claiming_a_known_kid_is_refused() -> None:
+    other = signing_key("ES256", which=1)
+    assert other.kid != signing_key().kid
+    forged = jwt.encode(
+        good_claims(),
+        other.private_key,
+        algorithm="ES256",
+        headers={"typ": "card+jwt", "kid": signing_key().kid},
+    )
+    rejected(forged, "bad_signature")
+
+
+def test_sign_token_refuses_a_lifetime_over_the_maximum() -> None:
+    with pytest.raises(ValueError, match="lifetime"):
+        sign_token(
+            signing_key=signing_key(),
+            settings=SETTINGS,
+            jti=new_jti(),
+            meta_data=META,
+            now=NOW,
+            lifetime_seconds=3601,
+        )
+
+
+def test_jtis_carry_at_least_128_random_bits() -> None:
+    jtis = {new_jti() for _ in range(1000)}
+    assert len(jtis) == 1000
+    assert all(len(base64.urlsafe_b64decode(j + "==")) == 16 for j in jtis)
