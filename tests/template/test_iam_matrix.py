@@ -1,0 +1,691 @@
+"""template.yaml grants exactly DESIGN.md's IAM matrix, and the checks catch over-broad grants."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pytest
+
+from local.cfn import load_template, resources_of_type
+
+pytestmark = pytest.mark.template
+
+Template = dict[str, Any]
+
+ISSUER, PAYMENTS, ROTATION = "IssueTokenRole", "ProcessPaymentRole", "RotateSigningKeyRole"
+ROLES = (ISSUER, PAYMENTS, ROTATION)
+FUNCTION_ROLES = {
+    "IssueTokenFunction": ISSUER,
+    "ProcessPaymentFunction": PAYMENTS,
+    "RotateSigningKeyFunction": ROTATION,
+}
+PURPOSE_CONDITION = {"StringEquals": {"kms:EncryptionContext:purpose": "card-token"}}
+
+# Actions that reveal or produce key material under the card key.
+KMS_DECRYPT_ACTIONS = ("kms:Decrypt", "kms:ReEncryptFrom")
+KMS_ENCRYPT_ACTIONS = (
+    "kms:Encrypt",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateDataKeyPairWithoutPlaintext",
+    "kms:ReEncryptTo",
+)
+# CreateGrant lets its holder hand any of the above to anyone.
+KMS_USE_ACTIONS = (*KMS_DECRYPT_ACTIONS, *KMS_ENCRYPT_ACTIONS, "kms:CreateGrant")
+SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue")
+
+XRAY = {("xray:puttracesegments", "*"), ("xray:puttelemetryrecords", "*")}
+
+
+def _logs(log_group: str) -> set[tuple[str, str]]:
+    return {("logs:createlogstream", log_group), ("logs:putlogevents", log_group)}
+
+
+# DESIGN.md "Keys and least privilege": (lower-case action, logical id or "*") per role.
+EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
+    ISSUER: {
+        ("kms:generatedatakey", "CardKey"),
+        ("secretsmanager:getsecretvalue", "SigningKeySecret"),
+        ("dynamodb:putitem", "TokenTable"),
+        *_logs("IssueTokenLogGroup"),
+        *XRAY,
+    },
+    PAYMENTS: {
+        ("kms:decrypt", "CardKey"),
+        ("secretsmanager:getsecretvalue", "VerificationKeysSecret"),
+        ("dynamodb:getitem", "TokenTable"),
+        ("dynamodb:updateitem", "TokenTable"),
+        ("dynamodb:getitem", "PaymentTable"),
+        ("dynamodb:putitem", "PaymentTable"),
+        ("dynamodb:updateitem", "PaymentTable"),
+        ("dynamodb:getitem", "IdempotencyTable"),
+        ("dynamodb:putitem", "IdempotencyTable"),
+        ("dynamodb:updateitem", "IdempotencyTable"),
+        ("dynamodb:deleteitem", "IdempotencyTable"),
+        *_logs("ProcessPaymentLogGroup"),
+        *XRAY,
+    },
+    ROTATION: {
+        *{
+            (action, secret)
+            for action in (
+                "secretsmanager:describesecret",
+                "secretsmanager:getsecretvalue",
+                "secretsmanager:putsecretvalue",
+                "secretsmanager:updatesecretversionstage",
+            )
+            for secret in ("SigningKeySecret", "VerificationKeysSecret")
+        },
+        *_logs("RotateSigningKeyLogGroup"),
+        *XRAY,
+    },
+}
+
+
+# ------------------------------------------------------------------ reading policies
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _iam_pattern(pattern: str) -> re.Pattern[str]:
+    """IAM action matching: case-insensitive, `*` any run of characters, `?` any one."""
+    escaped = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.compile(escaped)
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    return _iam_pattern(pattern).fullmatch(action.lower()) is not None
+
+
+_SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
+
+
+def referenced_ids(value: Any) -> set[str]:
+    """Logical ids an intrinsic points at (Ref, GetAtt, Sub), pseudo parameters left out."""
+    if isinstance(value, list):
+        return set().union(*(referenced_ids(item) for item in value))
+    if not isinstance(value, dict):
+        return set()
+    if "Ref" in value:
+        return set() if str(value["Ref"]).startswith("AWS::") else {value["Ref"]}
+    if "Fn::GetAtt" in value:
+        return {value["Fn::GetAtt"][0]}
+    if "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
+        return set(_SUB_REFERENCE.findall(text)) | referenced_ids(list(variables.values()))
+    return referenced_ids(list(value.values()))
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One policy statement and the resources (logical ids, or "*") it can reach."""
+
+    source: str
+    body: dict[str, Any]
+    targets: frozenset[str]
+
+    @property
+    def patterns(self) -> list[str]:
+        return [str(p) for p in _as_list(self.body.get("Action", []))]
+
+    def allows(self, action: str) -> bool:
+        if self.body.get("Effect") != "Allow":
+            return False
+        if "NotAction" in self.body:
+            return not any(action_matches(p, action) for p in _as_list(self.body["NotAction"]))
+        return any(action_matches(p, action) for p in self.patterns)
+
+    def allows_on(self, action: str, logical_id: str) -> bool:
+        return self.allows(action) and ("*" in self.targets or logical_id in self.targets)
+
+    def touches(self, service: str) -> bool:
+        """True when any action of `service` could be allowed, however it is spelled."""
+        if self.body.get("Effect") != "Allow":
+            return False
+        if "NotAction" in self.body:
+            return True
+        return any(
+            p.lower().startswith(f"{service}:") or action_matches(p, f"{service}:AnyAction")
+            for p in self.patterns
+        )
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.body}"
+
+
+def _targets(resources: Any) -> frozenset[str]:
+    """Logical ids a Resource list names; a literal or wildcard ARN could be anything: "*"."""
+    targets: set[str] = set()
+    for resource in _as_list(resources):
+        targets |= referenced_ids(resource) or {"*"}
+    return frozenset(targets)
+
+
+def _statements(source: str, document: dict[str, Any]) -> Iterator[Statement]:
+    for body in _as_list(document.get("Statement", [])):
+        # NotResource grants everything else: as broad as "*".
+        targets = frozenset({"*"}) if "NotResource" in body else _targets(body.get("Resource"))
+        yield Statement(source, body, targets)
+
+
+def key_policy_statements(template: Template) -> Iterator[Statement]:
+    for key_id, key in resources_of_type(template, "AWS::KMS::Key").items():
+        for statement in _statements(f"{key_id} key policy", key["Properties"]["KeyPolicy"]):
+            # In a key policy, Resource "*" means the key itself.
+            yield Statement(statement.source, statement.body, frozenset({key_id}))
+
+
+def _names_role(principal: Any, role_id: str) -> bool:
+    if principal == "*":
+        return True
+    aws = principal.get("AWS") if isinstance(principal, dict) else None
+    return "*" in _as_list(aws) or role_id in referenced_ids(aws)
+
+
+def role_statements(template: Template, role_id: str) -> list[Statement]:
+    """Everything that can grant `role_id` a permission: inline policies, attached policies
+    and KMS key policy statements whose principal is the role (or anyone)."""
+    resources = template["Resources"]
+    found: list[Statement] = []
+    for policy in resources[role_id]["Properties"].get("Policies", []):
+        found += _statements(f"{role_id} inline {policy['PolicyName']}", policy["PolicyDocument"])
+    for policy_id, policy in resources.items():
+        properties = policy.get("Properties", {})
+        attached_to = {
+            "AWS::IAM::RolePolicy": properties.get("RoleName"),
+            "AWS::IAM::Policy": properties.get("Roles"),
+            "AWS::IAM::ManagedPolicy": properties.get("Roles"),
+        }
+        if policy.get("Type") in attached_to and role_id in referenced_ids(
+            attached_to[policy["Type"]]
+        ):
+            found += _statements(policy_id, properties["PolicyDocument"])
+    found += [
+        s for s in key_policy_statements(template) if _names_role(s.body["Principal"], role_id)
+    ]
+    return found
+
+
+def all_iam_statements(template: Template) -> list[Statement]:
+    """Role-attached statements plus any policy resource in the template, attached or not."""
+    statements = [s for role in ROLES for s in role_statements(template, role)]
+    for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+        for policy_id, policy in resources_of_type(template, policy_type).items():
+            statements += _statements(policy_id, policy["Properties"]["PolicyDocument"])
+    return statements
+
+
+def granted(template: Template, role_id: str, actions: tuple[str, ...], target: str) -> list[str]:
+    return [
+        f"{action} via {statement}"
+        for statement in role_statements(template, role_id)
+        for action in actions
+        if statement.allows_on(action, target)
+    ]
+
+
+def grant_pairs(statements: list[Statement]) -> set[tuple[str, str]]:
+    """(action, target) pairs as written; NotAction shows up as itself so it never matches."""
+    pairs: set[tuple[str, str]] = set()
+    for statement in statements:
+        if statement.body.get("Effect") != "Allow":
+            continue
+        actions = statement.patterns or [f"NotAction:{statement.body.get('NotAction')}"]
+        pairs |= {(a.lower(), t) for a in actions for t in statement.targets}
+    return pairs
+
+
+def _is_account_root(principal: Any) -> bool:
+    aws = principal.get("AWS") if isinstance(principal, dict) else None
+    return any(":root" in str(p) for p in _as_list(aws))
+
+
+# ------------------------------------------------------------------ the checks
+# Each returns the violations it found; the real template must have none, and each synthetic
+# over-broad template below must trip the check aimed at it.
+
+
+def issuer_cannot_decrypt(t: Template) -> list[str]:
+    return granted(t, ISSUER, KMS_DECRYPT_ACTIONS, "CardKey")
+
+
+def payments_cannot_read_signing_key(t: Template) -> list[str]:
+    return granted(t, PAYMENTS, SECRET_READ_ACTIONS, "SigningKeySecret")
+
+
+def payments_cannot_generate_data_keys(t: Template) -> list[str]:
+    return granted(t, PAYMENTS, KMS_ENCRYPT_ACTIONS, "CardKey")
+
+
+def rotation_has_no_kms_or_dynamodb(t: Template) -> list[str]:
+    return [
+        str(s) for s in role_statements(t, ROTATION) if s.touches("kms") or s.touches("dynamodb")
+    ]
+
+
+def kms_grants_require_purpose(t: Template) -> list[str]:
+    """Every statement that can use the key (role or key policy) carries the condition."""
+    candidates = all_iam_statements(t) + list(key_policy_statements(t))
+    return [
+        str(s)
+        for s in candidates
+        if any(s.allows(a) for a in KMS_USE_ACTIONS)
+        and s.body.get("Condition") != PURPOSE_CONDITION
+    ]
+
+
+def account_root_cannot_use_key(t: Template) -> list[str]:
+    return [
+        f"{action} via {s}"
+        for s in key_policy_statements(t)
+        if _is_account_root(s.body["Principal"])
+        for action in KMS_USE_ACTIONS
+        if s.allows(action)
+    ]
+
+
+def no_wildcard_resource_on_kms_or_secrets(t: Template) -> list[str]:
+    return [
+        str(s)
+        for s in all_iam_statements(t)
+        if (s.touches("kms") or s.touches("secretsmanager")) and "*" in s.targets
+    ]
+
+
+def no_wildcard_actions(t: Template) -> list[str]:
+    statements = all_iam_statements(t) + list(key_policy_statements(t))
+    return [
+        str(s)
+        for s in statements
+        if "NotAction" in s.body
+        or "NotResource" in s.body
+        or any("*" in p or "?" in p for p in s.patterns)
+    ]
+
+
+def dynamodb_actions_match_matrix(t: Template) -> list[str]:
+    violations = []
+    for role in ROLES:
+        actual = {p for p in grant_pairs(role_statements(t, role)) if p[0].startswith("dynamodb:")}
+        expected = {p for p in EXPECTED_GRANTS[role] if p[0].startswith("dynamodb:")}
+        if actual != expected:
+            violations.append(f"{role}: extra {actual - expected}, missing {expected - actual}")
+    return violations
+
+
+def role_grants_match_matrix(t: Template) -> list[str]:
+    violations = []
+    for role in ROLES:
+        actual = grant_pairs(role_statements(t, role))
+        if actual != EXPECTED_GRANTS[role]:
+            extra, missing = actual - EXPECTED_GRANTS[role], EXPECTED_GRANTS[role] - actual
+            violations.append(f"{role}: extra {extra}, missing {missing}")
+    return violations
+
+
+CHECKS: dict[str, Callable[[Template], list[str]]] = {
+    check.__name__: check
+    for check in (
+        issuer_cannot_decrypt,
+        payments_cannot_read_signing_key,
+        payments_cannot_generate_data_keys,
+        rotation_has_no_kms_or_dynamodb,
+        kms_grants_require_purpose,
+        account_root_cannot_use_key,
+        no_wildcard_resource_on_kms_or_secrets,
+        no_wildcard_actions,
+        dynamodb_actions_match_matrix,
+        role_grants_match_matrix,
+    )
+}
+
+
+@cache
+def _template() -> Template:
+    return load_template()
+
+
+@pytest.fixture
+def template() -> Template:
+    return copy.deepcopy(_template())
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_template_passes_iam_check(template: Template, check: str) -> None:
+    violations = CHECKS[check](template)
+
+    assert violations == [], "\n".join(violations)
+
+
+# ------------------------------------------------------------------ the checks can fail
+
+
+def _attach_policy(role: str, *statements: dict[str, Any]) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        t["Resources"]["SyntheticPolicy"] = {
+            "Type": "AWS::IAM::Policy",
+            "Properties": {
+                "PolicyName": "synthetic",
+                "Roles": [{"Ref": role}],
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": list(statements)},
+            },
+        }
+
+    return mutate
+
+
+def _role_policy(role: str, statement: dict[str, Any]) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        t["Resources"]["SyntheticRolePolicy"] = {
+            "Type": "AWS::IAM::RolePolicy",
+            "Properties": {
+                "PolicyName": "synthetic",
+                "RoleName": {"Ref": role},
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+            },
+        }
+
+    return mutate
+
+
+def _inline(role: str, statement: dict[str, Any]) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        policies = t["Resources"][role]["Properties"]["Policies"]
+        policies[0]["PolicyDocument"]["Statement"].append(statement)
+
+    return mutate
+
+
+def _key_policy(statement: dict[str, Any]) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        t["Resources"]["CardKey"]["Properties"]["KeyPolicy"]["Statement"].append(statement)
+
+    return mutate
+
+
+def _admin_also(action: str) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        for s in t["Resources"]["CardKey"]["Properties"]["KeyPolicy"]["Statement"]:
+            if _is_account_root(s["Principal"]):
+                s["Action"].append(action)
+
+    return mutate
+
+
+CARD_KEY_ARN = {"Fn::GetAtt": ["CardKey", "Arn"]}
+ANY_SECRET = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:*:secret:*"}
+ALLOW = "Allow"
+
+OVER_BROAD: list[tuple[str, str, Callable[[Template], None]]] = [
+    (
+        "issuer_cannot_decrypt",
+        "kms:* on *",
+        _attach_policy(ISSUER, {"Effect": ALLOW, "Action": "kms:*", "Resource": "*"}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "kms:Decrypt* prefix",
+        _role_policy(ISSUER, {"Effect": ALLOW, "Action": "kms:Decrypt*", "Resource": CARD_KEY_ARN}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "upper-case action",
+        _inline(ISSUER, {"Effect": ALLOW, "Action": ["KMS:DECRYPT"], "Resource": CARD_KEY_ARN}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "? wildcard",
+        _inline(ISSUER, {"Effect": ALLOW, "Action": "kms:De?rypt", "Resource": CARD_KEY_ARN}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "bare * action",
+        _inline(ISSUER, {"Effect": ALLOW, "Action": "*", "Resource": "*"}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "NotAction",
+        _inline(ISSUER, {"Effect": ALLOW, "NotAction": "kms:Encrypt", "Resource": CARD_KEY_ARN}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "key policy open to every principal",
+        _key_policy({"Effect": ALLOW, "Principal": {"AWS": "*"}, "Action": "kms:Decrypt"}),
+    ),
+    (
+        "issuer_cannot_decrypt",
+        "key policy names the issuer",
+        _key_policy(
+            {
+                "Effect": ALLOW,
+                "Principal": {"AWS": {"Fn::GetAtt": [ISSUER, "Arn"]}},
+                "Action": "kms:ReEncrypt*",
+                "Resource": "*",
+            }
+        ),
+    ),
+    (
+        "payments_cannot_read_signing_key",
+        "GetSecretValue on every secret",
+        _inline(
+            PAYMENTS,
+            {"Effect": ALLOW, "Action": "secretsmanager:GetSecretValue", "Resource": ANY_SECRET},
+        ),
+    ),
+    (
+        "payments_cannot_read_signing_key",
+        "GetSecretValue on the signing key",
+        _attach_policy(
+            PAYMENTS,
+            {
+                "Effect": ALLOW,
+                "Action": "secretsmanager:Get*",
+                "Resource": {"Ref": "SigningKeySecret"},
+            },
+        ),
+    ),
+    (
+        "payments_cannot_generate_data_keys",
+        "GenerateDataKey* on the card key",
+        _role_policy(
+            PAYMENTS, {"Effect": ALLOW, "Action": "kms:GenerateDataKey*", "Resource": CARD_KEY_ARN}
+        ),
+    ),
+    (
+        "rotation_has_no_kms_or_dynamodb",
+        "DynamoDB read",
+        _inline(
+            ROTATION,
+            {"Effect": ALLOW, "Action": "dynamodb:GetItem", "Resource": {"Ref": "TokenTable"}},
+        ),
+    ),
+    (
+        "rotation_has_no_kms_or_dynamodb",
+        "kms:DescribeKey",
+        _role_policy(
+            ROTATION, {"Effect": ALLOW, "Action": "kms:DescribeKey", "Resource": CARD_KEY_ARN}
+        ),
+    ),
+    (
+        "kms_grants_require_purpose",
+        "Decrypt without the condition",
+        _role_policy(
+            PAYMENTS, {"Effect": ALLOW, "Action": "kms:Decrypt", "Resource": CARD_KEY_ARN}
+        ),
+    ),
+    (
+        "kms_grants_require_purpose",
+        "condition on another context key",
+        _key_policy(
+            {
+                "Effect": ALLOW,
+                "Principal": {"AWS": {"Fn::GetAtt": [ISSUER, "Arn"]}},
+                "Action": "kms:GenerateDataKey",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:EncryptionContext:jti": "card-token"}},
+            }
+        ),
+    ),
+    ("account_root_cannot_use_key", "root may decrypt", _admin_also("kms:Decrypt")),
+    ("account_root_cannot_use_key", "root may create grants", _admin_also("kms:Create*")),
+    (
+        "no_wildcard_resource_on_kms_or_secrets",
+        "ListSecrets on *",
+        _inline(
+            ROTATION, {"Effect": ALLOW, "Action": "secretsmanager:ListSecrets", "Resource": "*"}
+        ),
+    ),
+    (
+        "no_wildcard_resource_on_kms_or_secrets",
+        "unattached policy with kms on *",
+        _attach_policy("SomeOtherRole", {"Effect": ALLOW, "Action": "kms:List*", "Resource": "*"}),
+    ),
+    (
+        "no_wildcard_actions",
+        "dynamodb:*",
+        _inline(
+            PAYMENTS,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:*",
+                "Resource": {"Fn::GetAtt": ["TokenTable", "Arn"]},
+            },
+        ),
+    ),
+    (
+        "dynamodb_actions_match_matrix",
+        "Scan on the token table",
+        _inline(
+            PAYMENTS,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:Scan",
+                "Resource": {"Fn::GetAtt": ["TokenTable", "Arn"]},
+            },
+        ),
+    ),
+    (
+        "dynamodb_actions_match_matrix",
+        "issuer may read tokens back",
+        _inline(
+            ISSUER,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:GetItem",
+                "Resource": {"Fn::Sub": "${TokenTable.Arn}"},
+            },
+        ),
+    ),
+    (
+        "role_grants_match_matrix",
+        "issuer writes its log elsewhere",
+        _inline(
+            ISSUER,
+            {
+                "Effect": ALLOW,
+                "Action": "logs:PutLogEvents",
+                "Resource": {"Fn::GetAtt": ["ProcessPaymentLogGroup", "Arn"]},
+            },
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "mutate"),
+    [pytest.param(check, mutate, id=f"{check}-{name}") for check, name, mutate in OVER_BROAD],
+)
+def test_check_flags_an_over_broad_template(
+    template: Template, check: str, mutate: Callable[[Template], None]
+) -> None:
+    # Given the real template with one over-broad grant added
+    mutate(template)
+
+    # When the check aimed at it runs
+    violations = CHECKS[check](template)
+
+    # Then it reports the grant
+    assert violations != []
+
+
+def test_every_check_has_an_over_broad_counterexample() -> None:
+    assert {check for check, _, _ in OVER_BROAD} == set(CHECKS)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "action", "expected"),
+    [
+        ("kms:Decrypt", "kms:Decrypt", True),
+        ("KMS:decrypt", "kms:Decrypt", True),
+        ("kms:*", "kms:Decrypt", True),
+        ("kms:Decrypt*", "kms:Decrypt", True),
+        ("kms:Re*", "kms:ReEncryptFrom", True),
+        ("*", "kms:Decrypt", True),
+        ("kms:De?rypt", "kms:Decrypt", True),
+        ("kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", False),
+        ("kms:Encrypt", "kms:Decrypt", False),
+        ("secretsmanager:Get*", "kms:GetKeyPolicy", False),
+        ("kms:[D]ecrypt", "kms:Decrypt", False),  # IAM has no character classes
+    ],
+)
+def test_action_matcher_understands_iam_wildcards(
+    pattern: str, action: str, expected: bool
+) -> None:
+    assert action_matches(pattern, action) is expected
+
+
+# ------------------------------------------------------------------ roles and functions
+
+
+def test_each_function_runs_as_its_own_hand_written_role(template: Template) -> None:
+    functions = resources_of_type(template, "AWS::Serverless::Function")
+    globals_function = template.get("Globals", {}).get("Function", {})
+
+    assert set(functions) == set(FUNCTION_ROLES)
+    assert "Role" not in globals_function
+    assert "Policies" not in globals_function
+    for function_id, role_id in FUNCTION_ROLES.items():
+        properties = functions[function_id]["Properties"]
+        assert properties["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}, function_id
+        # SAM policy templates and managed policies would add grants this file cannot see.
+        assert "Policies" not in properties, function_id
+    assert set(resources_of_type(template, "AWS::IAM::Role")) == set(ROLES)
+
+
+@pytest.mark.parametrize("role_id", ROLES)
+def test_role_is_assumable_by_lambda_only_and_has_no_managed_policies(
+    template: Template, role_id: str
+) -> None:
+    properties = template["Resources"][role_id]["Properties"]
+
+    assert properties["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ]
+    assert "ManagedPolicyArns" not in properties
+
+
+@pytest.mark.parametrize(
+    ("role_id", "action"), [(ISSUER, "kms:GenerateDataKey"), (PAYMENTS, "kms:Decrypt")]
+)
+def test_kms_grant_is_in_both_the_key_policy_and_the_role_policy(
+    template: Template, role_id: str, action: str
+) -> None:
+    sources = {
+        s.source for s in role_statements(template, role_id) if s.allows_on(action, "CardKey")
+    }
+
+    assert "CardKey key policy" in sources
+    assert f"{role_id}KmsPolicy" in sources

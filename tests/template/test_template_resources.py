@@ -1,0 +1,254 @@
+"""template.yaml declares the resources, routes and settings the contract names."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import pytest
+
+from local.cfn import load_template, resources_of_type
+
+pytestmark = pytest.mark.template
+
+Template = dict[str, Any]
+
+# DESIGN.md "HTTP contract": every route, and which function serves it. Nothing else.
+ROUTES = {
+    ("POST", "/tokens"): "IssueTokenFunction",
+    ("POST", "/payments"): "ProcessPaymentFunction",
+    ("GET", "/payments/{payment_id}"): "ProcessPaymentFunction",
+    ("GET", "/.well-known/jwks.json"): "ProcessPaymentFunction",
+}
+
+COMMON_ENV = {
+    "POWERTOOLS_SERVICE_NAME": "card-tokens",
+    "POWERTOOLS_METRICS_NAMESPACE": "CardTokens",
+    "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+    "TOKEN_ISSUER": {"Ref": "TokenIssuer"},
+    "TOKEN_AUDIENCE": {"Ref": "TokenAudience"},
+}
+FUNCTION_ENV = {
+    "IssueTokenFunction": {
+        "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
+        "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
+        "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
+        "TOKEN_LIFETIME_SECONDS": {"Ref": "TokenLifetimeSeconds"},
+    },
+    "ProcessPaymentFunction": {
+        "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
+        "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
+        "PAYMENT_TABLE_NAME": {"Ref": "PaymentTable"},
+        "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
+        "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
+    },
+    "RotateSigningKeyFunction": {
+        "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
+        "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
+        "SIGNING_ALGORITHM": {"Ref": "SigningAlgorithm"},
+    },
+}
+CODE_URIS = {
+    "IssueTokenFunction": "functions/issue_token/",
+    "ProcessPaymentFunction": "functions/process_payment/",
+    "RotateSigningKeyFunction": "functions/rotate_signing_key/",
+}
+# (hash key, TTL attribute) per table.
+TABLES = {
+    "TokenTable": ("jti", "ttl"),
+    "PaymentTable": ("payment_id", "ttl"),
+    "IdempotencyTable": ("id", "expiration"),
+}
+
+
+@cache
+def _template() -> Template:
+    return load_template()
+
+
+@pytest.fixture
+def template() -> Template:
+    return _template()
+
+
+def _functions(template: Template) -> dict[str, dict[str, Any]]:
+    return resources_of_type(template, "AWS::Serverless::Function")
+
+
+def test_globals_pin_runtime_architecture_tracing_and_layer(template: Template) -> None:
+    function_globals = template["Globals"]["Function"]
+
+    assert function_globals["Runtime"] == "python3.13"
+    assert function_globals["Architectures"] == ["arm64"]
+    assert function_globals["Tracing"] == "Active"
+    assert function_globals["Layers"] == [{"Ref": "CardTokensLayer"}]
+
+
+@pytest.mark.parametrize("function_id", CODE_URIS)
+def test_function_code_handler_and_no_per_function_runtime_override(
+    template: Template, function_id: str
+) -> None:
+    properties = _functions(template)[function_id]["Properties"]
+
+    assert properties["CodeUri"] == CODE_URIS[function_id]
+    assert properties["Handler"] == "app.lambda_handler"
+    for overridden in ("Runtime", "Architectures", "Tracing", "Layers"):
+        assert overridden not in properties, f"{function_id} overrides {overridden}"
+
+
+def test_layer_is_built_by_sam_for_python313_arm64(template: Template) -> None:
+    layer = template["Resources"]["CardTokensLayer"]
+
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/card_tokens/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+
+
+def test_http_api_routes_are_exactly_the_designed_ones(template: Template) -> None:
+    routes: dict[tuple[str, str], str] = {}
+    for function_id, function in _functions(template).items():
+        for event_id, event in function["Properties"].get("Events", {}).items():
+            assert event["Type"] == "HttpApi", f"{function_id}.{event_id} is a {event['Type']}"
+            properties = event["Properties"]
+            assert properties["ApiId"] == {"Ref": "CardTokensApi"}, f"{function_id}.{event_id}"
+            route = (properties["Method"].upper(), properties["Path"])
+            assert route not in routes, f"{route} declared twice"
+            routes[route] = function_id
+
+    assert routes == ROUTES
+    assert not any("{proxy+}" in path or path == "$default" for _, path in routes)
+    assert not any(method in {"ANY", "*"} for method, _ in routes)
+
+
+def test_http_api_has_no_definition_that_could_add_routes(template: Template) -> None:
+    apis = resources_of_type(template, "AWS::Serverless::HttpApi")
+
+    assert set(apis) == {"CardTokensApi"}
+    properties = apis["CardTokensApi"]["Properties"]
+    assert "DefinitionBody" not in properties
+    assert "DefinitionUri" not in properties
+    # CORS "*" in front of card data would let any web page drive the API from a browser.
+    assert "CorsConfiguration" not in properties
+
+
+@pytest.mark.parametrize("function_id", FUNCTION_ENV)
+def test_function_environment_is_the_contract(template: Template, function_id: str) -> None:
+    global_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    own_env = _functions(template)[function_id]["Properties"]["Environment"]["Variables"]
+
+    assert global_env | own_env == COMMON_ENV | FUNCTION_ENV[function_id]
+
+
+@pytest.mark.parametrize("function_id", CODE_URIS)
+def test_function_log_group_exists_with_retention(template: Template, function_id: str) -> None:
+    log_groups = resources_of_type(template, "AWS::Logs::LogGroup")
+    name = {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
+
+    matching = [g for g in log_groups.values() if g["Properties"].get("LogGroupName") == name]
+
+    assert len(matching) == 1, f"no single log group named /aws/lambda/<{function_id}>"
+    assert matching[0]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_every_log_group_expires(template: Template) -> None:
+    log_groups = resources_of_type(template, "AWS::Logs::LogGroup")
+
+    assert log_groups
+    for log_group_id, log_group in log_groups.items():
+        assert log_group["Properties"].get("RetentionInDays") == {"Ref": "LogRetentionDays"}, (
+            log_group_id
+        )
+
+
+def test_card_key_rotates_and_survives_stack_deletion(template: Template) -> None:
+    key = template["Resources"]["CardKey"]
+
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["DeletionPolicy"] == "Retain"
+    assert key["UpdateReplacePolicy"] == "Retain"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["Properties"]["KeySpec"] == "SYMMETRIC_DEFAULT"
+    alias = template["Resources"]["CardKeyAlias"]["Properties"]
+    assert alias == {
+        "AliasName": {"Fn::Sub": "alias/${AWS::StackName}-card"},
+        "TargetKeyId": {"Ref": "CardKey"},
+    }
+
+
+@pytest.mark.parametrize("table_id", TABLES)
+def test_table_has_key_ttl_pitr_and_encryption(template: Template, table_id: str) -> None:
+    hash_key, ttl_attribute = TABLES[table_id]
+    properties = template["Resources"][table_id]["Properties"]
+
+    assert properties["KeySchema"] == [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": hash_key, "AttributeType": "S"}]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["TimeToLiveSpecification"] == {
+        "AttributeName": ttl_attribute,
+        "Enabled": True,
+    }
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_secrets_start_empty_and_signing_key_rotates_at_deploy(template: Template) -> None:
+    resources = template["Resources"]
+
+    assert resources["SigningKeySecret"]["Properties"]["SecretString"] == "{}"
+    assert resources["VerificationKeysSecret"]["Properties"]["SecretString"] == '{"keys": []}'
+    schedule = resources["SigningKeyRotationSchedule"]["Properties"]
+    assert schedule == {
+        "SecretId": {"Ref": "SigningKeySecret"},
+        "RotationLambdaARN": {"Fn::GetAtt": ["RotateSigningKeyFunction", "Arn"]},
+        "RotateImmediatelyOnUpdate": True,
+        "RotationRules": {
+            "ScheduleExpression": {"Fn::Sub": "rate(${SigningKeyRotationDays} days)"}
+        },
+    }
+
+
+def test_only_secrets_manager_may_invoke_the_rotation_function(template: Template) -> None:
+    permissions = resources_of_type(template, "AWS::Lambda::Permission")
+
+    assert permissions == {
+        "RotateSigningKeyInvokePermission": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "FunctionName": {"Fn::GetAtt": ["RotateSigningKeyFunction", "Arn"]},
+                "Action": "lambda:InvokeFunction",
+                "Principal": "secretsmanager.amazonaws.com",
+                "SourceAccount": {"Ref": "AWS::AccountId"},
+                "SourceArn": {"Ref": "SigningKeySecret"},
+            },
+        }
+    }
+
+
+def test_parameters_have_the_contract_defaults(template: Template) -> None:
+    parameters = template["Parameters"]
+
+    assert parameters["TokenIssuer"]["Default"] == "https://card-tokens.example"
+    assert parameters["TokenAudience"]["Default"] == "card-tokens-payments"
+    lifetime = parameters["TokenLifetimeSeconds"]
+    assert (lifetime["Default"], lifetime["MinValue"], lifetime["MaxValue"]) == (900, 60, 3600)
+    assert parameters["LogLevel"]["AllowedValues"] == ["DEBUG", "INFO", "WARNING", "ERROR"]
+    assert parameters["LogLevel"]["Default"] == "INFO"
+    assert parameters["SigningAlgorithm"]["AllowedValues"] == ["ES256", "RS256"]
+    assert parameters["SigningAlgorithm"]["Default"] == "ES256"
+    assert parameters["SigningKeyRotationDays"]["Default"] == 30
+    assert parameters["LogRetentionDays"]["Default"] == 90
+    assert 90 in parameters["LogRetentionDays"]["AllowedValues"]
+
+
+def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> None:
+    assert set(template["Outputs"]) == {
+        "ApiUrl",
+        "CardKeyArn",
+        "TokenTableName",
+        "PaymentTableName",
+        "IdempotencyTableName",
+        "SigningKeySecretArn",
+        "VerificationKeysSecretArn",
+    }
