@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import (
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from card_tokens.aws import BOTO_CONFIG
+from card_tokens.aws import secretsmanager_client
 from card_tokens.errors import ServiceUnavailable
 from card_tokens.observability import logger
 
@@ -204,7 +204,8 @@ def public_jwks(document: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
 
 @cache
 def _secrets() -> SecretsProvider:
-    return SecretsProvider(boto_config=BOTO_CONFIG)
+    # One client per service for the whole container: same retries, timeouts and hooks.
+    return SecretsProvider(boto3_client=secretsmanager_client())
 
 
 def fetch_secret_json(secret_id: str, *, force_fetch: bool = False) -> dict[str, Any]:
@@ -272,3 +273,11 @@ def find_verification_key(secret_id: str, kid: str) -> VerificationKey | None:
         _forced_at[secret_id] = time.monotonic()
         key = verification_key_ring(secret_id, force_fetch=True).get(kid)
     return key
+
+
+def forget_cached_keys() -> None:
+    """Drop every cached key and secret, as if the cache lifetime had passed."""
+    _secrets().clear_cache()
+    _signing_keys.clear()
+    _rings.clear()
+    _forced_at.clear()

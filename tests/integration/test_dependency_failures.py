@@ -1,0 +1,128 @@
+"""AWS failures left after botocore's retries: 503 with Retry-After, and nothing lost."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+
+from card_tokens.aws import dynamodb_client, kms_client, secretsmanager_client
+from card_tokens.payments import sandbox_processor
+from card_tokens.signing_keys import forget_cached_keys
+
+from .flows import Invoke, body, new_token, payment_event, token_event
+
+
+def client_error(code: str, status: int = 400) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "Injected",
+    )
+
+
+@contextmanager
+def failing(client: Any, operation: str, error: Exception) -> Iterator[None]:
+    """Every call of one operation on the service's own client fails, as after all retries."""
+    service = client.meta.service_model.service_name
+
+    def fail(**_: Any) -> None:
+        raise error
+
+    event = f"before-call.{service}.{operation}"
+    client.meta.events.register(event, fail)
+    try:
+        yield
+    finally:
+        client.meta.events.unregister(event, fail)
+
+
+def assert_503(response: dict[str, Any]) -> None:
+    assert response["statusCode"] == 503, response["body"]
+    assert body(response)["error"]["code"] == "service_unavailable"
+    assert int(response["headers"]["Retry-After"]) > 0
+
+
+KMS_FAULTS: list[tuple[str, Callable[[], Exception]]] = [
+    ("throttled", lambda: client_error("ThrottlingException")),
+    ("disabled key", lambda: client_error("DisabledException")),
+    ("pending deletion", lambda: client_error("KMSInvalidStateException")),
+    ("internal error", lambda: client_error("KMSInternalException", 500)),
+    ("timeout", lambda: ReadTimeoutError(endpoint_url="https://kms")),
+]
+
+
+@pytest.mark.parametrize(("name", "fault"), KMS_FAULTS, ids=[n for n, _ in KMS_FAULTS])
+def test_kms_failing_while_issuing_is_503(
+    issue: Invoke, name: str, fault: Callable[[], Exception]
+) -> None:
+    with failing(kms_client(), "GenerateDataKey", fault()):
+        assert_503(issue(token_event()))
+
+
+@pytest.mark.parametrize(("name", "fault"), KMS_FAULTS, ids=[n for n, _ in KMS_FAULTS])
+def test_kms_failing_while_paying_is_503_and_the_token_stays_usable(
+    issue: Invoke, payments: Invoke, name: str, fault: Callable[[], Exception]
+) -> None:
+    token = new_token(issue)
+    charges = len(sandbox_processor().ledger())
+    with failing(kms_client(), "Decrypt", fault()):
+        assert_503(payments(payment_event(token)))
+    assert len(sandbox_processor().ledger()) == charges  # nothing charged
+    assert payments(payment_event(token))["statusCode"] == 201  # the retry goes through
+
+
+def test_dynamodb_failing_while_issuing_is_503(issue: Invoke) -> None:
+    with failing(
+        dynamodb_client(), "PutItem", client_error("ProvisionedThroughputExceededException")
+    ):
+        assert_503(issue(token_event()))
+
+
+def test_dynamodb_failing_to_claim_is_503_and_the_token_stays_usable(
+    issue: Invoke, payments: Invoke
+) -> None:
+    token = new_token(issue)
+    with failing(dynamodb_client(), "UpdateItem", client_error("InternalServerError", 500)):
+        assert_503(payments(payment_event(token)))
+    assert payments(payment_event(token))["statusCode"] == 201
+
+
+def test_dynamodb_failing_after_the_charge_is_503_and_the_same_request_finishes_it(
+    issue: Invoke, payments: Invoke
+) -> None:
+    # Given the charge succeeded but recording it failed
+    token = new_token(issue, card_number="5555 5555 5555 4444")
+    charges = len(sandbox_processor().ledger())
+    with failing(dynamodb_client(), "TransactWriteItems", client_error("InternalServerError", 500)):
+        assert_503(payments(payment_event(token)))
+    assert len(sandbox_processor().ledger()) == charges + 1
+    # When the client retries the same request
+    retry = payments(payment_event(token))
+    # Then it gets the payment, and the processor was not charged a second time
+    assert retry["statusCode"] == 201
+    assert body(retry)["status"] == "approved"
+    assert len(sandbox_processor().ledger()) == charges + 1
+    # and a different request with the same token is refused
+    assert payments(payment_event(token, amount=1))["statusCode"] == 409
+
+
+def test_secrets_manager_down_with_a_cold_cache_is_503(issue: Invoke) -> None:
+    forget_cached_keys()
+    with failing(
+        secretsmanager_client(), "GetSecretValue", client_error("InternalServiceError", 500)
+    ):
+        assert_503(issue(token_event()))
+
+
+def test_secrets_manager_down_with_a_warm_cache_still_issues(issue: Invoke) -> None:
+    assert issue(token_event())["statusCode"] == 201  # warms the cache
+    with failing(
+        secretsmanager_client(), "GetSecretValue", client_error("InternalServiceError", 500)
+    ):
+        assert issue(token_event())["statusCode"] == 201
