@@ -1,11 +1,83 @@
-"""Settings every test process shares before the layer is first imported."""
+"""Shared by every test: Powertools settings, and the emulated AWS stack (moto in-process)."""
 
 from __future__ import annotations
 
 import os
 
-# Powertools reads these when card_tokens.observability is imported, which the first unit test
-# does; the values are template.yaml's Globals.
+# Powertools reads these when card_tokens.observability is first imported (by a test, or by
+# local.* below); the values are template.yaml's Globals.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "card-tokens")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CardTokens")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+import importlib
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+from moto import mock_aws
+
+from local import moto_fixes
+from local.lambda_runtime import LambdaContext
+from local.provision import LocalStack, provision_stack
+from local.rotation import rotate
+from tests.flows import Invoke
+
+FAKE_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "AWS_LAMBDA_FUNCTION_NAME": "integration-tests",
+}
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """One emulated account for the session, provisioned like `make run` does it."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [
+            n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"
+        ]:
+            patch.delenv(name)
+        for name, value in FAKE_AWS.items():
+            patch.setenv(name, value)
+        with mock_aws():
+            moto_fixes.apply()
+            local = provision_stack("card-tokens-it")
+            for name, value in local.environment.items():
+                patch.setenv(name, value)
+            rotate(local.environment["SIGNING_KEY_SECRET_ID"])
+            yield local
+
+
+@pytest.fixture(scope="session")
+def issue_token_app(stack: LocalStack) -> ModuleType:
+    return importlib.import_module("issue_token.app")
+
+
+@pytest.fixture(scope="session")
+def process_payment_app(stack: LocalStack) -> ModuleType:
+    return importlib.import_module("process_payment.app")
+
+
+def _invoker(module: ModuleType, function_name: str) -> Invoke:
+    def invoke(event: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = module.lambda_handler(
+            event, LambdaContext(function_name, 512, 10)
+        )
+        return response
+
+    return invoke
+
+
+@pytest.fixture
+def issue(issue_token_app: ModuleType) -> Invoke:
+    return _invoker(issue_token_app, "IssueTokenFunction")
+
+
+@pytest.fixture
+def payments(process_payment_app: ModuleType) -> Invoke:
+    return _invoker(process_payment_app, "ProcessPaymentFunction")

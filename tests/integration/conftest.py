@@ -1,85 +1,11 @@
-"""Handlers in-process on moto: tables, key and secrets built from template.yaml."""
+"""Marks the integration tests; the emulated stack fixtures live in tests/conftest.py."""
 
 from __future__ import annotations
 
-import importlib
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import Any
-
 import pytest
-from moto import mock_aws
-
-from local import moto_fixes
-from local.lambda_runtime import LambdaContext
-from local.provision import LocalStack, provision_stack
-from local.rotation import rotate
-
-from .flows import Invoke
-
-EVENTS = Path(__file__).resolve().parents[2] / "events"
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "AWS_LAMBDA_FUNCTION_NAME": "integration-tests",
-}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """One emulated account for the session, provisioned like `make run` does it."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in [
-            n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"
-        ]:
-            patch.delenv(name)
-        for name, value in FAKE_AWS.items():
-            patch.setenv(name, value)
-        with mock_aws():
-            moto_fixes.apply()
-            local = provision_stack("card-tokens-it")
-            for name, value in local.environment.items():
-                patch.setenv(name, value)
-            rotate(local.environment["SIGNING_KEY_SECRET_ID"])
-            yield local
-
-
-@pytest.fixture(scope="session")
-def issue_token_app(stack: LocalStack) -> ModuleType:
-    return importlib.import_module("issue_token.app")
-
-
-@pytest.fixture(scope="session")
-def process_payment_app(stack: LocalStack) -> ModuleType:
-    return importlib.import_module("process_payment.app")
-
-
-def _invoker(module: ModuleType, function_name: str) -> Invoke:
-    def invoke(event: dict[str, Any]) -> dict[str, Any]:
-        response: dict[str, Any] = module.lambda_handler(
-            event, LambdaContext(function_name, 512, 10)
-        )
-        return response
-
-    return invoke
-
-
-@pytest.fixture
-def issue(issue_token_app: ModuleType) -> Invoke:
-    return _invoker(issue_token_app, "IssueTokenFunction")
-
-
-@pytest.fixture
-def payments(process_payment_app: ModuleType) -> Invoke:
-    return _invoker(process_payment_app, "ProcessPaymentFunction")

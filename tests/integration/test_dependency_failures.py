@@ -12,8 +12,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from card_tokens.aws import dynamodb_client, kms_client, secretsmanager_client
 from card_tokens.payments import sandbox_processor
 from card_tokens.signing_keys import forget_cached_keys
-
-from .flows import Invoke, body, new_token, payment_event, token_event
+from tests.flows import Invoke, body, new_token, payment_event, token_event
 
 
 def client_error(code: str, status: int = 400) -> ClientError:

@@ -9,8 +9,7 @@ import jwt
 import pytest
 
 from local.provision import LocalStack
-
-from .flows import Invoke, body, dynamodb_item, load_event, token_event
+from tests.flows import Invoke, body, dynamodb_item, load_event, token_event
 
 
 def test_the_sample_event_issues_a_token_of_the_documented_shape(issue: Invoke) -> None:

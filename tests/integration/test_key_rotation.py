@@ -20,8 +20,7 @@ from card_tokens.key_rotation import SigningKeyRotation
 from card_tokens.signing_keys import forget_cached_keys
 from local.provision import LocalStack
 from local.rotation import rotate
-
-from .flows import Invoke, body, load_event, new_token, payment_event, token_event
+from tests.flows import Invoke, body, load_event, new_token, payment_event, token_event
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import io
-import logging
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
-from card_tokens.observability import logger
 from local.provision import LocalStack
 from local.rotation import rotate
-
-from .flows import Invoke, body, get_event, load_event, payment_event, token_event
+from tests.flows import (
+    Invoke,
+    body,
+    everything_written,
+    get_event,
+    load_event,
+    payment_event,
+    token_event,
+)
 
 pytestmark = pytest.mark.logscan
 
@@ -26,27 +28,6 @@ CARDS = {
     "4000000000000119": "739",
     "5555555555554444": "739",
 }
-
-
-@contextmanager
-def everything_written(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
-) -> Iterator[list[str]]:
-    """Everything the service writes: Powertools' JSON logs, EMF metrics, any other logger."""
-    stream = io.StringIO()
-    handler = logger.registered_handler
-    previous_stream = handler.setStream(stream)  # type: ignore[attr-defined]
-    previous_level = logger.log_level
-    logger.setLevel("DEBUG")
-    caplog.set_level(logging.INFO)
-    outputs: list[str] = []
-    try:
-        yield outputs
-    finally:
-        handler.setStream(previous_stream)  # type: ignore[attr-defined]
-        logger.setLevel(previous_level)
-        out, err = capsys.readouterr()
-        outputs.extend([stream.getvalue(), out, err, caplog.text])
 
 
 def run_every_flow(issue: Invoke, payments: Invoke, stack: LocalStack) -> list[str]:

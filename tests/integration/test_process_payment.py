@@ -8,8 +8,7 @@ import pytest
 
 from card_tokens.payments import sandbox_processor
 from local.provision import LocalStack
-
-from .flows import (
+from tests.flows import (
     Invoke,
     body,
     dynamodb_item,

@@ -41,7 +41,7 @@ from card_tokens.errors import (
     ServiceUnavailable,
     TokenAlreadyUsed,
 )
-from card_tokens.observability import logger, metrics, tracer
+from card_tokens.observability import logger, metrics
 from card_tokens.processor import (
     PaymentProcessor,
     ProcessorFailure,
@@ -90,7 +90,6 @@ class Issuer:
     signing_key: Callable[[], SigningKey]
     clock: Callable[[], int] = _now
 
-    @tracer.capture_method(capture_response=False)
     def issue(self, document: dict[str, Any]) -> dict[str, Any]:
         reject_unknown_fields(document, TOKEN_REQUEST_FIELDS)
         now = self.clock()
@@ -158,7 +157,6 @@ class Cashier:
     clock: Callable[[], int] = _now
     lease_seconds: int = CLAIM_LEASE_SECONDS
 
-    @tracer.capture_method(capture_response=False)
     def pay(self, request: PaymentRequest) -> PaymentRecord:
         now = self.clock()
         claims = verify_token(

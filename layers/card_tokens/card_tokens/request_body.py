@@ -18,8 +18,9 @@ from card_tokens.errors import (
 )
 
 MAX_BODY_BYTES = 16 * 1024
-MAX_TOKEN_CHARS = 8 * 1024
 MAX_AMOUNT = 99_999_999
+# Our requests are flat objects; anything deeper is hostile (and costly to walk).
+MAX_JSON_DEPTH = 4
 MAX_REFERENCE = 64
 # ISO 4217 codes the sandbox processor settles; amounts are in each currency's minor unit.
 SUPPORTED_CURRENCIES = frozenset(
@@ -89,7 +90,24 @@ def read_json_object(event: dict[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("The request body is not valid JSON.") from None
     if not isinstance(document, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise InvalidRequest("The request body is nested too deeply.")
     return document
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively: a hostile body cannot exhaust the stack here."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_JSON_DEPTH:
+            break
+        children = (
+            node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        )
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def reject_unknown_fields(document: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -121,8 +139,6 @@ def parse_payment_request(document: dict[str, Any]) -> PaymentRequest:
     token = document.get("token")
     if not isinstance(token, str) or not token:
         raise InvalidRequest("token must be a non-empty string.", field="token")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise InvalidRequest("token is too long.", field="token")
     amount = document.get("amount")
     if type(amount) is not int or not 1 <= amount <= MAX_AMOUNT:
         raise InvalidAmount(field="amount")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
+from card_tokens.observability import logger
 from local.provision import LocalStack
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = Path(__file__).resolve().parents[1] / "events"
 Invoke = Callable[..., dict[str, Any]]
 
 
@@ -68,3 +73,24 @@ def dynamodb_item(stack: LocalStack, variable: str, key: dict[str, Any]) -> dict
         TableName=stack.environment[variable], Key=key, ConsistentRead=True
     ).get("Item")
     return item
+
+
+@contextmanager
+def everything_written(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> Iterator[list[str]]:
+    """Everything the service writes: Powertools' JSON logs, EMF metrics, any other logger."""
+    stream = io.StringIO()
+    handler = logger.registered_handler
+    previous_stream = handler.setStream(stream)  # type: ignore[attr-defined]
+    previous_level = logger.log_level
+    logger.setLevel("DEBUG")
+    caplog.set_level(logging.INFO)
+    outputs: list[str] = []
+    try:
+        yield outputs
+    finally:
+        handler.setStream(previous_stream)  # type: ignore[attr-defined]
+        logger.setLevel(previous_level)
+        out, err = capsys.readouterr()
+        outputs.extend([stream.getvalue(), out, err, caplog.text])
