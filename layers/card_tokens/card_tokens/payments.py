@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
@@ -66,6 +67,7 @@ from card_tokens.stores import (
     DynamoDBPaymentStore,
     DynamoDBTokenStore,
     PaymentStore,
+    TokenAlreadyRedeemed,
     TokenStore,
 )
 from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token, verify_token
@@ -172,6 +174,9 @@ class Cashier:
                 now=now,
                 lease_seconds=self.lease_seconds,
             )
+        except TokenAlreadyRedeemed as redeemed:
+            # A retry of the request that paid (its answer was lost): the same answer, no charge.
+            return self.payments.get(redeemed.payment_id)
         except TokenAlreadyUsed:
             metrics.add_metric(name="ReplaysBlocked", unit=MetricUnit.Count, value=1)
             raise
@@ -303,7 +308,7 @@ def pay(document: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]
         raise IdempotencyKeyReused() from None
     except IdempotencyAlreadyInProgressError:
         raise RequestInProgress() from None
-    except IdempotencyPersistenceLayerError:
+    except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError):
         raise ServiceUnavailable("dynamodb") from None
 
 

@@ -28,6 +28,14 @@ def _from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {name: _deserializer.deserialize(value) for name, value in item.items()}
 
 
+class TokenAlreadyRedeemed(Exception):
+    """The same request (same fingerprint) already paid with this token: answer with that."""
+
+    def __init__(self, payment_id: str) -> None:
+        super().__init__("token already redeemed by this request")
+        self.payment_id = payment_id
+
+
 class TokenStore(Protocol):
     def put_issued(self, record: TokenRecord) -> None: ...
 
@@ -76,7 +84,8 @@ class DynamoDBTokenStore:
 
         A claim can be taken over when its lease ran out (the first request died) or by a retry
         of the same request (same fingerprint): the processor's idempotency key still prevents
-        a second charge. Anything else is a second use.
+        a second charge. The same request after the payment is a retry whose answer was lost
+        (TokenAlreadyRedeemed); anything else is a second use (TokenAlreadyUsed).
         """
         with unavailable_on_failure("dynamodb", "UpdateItem"):
             try:
@@ -111,6 +120,13 @@ class DynamoDBTokenStore:
                 if "Item" not in error.response:
                     # Signed by us but never stored (or long expired): not a usable token.
                     raise InvalidToken("unknown_jti") from None
+                old = _from_item(error.response["Item"])
+                if (
+                    old.get("status") == "used"
+                    and old.get("claim_fingerprint") == fingerprint
+                    and old.get("payment_id")
+                ):
+                    raise TokenAlreadyRedeemed(old["payment_id"]) from None
                 raise TokenAlreadyUsed() from None
         values = _from_item(response["Attributes"])
         encrypted = values.get("encrypted_data_key")
