@@ -13,15 +13,27 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-# Standard retry mode (exponential backoff with jitter, retries throttling and 5xx). Three
-# attempts with 1 s connect / 2 s read keep one call under ~10 s in the worst case; the function
-# timeout is sized from this.
+# Standard retry mode: throttling, 5xx and transport errors are retried with jittered
+# exponential backoff (the n-th retry waits at most 2**(n-1) s). The numbers are small because
+# the AWS calls of one request run one after another and must all fit in the function timeout:
+# see worst_case_call_seconds() and tests/template/test_time_budget.py.
+CONNECT_TIMEOUT_SECONDS = 0.5
+READ_TIMEOUT_SECONDS = 1.0
+TOTAL_MAX_ATTEMPTS = 2
+
 BOTO_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 3},
-    connect_timeout=1,
-    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
+    connect_timeout=CONNECT_TIMEOUT_SECONDS,
+    read_timeout=READ_TIMEOUT_SECONDS,
     tcp_keepalive=True,
 )
+
+
+def worst_case_call_seconds() -> float:
+    """One AWS call that times out on every attempt, with the longest backoff between them."""
+    attempts = TOTAL_MAX_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS)
+    backoff = sum(2 ** (retry - 1) for retry in range(1, TOTAL_MAX_ATTEMPTS))
+    return attempts + backoff
 
 
 def _client(service: str) -> Any:

@@ -73,7 +73,13 @@ from card_tokens.stores import (
 from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token, verify_token
 
 # Longer than the function timeout: a claim left by a request that died is free again after it.
-CLAIM_LEASE_SECONDS = 30
+CLAIM_LEASE_SECONDS = 60
+# The AWS calls one request makes, one after another, in the worst case (cold cache, a key):
+#   issue: Secrets Manager GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
+#   pay:   GetSecretValue, idempotency PutItem, token UpdateItem, payment PutItem, KMS Decrypt,
+#          TransactWriteItems, idempotency UpdateItem
+AWS_CALLS_TO_ISSUE = 3
+AWS_CALLS_TO_PAY = 7
 # A retried request with the same Idempotency-Key gets the first answer for this long.
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 
