@@ -330,7 +330,7 @@ def test_a_malleated_ecdsa_signature_replayed_after_payment_charges_nothing(
     r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
     assert decode_dss_signature(encode_dss_signature(r, s)) == (r, s)
     twin = r.to_bytes(32, "big") + (P256_ORDER - s).to_bytes(32, "big")
-    response = payments(payment_event(f"{header}.{payload}.{b64(twin)}"))
+    response = payments(payment_event(f"{header}.{payload}.{b64(twin)}", amount=1))
     # Then it is refused as a second use, and nothing is charged
     assert response["statusCode"] == 409
     assert body(response)["error"]["code"] == "token_already_used"
