@@ -1,0 +1,224 @@
+"""A small in-process stand-in for API Gateway (HTTP API) in front of the local functions."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TextIO
+
+from local.http_api import (
+    INTERNAL_SERVER_ERROR,
+    MAX_REQUEST_BYTES,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+    GatewayResponse,
+    Route,
+    build_http_event,
+    find_route,
+    gateway_error,
+    new_request_id,
+    response_from_lambda,
+)
+
+Invoke = Callable[[dict[str, Any]], Any]
+
+# A path is logged, but a client can put anything in it: mask what could be a card number.
+_LONG_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){11,}")
+_BAD_REQUEST = gateway_error(400, "Bad Request")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One request as the access log records it: no body, no headers, no query string."""
+
+    method: str
+    path: str
+    status: int
+    milliseconds: float
+    request_id: str
+
+    def log_line(self) -> str:
+        path = _LONG_DIGIT_RUN.sub("[digits]", self.path)
+        return f"{self.method} {path} {self.status} {self.milliseconds:.1f}ms {self.request_id}"
+
+
+class LocalHttpApi:
+    """Routes a request to a function with a payload-2.0 event and maps back the result."""
+
+    def __init__(
+        self, routes: Sequence[Route], functions: Mapping[str, Invoke], errors: TextIO | None = None
+    ) -> None:
+        missing = {route.function for route in routes} - set(functions)
+        if missing:
+            raise ValueError(f"routes name functions that do not exist: {sorted(missing)}")
+        self.routes = list(routes)
+        self.functions = dict(functions)
+        self.errors = errors
+
+    def handle(
+        self,
+        *,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes | None,
+        source_ip: str,
+        protocol: str = "HTTP/1.1",
+        request_id: str | None = None,
+    ) -> tuple[GatewayResponse, str]:
+        """The response and the request id (the same id the function sees)."""
+        request_id = request_id or new_request_id()
+        raw_path, _, raw_query_string = target.partition("?")
+        found = find_route(self.routes, method, raw_path)
+        if found is None:
+            return NOT_FOUND, request_id
+        route, path_parameters = found
+        event = build_http_event(
+            method=method,
+            raw_path=raw_path,
+            raw_query_string=raw_query_string,
+            route_key=route.route_key,
+            headers=headers,
+            body=body,
+            path_parameters=path_parameters,
+            source_ip=source_ip,
+            protocol=protocol,
+            request_id=request_id,
+        )
+        try:
+            result = self.functions[route.function](event)
+        except Exception:  # noqa: BLE001 - an unhandled error is API Gateway's 500
+            # The Lambda runtime logs an unhandled error with its traceback; so does this, so
+            # the log scan sees whatever an exception message would carry.
+            print(
+                f"[ERROR] {route.function} raised (request {request_id}):\n"
+                + traceback.format_exc(),
+                file=self.errors or sys.stderr,
+                flush=True,
+            )
+            return INTERNAL_SERVER_ERROR, request_id
+        return response_from_lambda(result), request_id
+
+
+class _RequestTooLarge(Exception):
+    pass
+
+
+class _MalformedRequest(Exception):
+    pass
+
+
+class GatewayRequestHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 front end: reads the request, asks LocalHttpApi, writes the response."""
+
+    server: GatewayServer
+    protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive connection does not hold a thread forever
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        request_id = new_request_id()
+        try:
+            body = self._read_body()
+        except _RequestTooLarge:
+            self.close_connection = True  # the unread body must not be parsed as a request
+            self._finish(PAYLOAD_TOO_LARGE, request_id, started)
+            return
+        except _MalformedRequest:
+            self.close_connection = True
+            self._finish(_BAD_REQUEST, request_id, started)
+            return
+        response, request_id = self.server.api.handle(
+            method=self.command,
+            target=self.path,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            protocol=self.request_version,
+            request_id=request_id,
+        )
+        self._finish(response, request_id, started)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            return None
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise _MalformedRequest from None
+        if length < 0:
+            raise _MalformedRequest
+        if length > MAX_REQUEST_BYTES:
+            raise _RequestTooLarge
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise _MalformedRequest from None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(body)
+            if len(body) + size > MAX_REQUEST_BYTES:
+                raise _RequestTooLarge
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)
+
+    def _finish(self, response: GatewayResponse, request_id: str, started: float) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.send_header("apigw-requestid", request_id)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+        self.wfile.flush()
+        exchange = Exchange(
+            self.command,
+            self.path.partition("?")[0],
+            response.status,
+            (time.perf_counter() - started) * 1000,
+            request_id,
+        )
+        print(exchange.log_line(), file=self.server.access_log, flush=True)
+
+    def version_string(self) -> str:
+        return "card-tokens-local-gateway"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Replaced by the access line in _finish, which never includes the query string."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # The base class would echo the request line, which may carry anything a client sent.
+        status = args[0] if args and isinstance(args[0], int) else "error"
+        print(f"gateway: rejected a malformed request ({status})", file=sys.stderr, flush=True)
+
+
+class GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], api: LocalHttpApi, access_log: TextIO | None = None
+    ) -> None:
+        self.api = api
+        self.access_log = access_log or sys.stdout
+        super().__init__(address, GatewayRequestHandler)

@@ -1,0 +1,82 @@
+"""events/ holds one payload-2.0 event per route of the template, and env.json matches it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from local.cfn import load_template
+from local.events import EVENTS_DIR, env_json, sample_event, sample_requests
+from local.http_api import find_route, routes_from_template
+
+ROUTES = routes_from_template(load_template())
+ROUTE_EVENTS = ["issue_token.json", "process_payment.json", "get_payment.json", "jwks.json"]
+
+
+def load(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EVENTS_DIR / name).read_text(encoding="utf-8"))
+    return document
+
+
+def test_there_is_one_event_file_per_route() -> None:
+    route_keys = {load(name)["routeKey"] for name in ROUTE_EVENTS}
+
+    assert route_keys == {route.route_key for route in ROUTES}
+
+
+@pytest.mark.parametrize("name", ROUTE_EVENTS)
+def test_each_event_file_is_an_http_api_event_its_route_serves(name: str) -> None:
+    event = load(name)
+
+    found = find_route(ROUTES, event["requestContext"]["http"]["method"], event["rawPath"])
+
+    assert event["version"] == "2.0"
+    assert found is not None
+    assert found[0].route_key == event["routeKey"] == event["requestContext"]["routeKey"]
+    assert event.get("pathParameters", {}) == found[1]
+
+
+def test_the_payment_event_carries_a_token_amount_reference_and_idempotency_key() -> None:
+    event = load("process_payment.json")
+    body = json.loads(event["body"])
+
+    assert body["token"].count(".") == 2
+    assert (body["amount"], body["currency"], body["reference"]) == (1999, "EUR", "order-1234")
+    assert event["headers"]["idempotency-key"]
+
+
+def test_the_issue_event_holds_the_sample_visa_card() -> None:
+    body = json.loads(load("issue_token.json")["body"])
+
+    assert body["card_number"] == "4242 4242 4242 4242"
+    assert (body["exp_month"], body["exp_year"], body["cvv"]) == (12, 2030, "123")
+
+
+def test_env_json_is_what_the_generator_writes_for_the_current_template() -> None:
+    # After a template change: python -m local.events --env-only
+    assert load("env.json") == env_json()
+
+
+def test_env_json_points_every_function_at_the_emulator_from_docker() -> None:
+    environments = env_json()
+
+    assert set(environments) == {
+        "IssueTokenFunction",
+        "ProcessPaymentFunction",
+        "RotateSigningKeyFunction",
+    }
+    assert {env["AWS_ENDPOINT_URL"] for env in environments.values()} == {
+        "http://host.docker.internal:5005"
+    }
+    assert environments["IssueTokenFunction"]["TOKEN_TABLE_NAME"] == "card-tokens-local-TokenTable"
+
+
+def test_the_generator_builds_events_with_the_stacks_own_builder() -> None:
+    requests = sample_requests("a.b.c", "pay_x")
+
+    event = sample_event(requests["get_payment.json"], ROUTES)
+
+    assert event["pathParameters"] == {"payment_id": "pay_x"}
+    assert event["routeKey"] == "GET /payments/{payment_id}"

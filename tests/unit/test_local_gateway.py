@@ -1,0 +1,89 @@
+"""local.gateway.LocalHttpApi with fake functions: routing, errors, and the access log line."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from local.gateway import Exchange, LocalHttpApi
+from local.http_api import Route
+
+ROUTES = [Route("POST", "/items", "Create"), Route("GET", "/items/{id}", "Read")]
+
+
+def echo(event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(event),
+    }
+
+
+def explode(event: dict[str, Any]) -> dict[str, Any]:
+    raise RuntimeError("the handler failed")
+
+
+def call(api: LocalHttpApi, method: str, target: str, body: bytes | None = None) -> Any:
+    response, request_id = api.handle(
+        method=method, target=target, headers=[("Host", "x")], body=body, source_ip="127.0.0.1"
+    )
+    return response, request_id
+
+
+def test_the_function_gets_the_event_of_its_route() -> None:
+    api = LocalHttpApi(ROUTES, {"Create": echo, "Read": echo})
+
+    response, request_id = call(api, "GET", "/items/42?verbose=1")
+
+    event = json.loads(response.body)
+    assert response.status == 200
+    assert event["routeKey"] == "GET /items/{id}"
+    assert event["pathParameters"] == {"id": "42"}
+    assert event["queryStringParameters"] == {"verbose": "1"}
+    assert event["requestContext"]["requestId"] == request_id
+
+
+def test_an_unknown_route_is_404_not_found_and_calls_nothing() -> None:
+    calls: list[dict[str, Any]] = []
+    api = LocalHttpApi(ROUTES, {"Create": calls.append, "Read": calls.append})
+
+    response, _ = call(api, "DELETE", "/items")
+
+    assert (response.status, json.loads(response.body)) == (404, {"message": "Not Found"})
+    assert calls == []
+
+
+def test_a_handler_that_raises_is_500_and_its_traceback_goes_to_the_error_stream() -> None:
+    errors = io.StringIO()
+    api = LocalHttpApi(ROUTES, {"Create": explode, "Read": echo}, errors=errors)
+
+    response, request_id = call(api, "POST", "/items", b"{}")
+
+    assert (response.status, json.loads(response.body)) == (
+        500,
+        {"message": "Internal Server Error"},
+    )
+    assert "RuntimeError: the handler failed" in errors.getvalue()
+    assert request_id in errors.getvalue()
+
+
+def test_routes_that_name_a_missing_function_are_refused() -> None:
+    with pytest.raises(ValueError, match="Read"):
+        LocalHttpApi(ROUTES, {"Create": echo})
+
+
+def test_the_access_line_has_method_path_status_time_and_request_id() -> None:
+    line = Exchange("GET", "/items/abc", 200, 12.34, "REQ=").log_line()
+
+    assert line == "GET /items/abc 200 12.3ms REQ="
+
+
+@pytest.mark.parametrize("path", ["/items/4242424242424242", "/items/4242 4242 4242 4242"])
+def test_the_access_line_masks_what_could_be_a_card_number(path: str) -> None:
+    line = Exchange("GET", path, 404, 1.0, "R").log_line()
+
+    assert "4242" not in line
+    assert "[digits]" in line
