@@ -6,6 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
+MOTO_PORT ?= 5005
 
 # Find Python 3.13: $(PYTHON) if given, then python3.13 on PATH, then pyenv's 3.13.
 PYTHON313 := $(shell for c in "$(PYTHON)" python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" ; do \
@@ -28,7 +29,7 @@ venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 
 .PHONY: run
 run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server, no Docker)
-	$(PY) -m local.stack --port $(PORT)
+	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy
@@ -52,6 +53,10 @@ validate: $(STAMP) ## sam validate --lint and cfn-lint
 .PHONY: events
 events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT))
+
+.PHONY: rotate
+rotate: $(STAMP) ## Rotate the signing key of the running local stack (make run)
+	$(PY) -m local.rotation --moto-port $(MOTO_PORT)
 
 .PHONY: deploy
 deploy: build ## sam deploy (ENV=default|staging|prod)

@@ -7,7 +7,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from card_tokens.payments import sandbox_processor
@@ -43,6 +43,7 @@ def test_any_mutated_byte_of_any_segment_is_401_and_reaches_no_processor(
         current = token[position]
         replacement = data.draw(st.sampled_from(ALPHABET.replace(current, "")), label="with")
         token = token[:position] + replacement + token[position + 1 :]
+    assume(token != real_token)  # two edits at one place can restore the original
     charges = len(sandbox_processor().ledger())
     response = pay(process_payment_app, token)
     assert response["statusCode"] == 401, response["body"]

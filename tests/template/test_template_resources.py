@@ -27,6 +27,8 @@ COMMON_ENV = {
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
     "TOKEN_ISSUER": {"Ref": "TokenIssuer"},
     "TOKEN_AUDIENCE": {"Ref": "TokenAudience"},
+    # empty in AWS; lets `sam local invoke --env-vars events/env.json` reach the emulator
+    "AWS_ENDPOINT_URL": "",
 }
 FUNCTION_ENV = {
     "IssueTokenFunction": {

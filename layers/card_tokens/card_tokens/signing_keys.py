@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +26,10 @@ from card_tokens.observability import logger
 
 ALGORITHMS = ("ES256", "RS256")
 RSA_KEY_BITS = 3072
-# Secrets are cached for this long in each container. Rotation keeps the retiring key valid for
-# longer than this plus the maximum token lifetime, so a cached key never outlives its validity.
-SECRET_CACHE_SECONDS = 300
+# Secrets are cached for this long in each container (Powertools' own setting; 300 s unless
+# POWERTOOLS_PARAMETERS_MAX_AGE says otherwise, as the local stack does). Rotation keeps the
+# retiring key valid far longer than this plus the maximum token lifetime.
+SECRET_CACHE_SECONDS = int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", "300"))
 _PUBLIC_MEMBERS = {
     "EC": ("kty", "crv", "x", "y"),
     "RSA": ("kty", "n", "e"),
@@ -212,7 +214,11 @@ def fetch_secret_json(secret_id: str, *, force_fetch: bool = False) -> dict[str,
     """A JSON secret through Powertools' cache; an outage becomes ServiceUnavailable."""
     try:
         value = _secrets().get(
-            secret_id, max_age=SECRET_CACHE_SECONDS, transform="json", force_fetch=force_fetch
+            secret_id,
+            max_age=SECRET_CACHE_SECONDS,
+            transform="json",
+            force_fetch=force_fetch,
+            VersionStage="AWSCURRENT",
         )
     except (GetParameterError, TransformParameterError):
         # The exception text can quote the secret's value: log its type only.
