@@ -32,8 +32,8 @@ BOTO_CONFIG = Config(
 def worst_case_call_seconds() -> float:
     """One AWS call that times out on every attempt, with the longest backoff between them."""
     attempts = TOTAL_MAX_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS)
-    backoff = sum(2 ** (retry - 1) for retry in range(1, TOTAL_MAX_ATTEMPTS))
-    return attempts + backoff
+    backoff = sum(2.0 ** (retry - 1) for retry in range(1, TOTAL_MAX_ATTEMPTS))
+    return float(attempts + backoff)
 
 
 def _client(service: str) -> Any:

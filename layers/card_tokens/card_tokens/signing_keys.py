@@ -283,7 +283,7 @@ def find_verification_key(secret_id: str, kid: str) -> VerificationKey | None:
 
 def forget_cached_keys() -> None:
     """Drop every cached key and secret, as if the cache lifetime had passed."""
-    _secrets().clear_cache()
+    _secrets().clear_cache()  # type: ignore[no-untyped-call]
     _signing_keys.clear()
     _rings.clear()
     _forced_at.clear()

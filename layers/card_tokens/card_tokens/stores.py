@@ -117,10 +117,12 @@ class DynamoDBTokenStore:
             except ClientError as error:
                 if error_code(error) != "ConditionalCheckFailedException":
                     raise
-                if "Item" not in error.response:
+                # ReturnValuesOnConditionCheckFailure puts the item beside the error code.
+                stored: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+                if stored is None:
                     # Signed by us but never stored (or long expired): not a usable token.
                     raise InvalidToken("unknown_jti") from None
-                old = _from_item(error.response["Item"])
+                old = _from_item(stored)
                 if (
                     old.get("status") == "used"
                     and old.get("claim_fingerprint") == fingerprint
