@@ -58,6 +58,14 @@ events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=h
 rotate: $(STAMP) ## Rotate the signing key of the running local stack (make run)
 	$(PY) -m local.rotation --moto-port $(MOTO_PORT)
 
+.PHONY: bench
+bench: $(STAMP) ## Benchmark: warm/cold latency vs the floor and the tutorial, AWS calls, sizes (bench/results.md)
+	$(PY) -m bench.run
+
+.PHONY: fuzz
+fuzz: $(STAMP) ## Fuzz the HTTP contract (openapi.yaml) against a fresh local stack, longer
+	FUZZ_EXAMPLES=$(or $(EXAMPLES),400) $(PY) -m pytest tests/e2e/test_fuzz_contract.py -p no:randomly
+
 .PHONY: deploy
 deploy: build ## sam deploy (ENV=default|staging|prod)
 	$(VENV)/bin/sam deploy --config-env $(or $(ENV),default)

@@ -144,7 +144,14 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
         )
         self._finish(response, request_id, started)
 
+    # Every method goes through the routes: an unrouted one is API Gateway's 404, not a 501.
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (TRACE, QUERY, made-up ones) too: http.server looks up do_<METHOD>.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
