@@ -66,6 +66,10 @@ bench: $(STAMP) ## Benchmark: warm/cold latency vs the floor and the tutorial, A
 fuzz: $(STAMP) ## Fuzz the HTTP contract (openapi.yaml) against a fresh local stack, longer
 	FUZZ_EXAMPLES=$(or $(EXAMPLES),400) $(PY) -m pytest tests/e2e/test_fuzz_contract.py -p no:randomly
 
+.PHONY: soak
+soak: $(STAMP) ## A longer concurrent soak against a fresh local stack (PAYMENTS=400)
+	SOAK_PAYMENTS=$(or $(PAYMENTS),400) $(PY) -m pytest tests/e2e/test_concurrency.py -p no:randomly
+
 .PHONY: deploy
 deploy: build ## sam deploy (ENV=default|staging|prod)
 	$(VENV)/bin/sam deploy --config-env $(or $(ENV),default)

@@ -51,7 +51,11 @@ class LocalHttpApi:
     """Routes a request to a function with a payload-2.0 event and maps back the result."""
 
     def __init__(
-        self, routes: Sequence[Route], functions: Mapping[str, Invoke], errors: TextIO | None = None
+        self,
+        routes: Sequence[Route],
+        functions: Mapping[str, Invoke],
+        errors: TextIO | None = None,
+        local_routes: Mapping[tuple[str, str], Callable[[], GatewayResponse]] | None = None,
     ) -> None:
         missing = {route.function for route in routes} - set(functions)
         if missing:
@@ -59,6 +63,8 @@ class LocalHttpApi:
         self.routes = list(routes)
         self.functions = dict(functions)
         self.errors = errors
+        # Local-only inspection endpoints (e.g. the sandbox ledger); never in the template.
+        self.local_routes = dict(local_routes or {})
 
     def handle(
         self,
@@ -74,6 +80,9 @@ class LocalHttpApi:
         """The response and the request id (the same id the function sees)."""
         request_id = request_id or new_request_id()
         raw_path, _, raw_query_string = target.partition("?")
+        local = self.local_routes.get((method, raw_path))
+        if local is not None:
+            return local(), request_id
         found = find_route(self.routes, method, raw_path)
         if found is None:
             return NOT_FOUND, request_id

@@ -19,12 +19,36 @@ from types import FrameType
 from local.cfn import load_template
 from local.emulator import PortInUseError, check_port_free, start_moto, use_local_aws
 from local.gateway import GatewayServer, LocalHttpApi
-from local.http_api import Route, routes_from_template
+from local.http_api import GatewayResponse, Route, routes_from_template
 from local.lambda_runtime import functions_from_template, put_layers_on_path
 from local.provision import STACK_NAME, provision_stack
 from local.rotation import rotate_all
 
 EXIT_PORT_IN_USE = 2
+# Local only: the sandbox processor's own record of charges, for reconciliation tests.
+LEDGER_PATH = "/_local/sandbox-ledger"
+
+
+def sandbox_ledger() -> GatewayResponse:
+    """Every charge the sandbox processor made: payment id, outcome, amount, currency, last4."""
+    from card_tokens.payments import sandbox_processor  # the layer is importable by now
+    from card_tokens.records import payment_id_for
+
+    charges = [
+        {
+            "payment_id": payment_id_for(entry.idempotency_key),
+            "outcome": entry.result.outcome,
+            "decline_code": entry.result.decline_code,
+            "amount": entry.amount,
+            "currency": entry.currency,
+            "last4": entry.last4,
+        }
+        for entry in sandbox_processor().ledger()
+    ]
+    body = json.dumps({"charges": charges}).encode()
+    return GatewayResponse(200, [("content-type", "application/json")], body)
+
+
 SAMPLE_CARD_REQUEST = {
     "card_number": "4242 4242 4242 4242",
     "exp_month": 12,
@@ -66,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     template = load_template()
     routes = routes_from_template(template)
     functions = functions_from_template(template, args.stack_name)
-    api = LocalHttpApi(routes, {name: function.invoke for name, function in functions.items()})
+    api = LocalHttpApi(
+        routes,
+        {name: function.invoke for name, function in functions.items()},
+        local_routes={("GET", LEDGER_PATH): sandbox_ledger},
+    )
 
     try:
         check_port_free(args.moto_host, args.moto_port, "AWS emulator (moto)", "--moto-port")
