@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from card_tokens.errors import (
     InvalidAmount,
@@ -16,6 +15,7 @@ from card_tokens.errors import (
     UnsupportedCurrency,
     UnsupportedMediaType,
 )
+from card_tokens.strict_json import JsonRejected, parse_strict_json
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_AMOUNT = 99_999_999
@@ -34,19 +34,6 @@ _MEDIA_TYPE = re.compile(r"application/json\s*(;\s*charset\s*=\s*\"?utf-8\"?\s*)
 
 TOKEN_REQUEST_FIELDS = frozenset({"card_number", "exp_month", "exp_year", "cvv", "cardholder_name"})
 PAYMENT_REQUEST_FIELDS = frozenset({"token", "amount", "currency", "reference"})
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidRequest("The JSON body has a duplicate key.")
-        result[key] = value
-    return result
-
-
-def _reject_constant(_: str) -> NoReturn:
-    raise InvalidRequest("NaN and Infinity are not JSON.")
 
 
 def header(event: dict[str, Any], name: str) -> str | None:
@@ -79,15 +66,13 @@ def read_json_object(event: dict[str, Any]) -> dict[str, Any]:
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge()
     try:
-        text = raw.decode("utf-8")  # strict: invalid UTF-8 is a 400, and a BOM stays visible
-        document = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except InvalidRequest:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        # ValueError covers JSONDecodeError (BOM included) and integers past Python's digit limit.
-        raise InvalidRequest("The request body is not valid JSON.") from None
+        document = parse_strict_json(raw)
+    except JsonRejected as rejected:
+        message = {
+            "duplicate_member": "The JSON body has a duplicate key.",
+            "not_json": "NaN and Infinity are not JSON.",
+        }.get(rejected.reason, "The request body is not valid JSON.")
+        raise InvalidRequest(message) from None
     if not isinstance(document, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     if _depth(document) > MAX_JSON_DEPTH:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import jwt
 
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, TokenSettings
 from card_tokens.errors import InvalidToken
 from card_tokens.signing_keys import SigningKey, VerificationKey
+from card_tokens.strict_json import JsonRejected, parse_strict_json
 
 TOKEN_TYPE = "card+jwt"  # noqa: S105 - the JWS typ header value, not a secret
 MAX_TOKEN_BYTES = 8 * 1024
@@ -78,19 +78,6 @@ def sign_token(
     )
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise InvalidToken("duplicate_member")
-        result[key] = value
-    return result
-
-
-def _reject_constant(_: str) -> NoReturn:
-    raise InvalidToken("malformed")
-
-
 def _b64url_decode_canonical(segment: str) -> bytes:
     """Strict base64url: also refuses non-zero trailing bits, so one token has one spelling."""
     try:
@@ -103,17 +90,12 @@ def _b64url_decode_canonical(segment: str) -> bytes:
 
 
 def _decode_json_segment(segment: str) -> dict[str, Any]:
-    raw = _b64url_decode_canonical(segment)
     try:
-        document = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
-        )
-    except InvalidToken:
-        raise
-    except (ValueError, RecursionError):
-        raise InvalidToken("malformed") from None
+        document = parse_strict_json(_b64url_decode_canonical(segment))
+    except JsonRejected as rejected:
+        raise InvalidToken(
+            "duplicate_member" if rejected.reason == "duplicate_member" else "malformed"
+        ) from None
     if not isinstance(document, dict):
         raise InvalidToken("malformed")
     return document
