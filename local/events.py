@@ -112,7 +112,7 @@ def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None) ->
         headers={"Content-Type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - same URL as above
             document: dict[str, Any] = json.loads(response.read())
             return document
     except urllib.error.HTTPError as error:
