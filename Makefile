@@ -35,15 +35,48 @@ run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server,
 lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy layers/card_tokens/card_tokens functions local
+	$(VENV)/bin/mypy layers/card_tokens/card_tokens functions local client
 
 .PHONY: test
-test: $(STAMP) lint ## Everything CI runs: lint, unit, integration, template checks, e2e, log scan
+test: $(STAMP) $(VENV)/bin/card-tokens browser-deps lint ## Everything CI runs: lint, unit, integration, template checks, e2e, log scan
 	$(PY) -m pytest
+
+# The card-tokens command (client/card_tokens_client), installed editable into .venv.
+CLIENT := $(VENV)/bin/card-tokens
+$(CLIENT): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+.PHONY: client
+client: $(CLIENT) ## Install the card-tokens command (the CLI) into .venv
+
+# The checkout page's browser test (tests/e2e/test_checkout_page.py): Debian's Chromium, driven by
+# playwright-core pinned in tests/browser/package-lock.json. Never `npx playwright install`.
+BROWSER_DIR := tests/browser
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: browser-deps
+browser-deps: $(BROWSER_DIR)/node_modules/.package-lock.json ## Chromium (apt-get) and playwright-core (npm ci) for the browser test
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "error: $(CHROMIUM) is missing: as root, apt-get update && apt-get install -y chromium" >&2; exit 1; \
+		fi; \
+		echo "Installing Debian's chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+$(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package.json $(BROWSER_DIR)/package-lock.json
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "error: node (>= 20) and npm are needed for the browser test" >&2; exit 1; }
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	@touch $@
 
 .PHONY: build
 build: $(STAMP) ## sam build (python3.13, arm64, no Docker)
 	PATH="$(dir $(PYTHON313)):$$PATH" $(VENV)/bin/sam build --template-file template.yaml
+	@# Lambda cannot write bytecode to /opt or /var/task: ship it, or every cold start compiles
+	@# botocore, Powertools and the layer from source (bench/results.md, cold start).
+	$(PYTHON313) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 .PHONY: validate
 validate: $(STAMP) ## sam validate --lint and cfn-lint

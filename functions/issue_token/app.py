@@ -10,8 +10,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from card_tokens.api import create_app, json_response
 from card_tokens.config import issuer_settings
+from card_tokens.issuing import issuer
 from card_tokens.observability import logger, metrics, tracer
-from card_tokens.payments import issuer
 from card_tokens.request_body import read_json_object
 
 issuer_settings()  # a missing variable fails the cold start, not the first customer

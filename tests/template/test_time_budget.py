@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from card_tokens.aws import BOTO_CONFIG, worst_case_call_seconds
-from card_tokens.payments import AWS_CALLS_TO_ISSUE, AWS_CALLS_TO_PAY, CLAIM_LEASE_SECONDS
+from card_tokens.issuing import AWS_CALLS_TO_ISSUE
+from card_tokens.payments import AWS_CALLS_TO_PAY, CLAIM_LEASE_SECONDS
 from local.cfn import load_template
 
 pytestmark = pytest.mark.template

@@ -1,15 +1,13 @@
-"""The two use cases: issue a card token, and turn a token into exactly one payment."""
+"""Turning a token into exactly one payment: verify, claim, open, charge once, record."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -27,11 +25,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from card_tokens.aws import dynamodb_client
-from card_tokens.cards import validate_card
 from card_tokens.config import (
-    IssuerSettings,
     PaymentSettings,
-    issuer_settings,
     payment_settings,
 )
 from card_tokens.errors import (
@@ -49,18 +44,14 @@ from card_tokens.processor import (
     ProcessorIdempotencyConflict,
     SandboxProcessor,
 )
-from card_tokens.records import PaymentRecord, TokenRecord, iso_utc, payment_id_for
+from card_tokens.records import PaymentRecord, epoch_seconds, iso_utc, payment_id_for
 from card_tokens.request_body import (
-    TOKEN_REQUEST_FIELDS,
     PaymentRequest,
     parse_payment_request,
-    reject_unknown_fields,
 )
-from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, open_card, seal_card
+from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, open_card
 from card_tokens.signing_keys import (
-    SigningKey,
     VerificationKey,
-    current_signing_key,
     find_verification_key,
 )
 from card_tokens.stores import (
@@ -70,81 +61,16 @@ from card_tokens.stores import (
     TokenAlreadyRedeemed,
     TokenStore,
 )
-from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token, verify_token
+from card_tokens.tokens import verify_token
 
 # Longer than the function timeout: a claim left by a request that died is free again after it.
 CLAIM_LEASE_SECONDS = 60
-# The AWS calls one request makes, one after another, in the worst case (cold cache, a key):
-#   issue: Secrets Manager GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
-#   pay:   GetSecretValue, idempotency PutItem, token UpdateItem, payment PutItem, KMS Decrypt,
-#          TransactWriteItems, idempotency UpdateItem
-AWS_CALLS_TO_ISSUE = 3
+# The AWS calls one payment makes, one after another, in the worst case (cold cache):
+#   GetSecretValue, idempotency PutItem, token UpdateItem, payment PutItem, KMS Decrypt,
+#   TransactWriteItems, idempotency UpdateItem
 AWS_CALLS_TO_PAY = 7
 # A retried request with the same Idempotency-Key gets the first answer for this long.
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
-
-
-def _now() -> int:
-    return int(time.time())
-
-
-@dataclass(frozen=True)
-class Issuer:
-    """POST /tokens: validate the card, seal it, store the data key, sign the token."""
-
-    settings: IssuerSettings
-    data_keys: DataKeySource
-    tokens: TokenStore
-    signing_key: Callable[[], SigningKey]
-    clock: Callable[[], int] = _now
-
-    def issue(self, document: dict[str, Any]) -> dict[str, Any]:
-        reject_unknown_fields(document, TOKEN_REQUEST_FIELDS)
-        now = self.clock()
-        card = validate_card(
-            card_number=document.get("card_number"),
-            exp_month=document.get("exp_month"),
-            exp_year=document.get("exp_year"),
-            cvv=document.get("cvv"),
-            cardholder_name=document.get("cardholder_name"),
-            now=datetime.fromtimestamp(now, UTC),
-        )
-        signing_key = self.signing_key()  # first: no key means 503 before any KMS work
-        jti = new_jti()
-        expires_at = now + self.settings.token_lifetime_seconds
-        context = encryption_context(jti=jti, audience=self.settings.token.audience)
-        sealed = seal_card(card, context=context, data_keys=self.data_keys)
-        self.tokens.put_issued(
-            TokenRecord(
-                jti=jti,
-                status="issued",
-                brand=card.brand,
-                last4=card.last4,
-                expires_at=expires_at,
-                encrypted_data_key=sealed.encrypted_data_key,
-            )
-        )
-        token = sign_token(
-            signing_key=signing_key,
-            settings=self.settings.token,
-            jti=jti,
-            meta_data=sealed.meta_data,
-            now=now,
-            lifetime_seconds=self.settings.token_lifetime_seconds,
-        )
-        metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
-        logger.info("token issued", extra={"brand": card.brand, "kid": signing_key.kid})
-        return {
-            "token": token,
-            "token_type": TOKEN_TYPE,
-            "expires_at": iso_utc(expires_at),
-            "card": {
-                "brand": card.brand,
-                "last4": card.last4,
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-            },
-        }
 
 
 def request_fingerprint(request: PaymentRequest) -> str:
@@ -162,7 +88,7 @@ class Cashier:
     payments: PaymentStore
     processor: PaymentProcessor
     find_key: Callable[[str], VerificationKey | None]
-    clock: Callable[[], int] = _now
+    clock: Callable[[], int] = epoch_seconds
     lease_seconds: int = CLAIM_LEASE_SECONDS
 
     def pay(self, request: PaymentRequest) -> PaymentRecord:
@@ -246,17 +172,6 @@ class Cashier:
 
     def get(self, payment_id: str) -> PaymentRecord:
         return self.payments.get(payment_id)
-
-
-@cache
-def issuer() -> Issuer:
-    settings = issuer_settings()
-    return Issuer(
-        settings=settings,
-        data_keys=KmsDataKeys(settings.card_key_id),
-        tokens=DynamoDBTokenStore(settings.token_table),
-        signing_key=lambda: current_signing_key(settings.signing_key_secret_id),
-    )
 
 
 @cache

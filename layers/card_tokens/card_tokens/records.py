@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -12,8 +13,13 @@ TokenStatus = Literal["issued", "claimed", "used"]
 PaymentStatus = Literal["pending", "approved", "declined"]
 
 
-def iso_utc(epoch_seconds: int) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def epoch_seconds() -> int:
+    """The service's clock (injected as `clock=` where tests need another time)."""
+    return int(time.time())
+
+
+def iso_utc(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def payment_id_for(jti: str) -> str:

@@ -1,0 +1,95 @@
+"""Issuing: validate the card, seal it under a fresh data key, store the key, sign the token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from card_tokens.cards import validate_card
+from card_tokens.config import IssuerSettings, issuer_settings
+from card_tokens.observability import logger, metrics
+from card_tokens.records import TokenRecord, epoch_seconds, iso_utc
+from card_tokens.request_body import TOKEN_REQUEST_FIELDS, reject_unknown_fields
+from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, seal_card
+from card_tokens.signing_keys import SigningKey, current_signing_key
+from card_tokens.stores import DynamoDBTokenStore, TokenStore
+from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token
+
+# The AWS calls one issue makes, one after another, in the worst case (cold cache):
+#   Secrets Manager GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
+AWS_CALLS_TO_ISSUE = 3
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """POST /tokens: validate the card, seal it, store the data key, sign the token."""
+
+    settings: IssuerSettings
+    data_keys: DataKeySource
+    tokens: TokenStore
+    signing_key: Callable[[], SigningKey]
+    clock: Callable[[], int] = epoch_seconds
+
+    def issue(self, document: dict[str, Any]) -> dict[str, Any]:
+        reject_unknown_fields(document, TOKEN_REQUEST_FIELDS)
+        now = self.clock()
+        card = validate_card(
+            card_number=document.get("card_number"),
+            exp_month=document.get("exp_month"),
+            exp_year=document.get("exp_year"),
+            cvv=document.get("cvv"),
+            cardholder_name=document.get("cardholder_name"),
+            now=datetime.fromtimestamp(now, UTC),
+        )
+        signing_key = self.signing_key()  # first: no key means 503 before any KMS work
+        jti = new_jti()
+        expires_at = now + self.settings.token_lifetime_seconds
+        context = encryption_context(jti=jti, audience=self.settings.token.audience)
+        sealed = seal_card(card, context=context, data_keys=self.data_keys)
+        self.tokens.put_issued(
+            TokenRecord(
+                jti=jti,
+                status="issued",
+                brand=card.brand,
+                last4=card.last4,
+                expires_at=expires_at,
+                encrypted_data_key=sealed.encrypted_data_key,
+            )
+        )
+        token = sign_token(
+            signing_key=signing_key,
+            settings=self.settings.token,
+            jti=jti,
+            meta_data=sealed.meta_data,
+            now=now,
+            lifetime_seconds=self.settings.token_lifetime_seconds,
+        )
+        metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
+        logger.info("token issued", extra={"brand": card.brand, "kid": signing_key.kid})
+        return {
+            "token": token,
+            "token_type": TOKEN_TYPE,
+            "expires_at": iso_utc(expires_at),
+            "card": {
+                "brand": card.brand,
+                "last4": card.last4,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+            },
+        }
+
+
+@cache
+def issuer() -> Issuer:
+    settings = issuer_settings()
+    return Issuer(
+        settings=settings,
+        data_keys=KmsDataKeys(settings.card_key_id),
+        tokens=DynamoDBTokenStore(settings.token_table),
+        signing_key=lambda: current_signing_key(settings.signing_key_secret_id),
+    )
