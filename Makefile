@@ -83,6 +83,15 @@ validate: $(STAMP) ## sam validate --lint and cfn-lint
 	$(VENV)/bin/sam validate --lint --template-file template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 
+.PHONY: scan
+scan: $(STAMP) ## checkov over template.yaml and deploy/ (own venv: checkov pins an older boto3)
+	@cmp -s requirements-scan.txt $(VENV)/checkov/requirements-scan.txt || { \
+		rm -rf $(VENV)/checkov && $(PYTHON313) -m venv $(VENV)/checkov && \
+		$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-scan.txt && \
+		cp requirements-scan.txt $(VENV)/checkov/requirements-scan.txt; }
+	$(VENV)/checkov/bin/checkov --framework cloudformation --quiet --compact --skip-download \
+		--file template.yaml --file deploy/github-oidc-role.yaml
+
 .PHONY: events
 events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT))

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
 import json
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from local.cfn import load_template
 from local.emulator import PortInUseError, check_port_free, start_moto, use_local_aws
 from local.gateway import GatewayServer, LocalHttpApi
-from local.http_api import GatewayResponse, Route, routes_from_template
+from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
 from local.lambda_runtime import functions_from_template, put_layers_on_path
 from local.provision import STACK_NAME, provision_stack
 from local.rotation import rotate_all
+from web.checkout.page import PAGE_FILES, page_response
 
 EXIT_PORT_IN_USE = 2
 # Local only: the sandbox processor's own record of charges, for reconciliation tests.
@@ -47,6 +50,16 @@ def sandbox_ledger() -> GatewayResponse:
     ]
     body = json.dumps({"charges": charges}).encode()
     return GatewayResponse(200, [("content-type", "application/json")], body)
+
+
+def checkout_page_file(path: str) -> GatewayResponse:
+    """One file of the checkout page (web/checkout/), served at the API's own origin."""
+    found = page_response(path)
+    return NOT_FOUND if found is None else GatewayResponse(*found)
+
+
+def checkout_page_routes() -> dict[tuple[str, str], Callable[[], GatewayResponse]]:
+    return {("GET", path): functools.partial(checkout_page_file, path) for path in PAGE_FILES}
 
 
 SAMPLE_CARD_REQUEST = {
@@ -93,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     api = LocalHttpApi(
         routes,
         {name: function.invoke for name, function in functions.items()},
-        local_routes={("GET", LEDGER_PATH): sandbox_ledger},
+        local_routes={("GET", LEDGER_PATH): sandbox_ledger, **checkout_page_routes()},
     )
 
     try:
@@ -164,6 +177,7 @@ def print_banner(args: argparse.Namespace, routes: list[str], moto_url: str) -> 
     lines = [
         f"card-tokens local stack '{args.stack_name}' on {base_url}",
         f"  AWS emulator (moto): {moto_url}   (KMS, Secrets Manager, DynamoDB; in memory)",
+        f"  Checkout page: {base_url}/",
         "Routes:",
         *routes,
         "Try:",

@@ -1,0 +1,190 @@
+"""The card-tokens HTTP API over the standard library: a method per route, errors as exceptions."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from card_tokens_client.signing import needs_signature
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+USER_AGENT = "card-tokens-cli/0.1"
+
+
+class Signer(Protocol):
+    def sign(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> dict[str, str]: ...
+
+
+class Opener(Protocol):
+    """What urllib's OpenerDirector does here; tests pass a fake."""
+
+    def open(self, request: urllib.request.Request, timeout: float) -> Any: ...
+
+
+class ApiError(Exception):
+    """The API (or API Gateway in front of it) answered with an error status."""
+
+    def __init__(
+        self, status: int, message: str, code: str | None = None, field: str | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.field = field
+
+    def describe(self) -> str:
+        code = f" {self.code}" if self.code else ""
+        field = f" ({self.field})" if self.field else ""
+        return f"{self.status}{code}{field}: {self.message}"
+
+
+class Unreachable(Exception):
+    """No HTTP answer at all: refused, timed out, DNS, TLS."""
+
+
+class InvalidBaseUrl(ValueError):
+    pass
+
+
+def checked_base_url(url: str) -> str:
+    """`url` without a trailing slash, once it is an http(s) URL with a host and nothing else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidBaseUrl(f"--url must be an http:// or https:// URL with a host, not {url!r}")
+    if parts.query or parts.fragment:
+        raise InvalidBaseUrl("--url takes no query string or fragment")
+    return url.rstrip("/")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect would resend a signed request (or a card) to wherever it points: refuse it.
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class CardInput:
+    card_number: str
+    exp_month: int
+    exp_year: int
+    cvv: str
+    cardholder_name: str | None = None
+
+    def request_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "card_number": self.card_number,
+            "exp_month": self.exp_month,
+            "exp_year": self.exp_year,
+            "cvv": self.cvv,
+        }
+        if self.cardholder_name:
+            body["cardholder_name"] = self.cardholder_name
+        return body
+
+    def __repr__(self) -> str:  # never the PAN or the CVV, even in a traceback
+        return f"CardInput(last4={self.card_number[-4:]!r}, exp={self.exp_month}/{self.exp_year})"
+
+
+class CardTokensApi:
+    def __init__(
+        self,
+        base_url: str,
+        signer: Signer | None = None,
+        timeout: float = 30.0,
+        opener: Opener | None = None,
+    ) -> None:
+        self.base_url = checked_base_url(base_url)
+        self.signer = signer
+        self.timeout = timeout
+        self._opener: Opener | urllib.request.OpenerDirector = (
+            opener or urllib.request.build_opener(_NoRedirects)
+        )
+
+    def tokenize(self, card: CardInput) -> dict[str, Any]:
+        return self._call("POST", "/tokens", card.request_body())
+
+    def pay(
+        self,
+        token: str,
+        amount: int,
+        currency: str,
+        reference: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"token": token, "amount": amount, "currency": currency}
+        if reference is not None:
+            body["reference"] = reference
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/payments", body, headers)
+
+    def get_payment(self, payment_id: str) -> dict[str, Any]:
+        return self._call("GET", "/payments/" + quote(payment_id, safe=""))
+
+    def jwks(self) -> dict[str, Any]:
+        return self._call("GET", "/.well-known/jwks.json")
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        url = self.base_url + path
+        data = None if body is None else json.dumps(body).encode()
+        send = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
+        if data is not None:
+            send["Content-Type"] = "application/json"
+        if self.signer is not None and needs_signature(self.base_url, path):
+            send = self.signer.sign(method, url, send, data)
+        request = urllib.request.Request(url, data=data, headers=send, method=method)  # noqa: S310 - http(s) only: checked_base_url
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return _json_object(response.read(), response.status)
+        except urllib.error.HTTPError as error:
+            raise _api_error(error.code, error.read()) from None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise Unreachable(f"no answer from {self.base_url} ({reason})") from None
+
+
+def _json_object(raw: bytes, status: int) -> dict[str, Any]:
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        raise ApiError(status, "the answer is not JSON") from None
+    if not isinstance(document, dict):
+        raise ApiError(status, "the answer is not a JSON object")
+    return document
+
+
+def _api_error(status: int, raw: bytes) -> ApiError:
+    """The service's `{"error": {...}}` shape, or API Gateway's own `{"message": ...}`."""
+    if 300 <= status < 400:
+        return ApiError(status, "the server answered with a redirect: pass the final URL as --url")
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            code = error.get("code")
+            field = error.get("field")
+            return ApiError(
+                status,
+                error["message"],
+                code if isinstance(code, str) else None,
+                field if isinstance(field, str) else None,
+            )
+        if isinstance(document.get("message"), str):
+            return ApiError(status, document["message"])
+    return ApiError(status, f"HTTP {status}")

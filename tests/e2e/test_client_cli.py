@@ -1,0 +1,153 @@
+"""The `card-tokens` command (the installed console script) against the local stack."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.stack_process import REPO_ROOT, LocalStack, free_port
+
+pytestmark = pytest.mark.e2e
+
+COMMAND = Path(sys.executable).parent / "card-tokens"
+PAN = "4242 4242 4242 4242"
+DECLINED_PAN = "4000 0000 0000 0002"
+CVV = "737"
+# The CVV on its own, not as part of a token, an id or a timestamp.
+CVV_SHOWN = re.compile(rf"(?<![\w:-]){CVV}(?![\w:-])")
+
+
+def run_command(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    if not COMMAND.is_file():
+        pytest.fail(f"{COMMAND} is missing: run `make client` (pip install -e .)")
+    return subprocess.run(
+        [str(COMMAND), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def card_tokens(stack: LocalStack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return run_command("--url", stack.base_url, *args, stdin=stdin)
+
+
+def echoes_card_data(result: subprocess.CompletedProcess[str], pan: str) -> bool:
+    output = result.stdout + result.stderr
+    return pan.replace(" ", "") in output.replace(" ", "") or CVV_SHOWN.search(output) is not None
+
+
+def tokenize(stack: LocalStack, pan: str) -> str:
+    result = card_tokens(stack, "tokenize", "--quiet", stdin=f"{pan}\n12/30\n{CVV}\n")
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    stack.issued_tokens.append(token)  # the stack's log scan looks for it too
+    return token
+
+
+def test_tokenize_pay_and_get_through_the_command(local_stack: LocalStack) -> None:
+    # Given a card read from stdin, as a script would pass it
+    result = card_tokens(local_stack, "tokenize", "--json", stdin=f"{PAN}\n12/30\n{CVV}\n")
+    assert result.returncode == 0, result.stderr
+    issued = json.loads(result.stdout)
+    local_stack.issued_tokens.append(issued["token"])
+    assert issued["card"] == {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}
+
+    # When it pays, reading the token from stdin
+    paid = card_tokens(
+        local_stack,
+        "pay",
+        "--amount",
+        "1999",
+        "--currency",
+        "EUR",
+        "--reference",
+        "order-cli",
+        stdin=issued["token"] + "\n",
+    )
+
+    # Then the payment is approved and readable back
+    assert paid.returncode == 0, paid.stderr
+    first_line = paid.stdout.splitlines()[0]
+    assert first_line.startswith("Payment pay_")
+    assert first_line.endswith(": approved")
+    assert "19.99 EUR" in paid.stdout
+    assert "Visa •••• 4242" in paid.stdout
+    payment_id = first_line.split()[1].rstrip(":")
+    read = card_tokens(local_stack, "get", payment_id, "--json")
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout)["reference"] == "order-cli"
+    assert not any(echoes_card_data(r, PAN) for r in (result, paid, read))
+
+
+def test_tokenize_shows_brand_last4_and_lifetime_never_the_card(local_stack: LocalStack) -> None:
+    result = card_tokens(
+        local_stack, "tokenize", "--card-number", PAN, "--exp", "12/30", "--cvv", CVV
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Token for Visa •••• 4242 (exp 12/2030)")
+    assert "(in 1" in result.stdout  # 15 minutes (900 s) minus a moment
+    local_stack.issued_tokens.append(result.stdout.split("token    ")[1].strip())
+    assert not echoes_card_data(result, PAN)
+
+
+def test_a_declined_card_exits_3_with_its_decline_code(local_stack: LocalStack) -> None:
+    token = tokenize(local_stack, DECLINED_PAN)
+
+    result = card_tokens(local_stack, "pay", token, "--amount", "500", "--currency", "EUR")
+
+    assert result.returncode == 3
+    assert result.stdout.splitlines()[0].endswith(": declined (card_declined)")
+    assert not echoes_card_data(result, DECLINED_PAN)
+
+
+def test_an_invalid_card_exits_1_naming_the_field(local_stack: LocalStack) -> None:
+    result = card_tokens(local_stack, "tokenize", stdin=f"4242 4242 4242 4241\n12/30\n{CVV}\n")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "card-tokens: error: 400 invalid_card_number (card_number): The card number is not valid.\n"
+    )
+    assert "4241" not in result.stdout + result.stderr
+
+
+def test_a_token_used_twice_is_a_409(local_stack: LocalStack) -> None:
+    token = tokenize(local_stack, PAN)
+    assert (
+        card_tokens(local_stack, "pay", token, "--amount", "100", "--currency", "EUR").returncode
+        == 0
+    )
+
+    again = card_tokens(local_stack, "pay", token, "--amount", "200", "--currency", "EUR")
+
+    assert again.returncode == 1
+    assert "409 token_already_used" in again.stderr
+
+
+def test_jwks_lists_the_stacks_signing_keys(local_stack: LocalStack) -> None:
+    expected = local_stack.request("GET", "/.well-known/jwks.json").json()
+
+    result = card_tokens(local_stack, "jwks")
+
+    assert result.returncode == 0, result.stderr
+    for key in expected["keys"]:
+        assert f"  {key['kid']}  {key['alg']}" in result.stdout
+
+
+def test_without_a_stack_the_command_says_there_was_no_answer() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    result = run_command("--url", url, "jwks")
+
+    assert result.returncode == 1
+    assert f"no answer from {url}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,132 @@
+"""web/checkout: what the page serves (locally and as a Lambda) and what its script may not do."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from web.checkout.page import (
+    PAGE_DIRECTORY,
+    PAGE_FILES,
+    SECURITY_HEADERS,
+    lambda_handler,
+    page_response,
+)
+
+# The script's code without its whole-line comments (which may name what it never does).
+SCRIPT = re.sub(
+    r"^\s*//.*$", "", (PAGE_DIRECTORY / "app.js").read_text(encoding="utf-8"), flags=re.MULTILINE
+)
+HTML = (PAGE_DIRECTORY / "index.html").read_text(encoding="utf-8")
+
+
+def http_event(path: str) -> dict[str, object]:
+    return {"version": "2.0", "routeKey": f"GET {path}", "rawPath": path, "requestContext": {}}
+
+
+@pytest.mark.parametrize("path", sorted(PAGE_FILES))
+def test_the_lambda_serves_each_file_base64_with_the_security_headers(path: str) -> None:
+    response = lambda_handler(http_event(path), None)
+
+    assert response["statusCode"] == 200
+    assert response["isBase64Encoded"] is True
+    file_name, content_type = PAGE_FILES[path]
+    assert base64.b64decode(response["body"]) == (PAGE_DIRECTORY / file_name).read_bytes()
+    assert response["headers"] == {"content-type": content_type, **dict(SECURITY_HEADERS)}
+
+
+def test_the_lambda_and_the_local_stack_send_the_same_bytes_and_headers() -> None:
+    found = page_response("/")
+    assert found is not None
+    status, headers, body = found
+
+    response = lambda_handler(http_event("/"), None)
+
+    assert (status, dict(headers), body) == (
+        response["statusCode"],
+        response["headers"],
+        base64.b64decode(response["body"]),
+    )
+
+
+@pytest.mark.parametrize("path", ["/page.py", "/index.html", "/../page.py", "/app.js/"])
+def test_nothing_but_the_page_files_is_served(path: str) -> None:
+    assert page_response(path) is None
+    assert lambda_handler(http_event(path), None)["statusCode"] == 404
+
+
+def test_the_policy_allows_only_this_origin_and_no_framing() -> None:
+    headers = dict(SECURITY_HEADERS)
+
+    assert headers["content-security-policy"].startswith("default-src 'self';")
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        r"localStorage",
+        r"sessionStorage",
+        r"document\.cookie",
+        r"indexedDB",
+        r"console\.",
+        r"history\.(push|replace)State",
+        r"location\s*=",
+    ],
+)
+def test_the_script_has_no_way_to_put_card_data_in_storage_the_url_or_the_console(
+    pattern: str,
+) -> None:
+    assert re.search(pattern, SCRIPT) is None
+
+
+class _Inputs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: dict[str, dict[str, str | None]] = {}
+        self.inline: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "input" and attributes.get("id"):
+            self.inputs[str(attributes["id"])] = attributes
+        if "style" in attributes or any(name.startswith("on") for name in attributes):
+            self.inline.append(tag)
+        if tag == "script" and "src" not in attributes:
+            self.inline.append("script")
+
+
+def test_card_inputs_have_autocomplete_and_no_name_so_no_plain_form_post_can_carry_them() -> None:
+    parsed = _Inputs()
+    parsed.feed(HTML)
+
+    expected = {
+        "card-number": "cc-number",
+        "exp-month": "cc-exp-month",
+        "exp-year": "cc-exp-year",
+        "cvv": "cc-csc",
+        "cardholder-name": "cc-name",
+    }
+    for input_id, autocomplete in expected.items():
+        assert parsed.inputs[input_id]["autocomplete"] == autocomplete
+        assert "name" not in parsed.inputs[input_id]
+
+
+def test_the_page_has_no_inline_script_style_or_handler_that_the_policy_would_block() -> None:
+    parsed = _Inputs()
+    parsed.feed(HTML)
+
+    assert parsed.inline == []
+
+
+def test_the_forms_post_and_never_submit_by_get() -> None:
+    forms = re.findall(r"<form\b[^>]*>", HTML)
+
+    assert len(forms) == 2
+    assert all('method="post"' in form for form in forms)
