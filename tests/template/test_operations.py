@@ -1,0 +1,394 @@
+"""template.yaml's operations: throttling, access logs, IAM auth, CORS, alarms, concurrency, scans.
+
+Some checks run the SAM transform itself (samtranslator, offline), because what reaches API
+Gateway is the transformed template: SAM resolves parameters inside CorsConfiguration and writes
+the routes' authorization into the OpenAPI body.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+
+from local.cfn import load_template, resources_of_type
+
+pytestmark = pytest.mark.template
+
+Template = dict[str, Any]
+
+API_FUNCTIONS = {"IssueTokenFunction": "IssueToken", "ProcessPaymentFunction": "ProcessPayment"}
+IAM_ROUTES = {("post", "/payments"), ("get", "/payments/{payment_id}")}
+OPEN_ROUTES = {("post", "/tokens"), ("get", "/.well-known/jwks.json")}
+# API Gateway context variables the access log may use: who, when, which route, what outcome.
+METADATA_VARIABLES = {
+    "$context.requestId",
+    "$context.identity.sourceIp",
+    "$context.requestTime",
+    "$context.routeKey",
+    "$context.status",
+    "$context.responseLatency",
+    "$context.integrationLatency",
+    "$context.responseLength",
+    "$context.identity.userArn",
+    "$context.identity.accountId",
+    "$context.authorizer.error",
+    "$context.error.message",
+    "$context.integrationErrorMessage",
+}
+
+
+@cache
+def _template() -> Template:
+    return load_template()
+
+
+@pytest.fixture
+def template() -> Template:
+    return copy.deepcopy(_template())
+
+
+class _NoManagedPolicies:
+    """The template names no managed policy, so the transform needs no IAM lookup."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def translated(parameter_values: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Template:
+    """What CloudFormation's AWS::Serverless transform makes of template.yaml."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    sam = copy.deepcopy(_template())
+    for resource in sam["Resources"].values():
+        # As `sam deploy` does after uploading the code.
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
+    output: Template = transform(sam, parameter_values, _NoManagedPolicies())
+    return output
+
+
+def openapi_body(output: Template) -> dict[str, Any]:
+    body: dict[str, Any] = output["Resources"]["CardTokensApi"]["Properties"]["Body"]
+    return body
+
+
+def alarms(template: Template) -> dict[str, dict[str, Any]]:
+    return resources_of_type(template, "AWS::CloudWatch::Alarm")
+
+
+# ---------------------------------------------------------------- throttling and concurrency
+
+
+def test_default_route_throttling_comes_from_parameters(template: Template) -> None:
+    settings = template["Resources"]["CardTokensApi"]["Properties"]["DefaultRouteSettings"]
+    parameters = template["Parameters"]
+
+    assert settings == {
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+    }
+    assert parameters["ApiThrottlingBurstLimit"]["Default"] == 200
+    assert parameters["ApiThrottlingRateLimit"]["Default"] == 100
+    assert parameters["ApiThrottlingBurstLimit"]["MinValue"] >= 1
+
+
+def test_throttling_reaches_the_stage_after_the_transform(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    output = translated({}, monkeypatch)
+    stages = resources_of_type(output, "AWS::ApiGatewayV2::Stage")
+
+    assert len(stages) == 1
+    (stage,) = stages.values()
+    assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == {
+        "Ref": "ApiThrottlingRateLimit"
+    }
+
+
+@pytest.mark.parametrize(("function_id", "prefix"), API_FUNCTIONS.items())
+def test_reserved_concurrency_is_a_parameter_and_zero_means_unreserved(
+    template: Template, function_id: str, prefix: str
+) -> None:
+    parameter = template["Parameters"][f"{prefix}ReservedConcurrency"]
+    function = template["Resources"][function_id]["Properties"]
+
+    assert (parameter["Default"], parameter["MinValue"]) == (0, 0)
+    assert function["ReservedConcurrentExecutions"] == {
+        "Fn::If": [
+            f"Reserves{prefix}Concurrency",
+            {"Ref": f"{prefix}ReservedConcurrency"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
+    assert template["Conditions"][f"Reserves{prefix}Concurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": f"{prefix}ReservedConcurrency"}, 0]}]
+    }
+
+
+# ---------------------------------------------------------------- access logs
+
+
+def test_access_log_is_json_with_request_metadata_and_nothing_from_the_request(
+    template: Template,
+) -> None:
+    settings = template["Resources"]["CardTokensApi"]["Properties"]["AccessLogSettings"]
+    log_format = settings["Format"]
+
+    fields = json.loads(log_format)
+
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["CardTokensApiAccessLogGroup", "Arn"]}
+    assert {
+        "requestId": "$context.requestId",
+        "ip": "$context.identity.sourceIp",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "latency": "$context.responseLatency",
+    }.items() <= fields.items()
+    # Only request metadata: API Gateway has no variable for a body, and none of the header,
+    # query string or path parameter variables (which could carry a token) is used.
+    assert set(re.findall(r"\$context\.[A-Za-z.]+", log_format)) <= METADATA_VARIABLES
+
+
+# ---------------------------------------------------------------- authorization
+
+
+def test_payment_routes_use_aws_iam_and_the_rest_stay_open(template: Template) -> None:
+    api = template["Resources"]["CardTokensApi"]["Properties"]
+    auth = {}
+    for function in resources_of_type(template, "AWS::Serverless::Function").values():
+        for event in function["Properties"].get("Events", {}).values():
+            properties = event["Properties"]
+            route = (properties["Method"].lower(), properties["Path"])
+            auth[route] = properties.get("Auth", {}).get("Authorizer")
+
+    assert api["Auth"] == {"EnableIamAuthorizer": True}
+    assert {route for route, authorizer in auth.items() if authorizer == "AWS_IAM"} == IAM_ROUTES
+    assert {route for route, authorizer in auth.items() if authorizer is None} == OPEN_ROUTES
+
+
+def test_the_transformed_api_requires_sigv4_on_exactly_the_payment_routes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = openapi_body(translated({}, monkeypatch))
+
+    secured = {
+        (method, path)
+        for path, operations in body["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"AWS_IAM": []}]
+    }
+    unsecured = {
+        (method, path)
+        for path, operations in body["paths"].items()
+        for method, operation in operations.items()
+        if "security" not in operation
+    }
+
+    assert secured == IAM_ROUTES
+    assert unsecured == OPEN_ROUTES
+    scheme = body["components"]["securitySchemes"]["AWS_IAM"]
+    assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+# ---------------------------------------------------------------- CORS
+
+
+ACCEPTED_ORIGINS = [
+    "",
+    "https://shop.example",
+    "https://shop.example,https://checkout.shop.example:8443",
+    "http://localhost:5173",
+]
+REFUSED_ORIGINS = [
+    "*",
+    "https://*.example",
+    "http://shop.example",
+    "https://shop.example/",
+    "https://shop.example,*",
+    "https://shop.example, https://other.example",
+    "null",
+]
+
+
+def cors_pattern(template: Template) -> re.Pattern[str]:
+    return re.compile(template["Parameters"]["CorsOrigins"]["AllowedPattern"])
+
+
+@pytest.mark.parametrize("origins", ACCEPTED_ORIGINS)
+def test_cors_origins_accepts_exact_https_origins(template: Template, origins: str) -> None:
+    assert cors_pattern(template).fullmatch(origins)
+
+
+@pytest.mark.parametrize("origins", REFUSED_ORIGINS)
+def test_cors_origins_refuses_wildcards_and_plain_http(template: Template, origins: str) -> None:
+    assert not cors_pattern(template).fullmatch(origins)
+
+
+def test_no_cors_at_all_when_no_origin_is_configured(template: Template) -> None:
+    cors = template["Resources"]["CardTokensApi"]["Properties"]["CorsConfiguration"]
+
+    assert template["Parameters"]["CorsOrigins"]["Default"] == ""
+    assert template["Conditions"]["HasCorsOrigins"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsOrigins"}, ""]}]
+    }
+    condition, _, when_empty = cors["Fn::If"]
+    assert (condition, when_empty) == ("HasCorsOrigins", {"Ref": "AWS::NoValue"})
+
+
+def test_cors_allows_a_checkout_page_to_post_json_and_nothing_that_could_sign(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given two shop origins, through the transform as CloudFormation runs it
+    origins = "https://shop.example,https://checkout.shop.example"
+    body = openapi_body(translated({"CorsOrigins": origins}, monkeypatch))
+
+    # Then each origin is exact, split from the parameter (not one string with a comma)
+    condition, cors, when_empty = body["x-amazon-apigateway-cors"]["Fn::If"]
+    assert (condition, when_empty) == ("HasCorsOrigins", {"Ref": "AWS::NoValue"})
+    assert cors["allowOrigins"] == {"Fn::Split": [",", origins]}
+    # and a browser may only POST JSON: no Authorization or X-Amz-* header, so it cannot sign
+    assert cors["allowMethods"] == ["POST"]
+    assert cors["allowHeaders"] == ["content-type"]
+    assert cors["allowCredentials"] is False
+    assert "*" not in json.dumps(cors)
+
+
+# ---------------------------------------------------------------- alarms
+
+
+def test_alarm_topic_is_an_optional_sns_arn_parameter(template: Template) -> None:
+    parameter = template["Parameters"]["AlarmTopicArn"]
+    pattern = re.compile(parameter["AllowedPattern"])
+
+    assert parameter["Default"] == ""
+    assert pattern.fullmatch("")
+    assert pattern.fullmatch("arn:aws:sns:eu-west-1:111122223333:card-tokens-alarms")
+    assert not pattern.fullmatch("card-tokens-alarms")
+    assert template["Conditions"]["HasAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+
+
+def test_every_alarm_exists_only_with_a_topic_and_notifies_it(template: Template) -> None:
+    found = alarms(template)
+
+    assert found
+    for alarm_id, alarm in found.items():
+        properties = alarm["Properties"]
+        assert alarm["Condition"] == "HasAlarmTopic", alarm_id
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}], alarm_id
+        assert properties["OKActions"] == [{"Ref": "AlarmTopicArn"}], alarm_id
+        assert properties["TreatMissingData"] == "notBreaching", alarm_id
+        assert "Runbook: README" in properties["AlarmDescription"], alarm_id
+
+
+def _lambda_alarm_metrics(template: Template) -> set[tuple[str, str]]:
+    return {
+        (alarm["Properties"]["MetricName"], alarm["Properties"]["Dimensions"][0]["Value"]["Ref"])
+        for alarm in alarms(template).values()
+        if alarm["Properties"].get("Namespace") == "AWS/Lambda"
+    }
+
+
+def test_every_function_alarms_on_errors_and_throttles(template: Template) -> None:
+    functions = resources_of_type(template, "AWS::Serverless::Function")
+
+    assert _lambda_alarm_metrics(template) == {
+        (metric, function_id) for function_id in functions for metric in ("Errors", "Throttles")
+    }
+
+
+def test_a_failed_rotation_raises_its_own_alarm(template: Template) -> None:
+    alarm = alarms(template)["RotationFailureAlarm"]["Properties"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "RotateSigningKeyFunction"}}
+    ]
+
+
+def test_the_5xx_rate_alarm_divides_5xx_by_requests_of_this_api(template: Template) -> None:
+    alarm = alarms(template)["ApiServerErrorRateAlarm"]["Properties"]
+    metrics = {query["Id"]: query for query in alarm["Metrics"]}
+
+    assert alarm["Threshold"] == {"Ref": "Api5xxRatePercentThreshold"}
+    assert [query["Id"] for query in alarm["Metrics"] if query.get("ReturnData")] == ["rate"]
+    assert "100 * errors / requests" in metrics["rate"]["Expression"]
+    for metric_id, name in (("errors", "5xx"), ("requests", "Count")):
+        metric = metrics[metric_id]["MetricStat"]["Metric"]
+        assert (metric["Namespace"], metric["MetricName"]) == ("AWS/ApiGateway", name)
+        assert metric["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "CardTokensApi"}}]
+
+
+def test_dependency_alarm_reads_the_metric_the_functions_emit(template: Template) -> None:
+    # KMS, Secrets Manager and DynamoDB failures after retries: card_tokens/api.py counts them.
+    alarm = alarms(template)["DependencyUnavailableAlarm"]["Properties"]
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert alarm["Namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["MetricName"] == "DependencyUnavailable"
+    assert alarm["Dimensions"] == [
+        {"Name": "service", "Value": environment["POWERTOOLS_SERVICE_NAME"]}
+    ]
+
+
+def test_dependency_metric_name_matches_the_layer() -> None:
+    from card_tokens import api
+
+    source = api.__loader__.get_source(api.__name__)  # type: ignore[union-attr]
+
+    assert source is not None
+    assert 'name="DependencyUnavailable"' in source
+
+
+def test_dynamodb_throttle_alarm_covers_reads_and_writes_of_every_table(
+    template: Template,
+) -> None:
+    alarm = alarms(template)["DynamoDbThrottleAlarm"]["Properties"]
+    tables = resources_of_type(template, "AWS::DynamoDB::Table")
+
+    watched = {
+        (query["MetricStat"]["Metric"]["MetricName"], dimension["Value"]["Ref"])
+        for query in alarm["Metrics"]
+        if "MetricStat" in query
+        for dimension in query["MetricStat"]["Metric"]["Dimensions"]
+    }
+
+    assert watched == {
+        (metric, table)
+        for table in tables
+        for metric in ("ReadThrottleEvents", "WriteThrottleEvents")
+    }
+
+
+def test_no_alarm_without_a_topic_after_the_transform(monkeypatch: pytest.MonkeyPatch) -> None:
+    output = translated({}, monkeypatch)
+
+    # The transform keeps the Condition; CloudFormation drops the alarms when it is false.
+    for alarm in resources_of_type(output, "AWS::CloudWatch::Alarm").values():
+        assert alarm["Condition"] == "HasAlarmTopic"
+
+
+# ---------------------------------------------------------------- tracing and scanning
+
+
+def test_functions_trace_with_xray(template: Template) -> None:
+    assert template["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_every_checkov_suppression_carries_its_reason(template: Template) -> None:
+    suppressed = 0
+    for resource_id, resource in template["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            suppressed += 1
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), resource_id
+            assert len(skip.get("comment", "").split()) >= 8, (resource_id, skip["id"])
+
+    assert suppressed > 0
