@@ -18,11 +18,13 @@ pytestmark = pytest.mark.template
 Template = dict[str, Any]
 
 ISSUER, PAYMENTS, ROTATION = "IssueTokenRole", "ProcessPaymentRole", "RotateSigningKeyRole"
-ROLES = (ISSUER, PAYMENTS, ROTATION)
+CHECKOUT = "CheckoutPageRole"  # the optional checkout page (CheckoutPage=enabled)
+ROLES = (ISSUER, PAYMENTS, ROTATION, CHECKOUT)
 FUNCTION_ROLES = {
     "IssueTokenFunction": ISSUER,
     "ProcessPaymentFunction": PAYMENTS,
     "RotateSigningKeyFunction": ROTATION,
+    "CheckoutPageFunction": CHECKOUT,
 }
 PURPOSE_CONDITION = {"StringEquals": {"kms:EncryptionContext:purpose": "card-token"}}
 
@@ -85,6 +87,8 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         *_logs("RotateSigningKeyLogGroup"),
         *XRAY,
     },
+    # Static files packaged with the code: its own logs and nothing else (not even X-Ray).
+    CHECKOUT: {*_logs("CheckoutPageLogGroup")},
 }
 
 

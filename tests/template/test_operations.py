@@ -25,6 +25,8 @@ Template = dict[str, Any]
 API_FUNCTIONS = {"IssueTokenFunction": "IssueToken", "ProcessPaymentFunction": "ProcessPayment"}
 IAM_ROUTES = {("post", "/payments"), ("get", "/payments/{payment_id}")}
 OPEN_ROUTES = {("post", "/tokens"), ("get", "/.well-known/jwks.json")}
+# Only with CheckoutPage=enabled: the static demo page, open like /tokens.
+PAGE_ROUTES = {("get", "/"), ("get", "/app.js"), ("get", "/style.css"), ("get", "/favicon.svg")}
 # API Gateway context variables the access log may use: who, when, which route, what outcome.
 METADATA_VARIABLES = {
     "$context.requestId",
@@ -170,29 +172,36 @@ def test_payment_routes_use_aws_iam_and_the_rest_stay_open(template: Template) -
 
     assert api["Auth"] == {"EnableIamAuthorizer": True}
     assert {route for route, authorizer in auth.items() if authorizer == "AWS_IAM"} == IAM_ROUTES
-    assert {route for route, authorizer in auth.items() if authorizer is None} == OPEN_ROUTES
+    assert {route for route, authorizer in auth.items() if authorizer is None} == (
+        OPEN_ROUTES | PAGE_ROUTES
+    )
 
 
 def test_the_transformed_api_requires_sigv4_on_exactly_the_payment_routes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     body = openapi_body(translated({}, monkeypatch))
+    # SAM wraps the optional page's routes in Fn::If [condition, operation, AWS::NoValue].
+    paths = {
+        path: item["Fn::If"][1] if "Fn::If" in item else item
+        for path, item in body["paths"].items()
+    }
 
     secured = {
         (method, path)
-        for path, operations in body["paths"].items()
+        for path, operations in paths.items()
         for method, operation in operations.items()
         if operation.get("security") == [{"AWS_IAM": []}]
     }
     unsecured = {
         (method, path)
-        for path, operations in body["paths"].items()
+        for path, operations in paths.items()
         for method, operation in operations.items()
         if "security" not in operation
     }
 
     assert secured == IAM_ROUTES
-    assert unsecured == OPEN_ROUTES
+    assert unsecured == OPEN_ROUTES | PAGE_ROUTES
     scheme = body["components"]["securitySchemes"]["AWS_IAM"]
     assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
 
@@ -298,7 +307,12 @@ def _lambda_alarm_metrics(template: Template) -> set[tuple[str, str]]:
 
 
 def test_every_function_alarms_on_errors_and_throttles(template: Template) -> None:
-    functions = resources_of_type(template, "AWS::Serverless::Function")
+    # The optional demo page (CheckoutPage=enabled) serves static files: no alarms of its own.
+    functions = {
+        name: function
+        for name, function in resources_of_type(template, "AWS::Serverless::Function").items()
+        if "Condition" not in function
+    }
 
     assert _lambda_alarm_metrics(template) == {
         (metric, function_id) for function_id in functions for metric in ("Errors", "Throttles")

@@ -19,6 +19,11 @@ ROUTES = {
     ("POST", "/payments"): "ProcessPaymentFunction",
     ("GET", "/payments/{payment_id}"): "ProcessPaymentFunction",
     ("GET", "/.well-known/jwks.json"): "ProcessPaymentFunction",
+    # Only with CheckoutPage=enabled: the demo page and its assets (web/checkout/).
+    ("GET", "/"): "CheckoutPageFunction",
+    ("GET", "/app.js"): "CheckoutPageFunction",
+    ("GET", "/style.css"): "CheckoutPageFunction",
+    ("GET", "/favicon.svg"): "CheckoutPageFunction",
 }
 
 COMMON_ENV = {
@@ -256,4 +261,5 @@ def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> N
         "IdempotencyTableName",
         "SigningKeySecretArn",
         "VerificationKeysSecretArn",
+        "CheckoutPageUrl",
     }
