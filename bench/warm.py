@@ -23,17 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import AwsClock, RequestCounter, Summary
+from local.emulator import in_process_aws_environment
+from local.sample_events import get_event, load_event, payment_event
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_NAME = "card-tokens-bench"
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "AWS_LAMBDA_FUNCTION_NAME": "bench-warm",
-}
 # The routes of the HTTP contract, and the tutorial's two steps.
 ISSUE = "POST /tokens"
 PAY = "POST /payments"
@@ -70,37 +64,14 @@ def _pattern(calls: Counter[str]) -> str:
 class Events:
     """Events built from the files in events/, so the bench cannot drift from them."""
 
-    def __init__(self) -> None:
-        self._files = {
-            name: (ROOT / "events" / f"{name}.json").read_text(encoding="utf-8")
-            for name in ("issue_token", "process_payment", "get_payment")
-        }
-
-    def load(self, name: str) -> dict[str, Any]:
-        event: dict[str, Any] = json.loads(self._files[name])
-        return event
-
     def issue(self) -> dict[str, Any]:
-        return self.load("issue_token")
+        return load_event("issue_token.json")
 
     def pay(self, token: str, idempotency_key: str | None) -> dict[str, Any]:
-        event = self.load("process_payment")
-        body = json.loads(event["body"])
-        body["token"] = token
-        event["body"] = json.dumps(body)
-        headers = {k: v for k, v in event["headers"].items() if k.lower() != "idempotency-key"}
-        if idempotency_key is not None:
-            headers["idempotency-key"] = idempotency_key
-        event["headers"] = headers
-        return event
+        return payment_event(token, idempotency_key)
 
     def get(self, payment_id: str) -> dict[str, Any]:
-        event = self.load("get_payment")
-        old = event["pathParameters"]["payment_id"]
-        event["pathParameters"]["payment_id"] = payment_id
-        event["rawPath"] = event["rawPath"].replace(old, payment_id)
-        event["requestContext"]["http"]["path"] = event["rawPath"]
-        return event
+        return get_event(payment_id)
 
 
 def _body(response: dict[str, Any], status: int, what: str) -> dict[str, Any]:
@@ -137,7 +108,7 @@ def run(iterations: int, warmup: int, progress: Callable[[str], None]) -> dict[s
     """Time every route `iterations` times after `warmup` rounds; returns plain data."""
     for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"]:
         del os.environ[name]
-    os.environ.update(FAKE_AWS)
+    os.environ.update(in_process_aws_environment("bench-warm"))
     counter = RequestCounter()
     counter.install_everywhere()  # before any client of the layer, floor or tutorial exists
     clock = AwsClock()

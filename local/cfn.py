@@ -41,6 +41,24 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return document
 
 
+def load_deployed_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """The template as a deploy with the parameters' defaults creates it.
+
+    Resources whose Condition is false then (the optional checkout page, alarms without a
+    topic) are left out, so the local stack has what a default stack has.
+    """
+    from local.intrinsics import Resolver  # intrinsics builds on this module's output
+
+    template = load_template(path)
+    resolver = Resolver(template, "local")
+    template["Resources"] = {
+        logical_id: resource
+        for logical_id, resource in template.get("Resources", {}).items()
+        if "Condition" not in resource or resolver.condition(resource["Condition"])
+    }
+    return template
+
+
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     """Logical id → resource, for every resource of one type."""
     return {

@@ -43,6 +43,19 @@ def check_port_free(host: str, port: int, what: str, option: str) -> None:
             raise PortInUseError(host, port, what, option) from error
 
 
+def in_process_aws_environment(function_name: str) -> dict[str, str]:
+    """Fake credentials and region for moto in-process (mock_aws), as the tests and bench use."""
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        # Powertools idempotency keys its records by function name.
+        "AWS_LAMBDA_FUNCTION_NAME": function_name,
+    }
+
+
 def local_aws_environment(endpoint_url: str) -> dict[str, str]:
     """Variables that send every boto3 client in this process to the emulator, with fake keys."""
     return {

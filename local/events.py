@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.cfn import TEMPLATE_PATH, load_template
+from local.cfn import TEMPLATE_PATH, load_deployed_template
 from local.http_api import Route, build_http_event, find_route, routes_from_template
 from local.provision import STACK_NAME, function_environments, named_resolver
 
@@ -95,7 +95,7 @@ def env_json(moto_port: int = 5005, stack_name: str = STACK_NAME) -> dict[str, d
     SAM applies only variables the template declares for the function; AWS_ENDPOINT_URL is
     written for every function but takes effect only where the template declares it.
     """
-    environments = function_environments(named_resolver(stack_name, load_template()))
+    environments = function_environments(named_resolver(stack_name, load_deployed_template()))
     endpoint = DOCKER_HOST_ENDPOINT.format(port=moto_port)
     return {
         name: {**variables, "AWS_ENDPOINT_URL": endpoint}
@@ -139,7 +139,7 @@ def fresh_samples(base_url: str) -> tuple[str, str]:
 def write_events(
     token: str, payment_id: str, moto_port: int, directory: Path = EVENTS_DIR
 ) -> list[Path]:
-    routes = routes_from_template(load_template())
+    routes = routes_from_template(load_deployed_template())
     written = []
     directory.mkdir(exist_ok=True)
     for name, request in sample_requests(token, payment_id).items():

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from local.cfn import load_template, resources_of_type
+from local.cfn import load_deployed_template, resources_of_type
 from local.intrinsics import ACCOUNT_ID, REGION, Resolver
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def provision_stack(
     stack_name: str = STACK_NAME, template: dict[str, Any] | None = None
 ) -> LocalStack:
     """Create the resources on whatever endpoint boto3 is configured for (moto)."""
-    template = template if template is not None else load_template()
+    template = template if template is not None else load_deployed_template()
     resolver = Resolver(template, stack_name)
     _add_code_resources(resolver)
     _create_keys(boto3.client("kms", region_name=REGION), resolver)
@@ -82,7 +82,7 @@ def discover_stack(
     stack_name: str = STACK_NAME, template: dict[str, Any] | None = None
 ) -> LocalStack:
     """The same view of a stack that `provision_stack` created earlier, e.g. in a running server."""
-    template = template if template is not None else load_template()
+    template = template if template is not None else load_deployed_template()
     resolver = Resolver(template, stack_name)
     _add_code_resources(resolver)
     secrets = boto3.client("secretsmanager", region_name=REGION)
@@ -109,7 +109,7 @@ def create_tables_from_template(
     template: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Create every AWS::DynamoDB::Table of the template; logical id → physical table name."""
-    template = template if template is not None else load_template()
+    template = template if template is not None else load_deployed_template()
     resolver = Resolver(template, stack_name)
     _create_tables(dynamodb_client, resolver)
     return {
@@ -294,7 +294,7 @@ def named_resolver(
     A secret's ARN ends in a random suffix, so a secret is named by its name, which every
     Secrets Manager call accepts as SecretId; the key by its alias ARN.
     """
-    template = template if template is not None else load_template()
+    template = template if template is not None else load_deployed_template()
     resolver = Resolver(template, stack_name)
     _add_code_resources(resolver)
     for logical_id in resources_of_type(template, SECRET):

@@ -18,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from local.cfn import load_template, resources_of_type
+from local.cfn import load_deployed_template, resources_of_type
 from local.intrinsics import REGION, Resolver
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     use_local_aws(f"http://{args.moto_host}:{args.moto_port}")
-    template = load_template()
+    template = load_deployed_template()
     try:
         stack = discover_stack(args.stack_name, template)
     except Exception as error:  # noqa: BLE001 - any failure here means "no stack there"

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from local.cfn import load_template
+from local.cfn import load_deployed_template
 from local.emulator import PortInUseError, check_port_free, start_moto, use_local_aws
 from local.gateway import GatewayServer, LocalHttpApi
 from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Keep each log line whole and in order when stdout is a pipe or a file.
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    template = load_template()
+    template = load_deployed_template()
     routes = routes_from_template(template)
     functions = functions_from_template(template, args.stack_name)
     api = LocalHttpApi(

@@ -19,19 +19,11 @@ import pytest
 from moto import mock_aws
 
 from local import moto_fixes
+from local.emulator import in_process_aws_environment
 from local.lambda_runtime import LambdaContext
 from local.provision import LocalStack, provision_stack
 from local.rotation import rotate
 from tests.flows import Invoke
-
-FAKE_AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "AWS_LAMBDA_FUNCTION_NAME": "integration-tests",
-}
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +34,7 @@ def stack() -> Iterator[LocalStack]:
             n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"
         ]:
             patch.delenv(name)
-        for name, value in FAKE_AWS.items():
+        for name, value in in_process_aws_environment("integration-tests").items():
             patch.setenv(name, value)
         with mock_aws():
             moto_fixes.apply()

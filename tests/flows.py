@@ -1,14 +1,12 @@
-"""Building events from events/ and reading results: shared by the integration tests."""
+"""Invoking the handlers with the events/ files and reading results: shared by the tests."""
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,44 +14,11 @@ import pytest
 
 from card_tokens.observability import logger
 from local.provision import LocalStack
+from local.sample_events import get_event, load_event, payment_event, token_event
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
 Invoke = Callable[..., dict[str, Any]]
-
-
-def load_event(name: str) -> dict[str, Any]:
-    """A sample event from events/, the same file `sam local invoke` uses."""
-    event: dict[str, Any] = json.loads((EVENTS / name).read_text(encoding="utf-8"))
-    return copy.deepcopy(event)
-
-
-def token_event(**card: Any) -> dict[str, Any]:
-    event = load_event("issue_token.json")
-    body = json.loads(event["body"])
-    body.update(card)
-    event["body"] = json.dumps(body)
-    return event
-
-
-def payment_event(token: str, idempotency_key: str | None = None, **fields: Any) -> dict[str, Any]:
-    event = load_event("process_payment.json")
-    body = json.loads(event["body"])
-    body.update({"token": token, **fields})
-    event["body"] = json.dumps(body)
-    headers = {k: v for k, v in event["headers"].items() if k.lower() != "idempotency-key"}
-    if idempotency_key is not None:
-        headers["idempotency-key"] = idempotency_key
-    event["headers"] = headers
-    return event
-
-
-def get_event(payment_id: str) -> dict[str, Any]:
-    event = load_event("get_payment.json")
-    old_id = event["pathParameters"]["payment_id"]
-    event["pathParameters"]["payment_id"] = payment_id
-    event["rawPath"] = event["rawPath"].replace(old_id, payment_id)
-    event["requestContext"]["http"]["path"] = event["rawPath"]
-    return event
+# Re-exported: the tests build their events from events/ through these.
+__all__ = ["Invoke", "get_event", "load_event", "payment_event", "token_event"]
 
 
 def body(response: dict[str, Any]) -> Any:

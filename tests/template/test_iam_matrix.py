@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import pytest
 
-from local.cfn import load_template, resources_of_type
+from local.cfn import resources_of_type
 
 pytestmark = pytest.mark.template
 
@@ -351,16 +349,6 @@ CHECKS: dict[str, Callable[[Template], list[str]]] = {
         role_grants_match_matrix,
     )
 }
-
-
-@cache
-def _template() -> Template:
-    return load_template()
-
-
-@pytest.fixture
-def template() -> Template:
-    return copy.deepcopy(_template())
 
 
 @pytest.mark.parametrize("check", CHECKS)

@@ -7,10 +7,8 @@ the routes' authorization into the OpenAPI body.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
-from functools import cache
 from typing import Any
 
 import pytest
@@ -45,16 +43,6 @@ METADATA_VARIABLES = {
 }
 
 
-@cache
-def _template() -> Template:
-    return load_template()
-
-
-@pytest.fixture
-def template() -> Template:
-    return copy.deepcopy(_template())
-
-
 class _NoManagedPolicies:
     """The template names no managed policy, so the transform needs no IAM lookup."""
 
@@ -65,7 +53,7 @@ class _NoManagedPolicies:
 def translated(parameter_values: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Template:
     """What CloudFormation's AWS::Serverless transform makes of template.yaml."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    sam = copy.deepcopy(_template())
+    sam = load_template()  # a fresh copy: the transform mutates it
     for resource in sam["Resources"].values():
         # As `sam deploy` does after uploading the code.
         if resource["Type"] == "AWS::Serverless::Function":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import pytest
 
-from local.cfn import load_template, resources_of_type
+from local.cfn import resources_of_type
 
 pytestmark = pytest.mark.template
 
@@ -66,16 +65,6 @@ TABLES = {
     "PaymentTable": ("payment_id", "ttl"),
     "IdempotencyTable": ("id", "expiration"),
 }
-
-
-@cache
-def _template() -> Template:
-    return load_template()
-
-
-@pytest.fixture
-def template() -> Template:
-    return _template()
 
 
 def _functions(template: Template) -> dict[str, dict[str, Any]]:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from local.cfn import load_template
+from local.cfn import load_deployed_template
 from local.events import EVENTS_DIR, env_json, sample_event, sample_requests
 from local.http_api import find_route, routes_from_template
 
-ROUTES = routes_from_template(load_template())
+ROUTES = routes_from_template(load_deployed_template())
 ROUTE_EVENTS = ["issue_token.json", "process_payment.json", "get_payment.json", "jwks.json"]
 
 

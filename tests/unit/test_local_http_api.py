@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from local.cfn import load_template, resources_of_type
+from local.cfn import load_deployed_template, resources_of_type
 from local.http_api import (
     INTERNAL_SERVER_ERROR,
     Route,
@@ -17,14 +17,14 @@ from local.http_api import (
     routes_from_template,
 )
 
-ROUTES = routes_from_template(load_template())
+ROUTES = routes_from_template(load_deployed_template())
 
 
 def test_routes_are_exactly_the_httpapi_events_of_the_template() -> None:
     expected = {
         (str(event["Properties"]["Method"]).upper(), event["Properties"]["Path"], logical_id)
         for logical_id, function in resources_of_type(
-            load_template(), "AWS::Serverless::Function"
+            load_deployed_template(), "AWS::Serverless::Function"
         ).items()
         for event in function["Properties"].get("Events", {}).values()
         if event["Type"] == "HttpApi"
