@@ -94,7 +94,6 @@ def proposals(results: dict[str, Any]) -> list[str]:
     steps = results["cold"]["import_steps"]
 
     xray, layer = "aws_xray_sdk.core (Tracer's provider)", "card_tokens (the layer's own modules)"
-    idempotency_ms = steps["as_built"]["Powertools idempotency"]
 
     def step(label: str) -> str:
         built_ms, pre_ms = steps["as_built"][label], steps["precompiled"][label]
@@ -136,15 +135,17 @@ def proposals(results: dict[str, Any]) -> list[str]:
         f"Powertools event handler ({step('Powertools event_handler')}) and the layer's "
         f"own modules ({step(layer)}) are most "
         "of the rest. "
-        "A decision for the lead: keep it as the price of per-call subsegments and state the "
-        "cold-start target as not met for that reason, or drop the SDK and keep Lambda's "
-        "active tracing (one segment per invocation, no KMS/DynamoDB subsegments).",
+        "Decision: kept. Production tracing (X-Ray, with a subsegment per KMS, DynamoDB and "
+        "Secrets Manager call) is what the KMS-throttling runbook reads, and dropping the SDK "
+        "would leave one opaque segment per invocation; so the cold-start target is not met, "
+        "by the SDK's import. Plan: re-measure when Powertools' Tracer can build its provider "
+        "lazily or on Lambda's OpenTelemetry support, and take whichever keeps per-call "
+        "subsegments for less.",
         "3. **Lazy imports mostly do not pay here.** The one import the issuing function could "
-        "skip is Powertools idempotency (`card_tokens/payments.py` imports it at module level "
-        f"for the payment side): {step('Powertools idempotency')}. Moving it, with "
-        "`IDEMPOTENCY_CONFIG`, into a module only `process_payment` imports is "
-        + ("worth it" if idempotency_ms >= 10 else "marginal")
-        + " while the layer ships without bytecode, and marginal with it. Everything else the "
+        "skip was Powertools idempotency "
+        f"({step('Powertools idempotency')} where it is imported); applied: issuing lives in "
+        "`card_tokens/issuing.py`, which does not import it, so only the payment function "
+        "loads it. Everything else the "
         "handler imports, it uses on its first request; PyJWT "
         f"({step('PyJWT')}) is mostly `cryptography.x509`, which `jwt.algorithms` imports.",
         "4. **Warm paths**: outside AWS calls the handler spends "
