@@ -7,7 +7,6 @@ import traceback
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.metrics import MetricUnit
 
 from card_tokens.errors import (
     CardTokensError,
@@ -15,7 +14,7 @@ from card_tokens.errors import (
     RequestInProgress,
     ServiceUnavailable,
 )
-from card_tokens.observability import logger, metrics
+from card_tokens.observability import count, logger
 
 JSON = "application/json"
 # Tokens and payments are never to be cached by a browser or a proxy.
@@ -50,10 +49,10 @@ def create_app() -> APIGatewayHttpResolver:
         if isinstance(error, InvalidToken):
             # One answer for every rejection; the precise reason goes to logs and metrics only.
             logger.info("token rejected", extra={"reason": error.reason})
-            metrics.add_metric(name=f"TokenRejected_{error.reason}", unit=MetricUnit.Count, value=1)
+            count("TokenRejected", reason=error.reason)
         elif isinstance(error, ServiceUnavailable):
             logger.warning("dependency unavailable", extra={"dependency": error.dependency})
-            metrics.add_metric(name="DependencyUnavailable", unit=MetricUnit.Count, value=1)
+            count("DependencyUnavailable")
         else:
             logger.info("request refused", extra={"code": error.code})
         return error_response(error)

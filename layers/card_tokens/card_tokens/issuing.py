@@ -8,11 +8,9 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from card_tokens.cards import validate_card
 from card_tokens.config import IssuerSettings, issuer_settings
-from card_tokens.observability import logger, metrics
+from card_tokens.observability import count, logger
 from card_tokens.records import TokenRecord, epoch_seconds, iso_utc
 from card_tokens.request_body import TOKEN_REQUEST_FIELDS, reject_unknown_fields
 from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, seal_card
@@ -69,7 +67,7 @@ class Issuer:
             now=now,
             lifetime_seconds=self.settings.token_lifetime_seconds,
         )
-        metrics.add_metric(name="TokensIssued", unit=MetricUnit.Count, value=1)
+        count("TokensIssued")
         logger.info("token issued", extra={"brand": card.brand, "kid": signing_key.kid})
         return {
             "token": token,

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -37,7 +36,7 @@ from card_tokens.errors import (
     ServiceUnavailable,
     TokenAlreadyUsed,
 )
-from card_tokens.observability import logger, metrics
+from card_tokens.observability import count, logger
 from card_tokens.processor import (
     PaymentProcessor,
     ProcessorFailure,
@@ -110,7 +109,7 @@ class Cashier:
             # A retry of the request that paid (its answer was lost): the same answer, no charge.
             return self.payments.get(redeemed.payment_id)
         except TokenAlreadyUsed:
-            metrics.add_metric(name="ReplaysBlocked", unit=MetricUnit.Count, value=1)
+            count("ReplaysBlocked")
             raise
         payment = PaymentRecord(
             payment_id=payment_id_for(jti),
@@ -159,11 +158,7 @@ class Cashier:
             approved=result.outcome == "approved", decline_code=result.decline_code
         )
         self.payments.record_authorization(final, jti=jti, claim_id=claim_id)
-        metrics.add_metric(
-            name="PaymentsApproved" if final.status == "approved" else "PaymentsDeclined",
-            unit=MetricUnit.Count,
-            value=1,
-        )
+        count("Payments", status=final.status)
         logger.info(
             "payment authorized",
             extra={"payment_id": final.payment_id, "status": final.status},
