@@ -13,7 +13,7 @@ from card_tokens.config import payment_settings
 from card_tokens.observability import logger, metrics, tracer
 from card_tokens.payments import IDEMPOTENCY_CONFIG, get_payment, pay
 from card_tokens.request_body import idempotency_key, read_json_object
-from card_tokens.signing_keys import fetch_secret_json, public_jwks
+from card_tokens.signing_keys import published_jwks
 
 settings = payment_settings()  # a missing variable fails the cold start, not the first customer
 app = create_app()
@@ -34,7 +34,7 @@ def read_payment(payment_id: str) -> Response[str]:
 
 @app.get("/.well-known/jwks.json")
 def jwks() -> Response[str]:
-    document = public_jwks(fetch_secret_json(settings.verification_keys_secret_id))
+    document = published_jwks(settings.verification_keys_secret_id)
     return json_response(
         200, document, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
     )

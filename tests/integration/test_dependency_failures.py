@@ -6,13 +6,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from card_tokens.aws import dynamodb_client, kms_client, secretsmanager_client
 from card_tokens.payments import sandbox_processor
 from card_tokens.signing_keys import forget_cached_keys
-from tests.flows import Invoke, body, new_token, payment_event, token_event
+from tests.flows import Invoke, body, load_event, new_token, payment_event, token_event
 
 
 def client_error(code: str, status: int = 400) -> ClientError:
@@ -125,3 +126,20 @@ def test_secrets_manager_down_with_a_warm_cache_still_issues(issue: Invoke) -> N
         secretsmanager_client(), "GetSecretValue", client_error("InternalServiceError", 500)
     ):
         assert issue(token_event())["statusCode"] == 201
+
+
+def test_an_unusable_verification_keys_secret_makes_the_jwks_503(
+    payments: Invoke, stack: Any
+) -> None:
+    # Given the public-keys secret holds something that is not a key set
+    secrets = boto3.client("secretsmanager")
+    secret_id = stack.environment["VERIFICATION_KEYS_SECRET_ID"]
+    good = secrets.get_secret_value(SecretId=secret_id)["SecretString"]
+    secrets.put_secret_value(SecretId=secret_id, SecretString='{"not": "a key set"}')
+    forget_cached_keys()
+    try:
+        # Then the JWKS route says the dependency is unavailable, not 500
+        assert_503(payments(load_event("jwks.json")))
+    finally:
+        secrets.put_secret_value(SecretId=secret_id, SecretString=good)
+        forget_cached_keys()

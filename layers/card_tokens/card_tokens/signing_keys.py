@@ -204,6 +204,15 @@ def public_jwks(document: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
     return {"keys": [{k: jwk[k] for k in allowed if k in jwk} for jwk in keys]}
 
 
+def published_jwks(secret_id: str) -> dict[str, list[dict[str, str]]]:
+    """GET /.well-known/jwks.json: the public keys a verifier must accept now."""
+    try:
+        return public_jwks(fetch_secret_json(secret_id))
+    except KeyMaterialError:
+        logger.error("verification keys unusable", extra={"key_error": "no key list"})
+        raise ServiceUnavailable("secretsmanager") from None
+
+
 @cache
 def _secrets() -> SecretsProvider:
     # One client per service for the whole container: same retries, timeouts and hooks.
