@@ -53,7 +53,9 @@ client: $(CLIENT) ## Install the card-tokens command (the CLI) into .venv
 # The checkout page's browser test (tests/e2e/test_checkout_page.py): Debian's Chromium, driven by
 # playwright-core pinned in tests/browser/package-lock.json. Never `npx playwright install`.
 BROWSER_DIR := tests/browser
-CHROMIUM := /usr/bin/chromium
+# Another Chromium-based browser can stand in: make test CHROMIUM=/usr/bin/google-chrome
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
 
 .PHONY: browser-deps
 browser-deps: $(BROWSER_DIR)/node_modules/.package-lock.json ## Chromium (apt-get) and playwright-core (npm ci) for the browser test

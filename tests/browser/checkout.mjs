@@ -13,7 +13,8 @@ import { parseArgs } from "node:util";
 
 import { chromium } from "playwright-core";
 
-const CHROMIUM = "/usr/bin/chromium";
+// Debian's Chromium by default; CHROMIUM names another Chromium-based browser (e.g. on CI images).
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const CHROMIUM_ARGS = [
   "--headless",
   "--no-sandbox",

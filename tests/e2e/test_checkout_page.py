@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,7 +16,8 @@ pytestmark = pytest.mark.e2e
 
 BROWSER_TESTS = REPO_ROOT / "tests" / "browser"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "checkout"
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's Chromium, or the browser CHROMIUM names (the Makefile and the node script agree).
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 SCENARIOS = (
     "approved",
     "declined",
