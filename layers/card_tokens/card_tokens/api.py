@@ -19,6 +19,8 @@ from card_tokens.observability import count, logger
 JSON = "application/json"
 # Tokens and payments are never to be cached by a browser or a proxy.
 NO_STORE = {"Cache-Control": "no-store"}
+# A 503 for any AWS dependency; template.yaml's DependencyUnavailableAlarm watches this metric.
+DEPENDENCY_UNAVAILABLE_METRIC = "DependencyUnavailable"
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response[str]:
@@ -52,7 +54,7 @@ def create_app() -> APIGatewayHttpResolver:
             count("TokenRejected", reason=error.reason)
         elif isinstance(error, ServiceUnavailable):
             logger.warning("dependency unavailable", extra={"dependency": error.dependency})
-            count("DependencyUnavailable")
+            count(DEPENDENCY_UNAVAILABLE_METRIC)
         else:
             logger.info("request refused", extra={"code": error.code})
         return error_response(error)
