@@ -10,6 +10,7 @@ import pytest
 from moto import mock_aws
 
 from local.cfn import load_template, resources_of_type
+from local.emulator import in_process_aws_environment
 from local.provision import (
     EnvironmentConflictError,
     LocalStack,
@@ -24,11 +25,7 @@ from local.provision import (
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A stack name of its own: moto keeps state while another mock_aws is active."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for name, value in in_process_aws_environment("unit-tests").items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -12,16 +12,13 @@ from moto import mock_aws
 
 from local import moto_fixes
 from local.cfn import load_template
+from local.emulator import in_process_aws_environment
 from local.rotation import RotationError, rotate, schedules_from_template
 
 
 @pytest.fixture
 def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
+    for name, value in in_process_aws_environment("unit-tests").items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     patched_here = moto_fixes.apply()
