@@ -6,7 +6,9 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from card_tokens.config import TokenSettings
 from card_tokens.errors import InvalidToken
@@ -17,6 +19,9 @@ from .keys import ring_of, signing_key
 SETTINGS = TokenSettings(issuer="https://issuer.example", audience="payments")
 NOW = 1_790_000_000
 META = "A" * 64
+# The P-256 group order n (SEC 2 v2 §2.4.2), written out here rather than imported from the code
+# under test, so a wrong constant there cannot agree with itself.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def issue(alg: str = "ES256", **overrides: Any) -> str:
@@ -39,12 +44,29 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def unb64(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def r_and_s(signature: bytes) -> tuple[int, int]:
+    """An ES256 signature is r || s, 32 bytes each, big-endian (RFC 7518 §3.4)."""
+    return int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+
+
+def s_flipped(signature: bytes) -> bytes:
+    """The ECDSA twin (r, n - s): as valid as (r, s), and the other one of the pair is low-S."""
+    r, s = r_and_s(signature)
+    return r.to_bytes(32, "big") + (P256_ORDER - s).to_bytes(32, "big")
+
+
 def forge(header: dict[str, Any], claims: dict[str, Any] | str, alg: str = "ES256") -> str:
     """A token signed by the real key, with any header and payload: only our checks stop it."""
     payload = claims if isinstance(claims, str) else json.dumps(claims)
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(payload.encode())}"
     algorithm = jwt.get_algorithm_by_name(alg)
     signature = algorithm.sign(signing_input.encode(), signing_key(alg).private_key)
+    if alg == "ES256" and r_and_s(signature)[1] > P256_ORDER // 2:
+        signature = s_flipped(signature)  # the verifier accepts only low-S, as sign_token issues
     return f"{signing_input}.{b64(signature)}"
 
 
@@ -214,12 +236,11 @@ def test_a_token_that_is_not_a_string_is_refused(token: object) -> None:
 def test_a_token_signed_by_another_key_claiming_a_known_kid_is_refused() -> None:
     other = signing_key("ES256", which=1)
     assert other.kid != signing_key().kid
-    forged = jwt.encode(
-        good_claims(),
-        other.private_key,
-        algorithm="ES256",
-        headers={"typ": "card+jwt", "kid": signing_key().kid},
-    )
+    header = {"typ": "card+jwt", "kid": signing_key().kid}
+    forged = jwt.encode(good_claims(), other.private_key, algorithm="ES256", headers=header)
+    signing_input, signature = forged.rsplit(".", 1)
+    if r_and_s(unb64(signature))[1] > P256_ORDER // 2:  # reach the signature check itself
+        forged = f"{signing_input}.{b64(s_flipped(unb64(signature)))}"
     rejected(forged, "bad_signature")
 
 
@@ -239,3 +260,54 @@ def test_jtis_carry_at_least_128_random_bits() -> None:
     jtis = {new_jti() for _ in range(1000)}
     assert len(jtis) == 1000
     assert all(len(base64.urlsafe_b64decode(j + "==")) == 16 for j in jtis)
+
+
+# --- ECDSA malleability: (r, n - s) verifies whenever (r, s) does; we issue and accept only low-S
+
+
+def test_es256_signatures_are_always_low_s() -> None:
+    # ECDSA's nonce makes s random: without normalization about half would be high.
+    for _ in range(200):
+        signature = unb64(issue().split(".")[2])
+        assert len(signature) == 64
+        assert r_and_s(signature)[1] <= P256_ORDER // 2
+
+
+def test_the_high_s_twin_of_a_token_is_refused() -> None:
+    token = issue()
+    header, payload, signature = token.split(".")
+    twin = s_flipped(unb64(signature))
+    # The twin is a genuine ECDSA signature: only the low-S rule can refuse it.
+    public_key = signing_key().private_key.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    public_key.verify(
+        encode_dss_signature(*r_and_s(twin)),
+        f"{header}.{payload}".encode(),
+        ec.ECDSA(hashes.SHA256()),
+    )
+    rejected(f"{header}.{payload}.{b64(twin)}", "high_s")
+    verify(token)
+
+
+# Last case: r || 0x00 || s, the same low s zero-padded to 33 bytes; only the length stops it.
+@pytest.mark.parametrize(
+    "reshape",
+    [lambda sig: sig[:63], lambda sig: sig + b"\x00", lambda sig: sig[:32] + b"\x00" + sig[32:]],
+    ids=["63-bytes", "65-bytes-trailing-zero", "65-bytes-s-zero-padded"],
+)
+def test_an_es256_signature_that_is_not_64_bytes_is_refused(reshape: Any) -> None:
+    header, payload, signature = issue().split(".")
+    rejected(f"{header}.{payload}.{b64(reshape(unb64(signature)))}", "high_s")
+
+
+def test_rs256_tokens_are_untouched() -> None:
+    # RSASSA-PKCS1-v1_5 is deterministic: sign_token must return exactly what PyJWT signs.
+    key, jti = signing_key("RS256"), new_jti()
+    token = sign_token(
+        signing_key=key, settings=SETTINGS, jti=jti, meta_data=META, now=NOW, lifetime_seconds=900
+    )
+    header = {"typ": "card+jwt", "kid": key.kid}
+    expected = jwt.encode(good_claims(jti=jti), key.private_key, algorithm="RS256", headers=header)
+    assert token == expected
+    assert len(unb64(token.split(".")[2])) == 384  # RSA-3072: no 64-byte r || s rule applies
+    verify(token, key)

@@ -29,6 +29,11 @@ _JTI = re.compile(r"[A-Za-z0-9_-]{22,64}", re.ASCII)
 _META_DATA = re.compile(r"[A-Za-z0-9_-]{40,6000}", re.ASCII)
 # Time claims beyond this are nonsense (year 2100+) and would overflow datetime arithmetic.
 _MAX_TIMESTAMP = 4_102_444_800
+# Order n of the P-256 group (SEC 2 v2 §2.4.2). ECDSA verification (SEC 1 v2 §4.1.4) accepts
+# (r, n - s) whenever it accepts (r, s), so every ES256 token would have a twin spelling. We issue
+# and accept only the "low-S" one, s <= n/2 (n is odd, so exactly one of s and n - s qualifies).
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_ORDER = P256_ORDER // 2
 
 
 @dataclass(frozen=True, repr=False)
@@ -70,12 +75,22 @@ def sign_token(
         "jti": jti,
         "meta_data": meta_data,
     }
-    return jwt.encode(
+    token = jwt.encode(
         claims,
         signing_key.private_key,
         algorithm=signing_key.alg,
         headers={"typ": TOKEN_TYPE, "kid": signing_key.kid},
     )
+    if signing_key.alg != "ES256":
+        return token
+    # ES256 signatures are r || s, 32 bytes each, big-endian (RFC 7518 §3.4).
+    signing_input, signature_segment = token.rsplit(".", 1)
+    signature = base64.urlsafe_b64decode(signature_segment + "==")
+    s = int.from_bytes(signature[32:], "big")
+    if s <= _P256_HALF_ORDER:
+        return token
+    low_s = signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
+    return f"{signing_input}.{base64.urlsafe_b64encode(low_s).rstrip(b'=').decode('ascii')}"
 
 
 def _b64url_decode_canonical(segment: str) -> bytes:
@@ -87,6 +102,11 @@ def _b64url_decode_canonical(segment: str) -> bytes:
     if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
         raise InvalidToken("malformed")
     return raw
+
+
+def _is_low_s_es256(signature: bytes) -> bool:
+    """Exactly r || s (RFC 7518 §3.4) with s <= n/2: the one spelling `sign_token` issues."""
+    return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_HALF_ORDER
 
 
 def _decode_json_segment(segment: str) -> dict[str, Any]:
@@ -125,13 +145,13 @@ def verify_token(
     settings: TokenSettings,
     now: int,
 ) -> TokenClaims:
-    """Verified claims, or InvalidToken with a reason for logs. Checks DESIGN.md "The token"."""
+    """Verified claims, or InvalidToken with a reason for logs. The contract: docs/design.md."""
     if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
         raise InvalidToken("malformed")
     if not _COMPACT_JWS.fullmatch(token):
         raise InvalidToken("malformed")
     header_segment, payload_segment, signature_segment = token.split(".")
-    _b64url_decode_canonical(signature_segment)
+    signature = _b64url_decode_canonical(signature_segment)
     header = _decode_json_segment(header_segment)
     if not header.keys() <= ALLOWED_HEADERS:
         raise InvalidToken("forbidden_header")
@@ -144,6 +164,9 @@ def verify_token(
     # The kid decides the algorithm; the header's alg must agree with it (RFC 8725 §3.1).
     if header.get("alg") != key.alg:
         raise InvalidToken("alg_mismatch")
+    # The alg decides: only ES256 has the (r, n - s) twin (see P256_ORDER).
+    if key.alg == "ES256" and not _is_low_s_es256(signature):
+        raise InvalidToken("high_s")
     # Parsed here for duplicate members, which PyJWT's json.loads would silently accept.
     claims = _decode_json_segment(payload_segment)
     try:
