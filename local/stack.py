@@ -33,20 +33,25 @@ LEDGER_PATH = "/_local/sandbox-ledger"
 
 
 def sandbox_ledger() -> GatewayResponse:
-    """Every charge the sandbox processor made: payment id, outcome, amount, currency, last4."""
-    from card_tokens.payments import sandbox_processor  # the layer is importable by now
+    """Every charge the sandbox processor made: payment id, outcome, amount, currency, last4.
+
+    Read through the processor's own interface from its ledger table, which every execution
+    environment shares, as a real processor's books would be.
+    """
+    from card_tokens.processor import SandboxProcessor  # the layer is importable by now
     from card_tokens.records import payment_id_for
 
+    ledger = SandboxProcessor(os.environ["SANDBOX_LEDGER_TABLE_NAME"]).ledger()
     charges = [
         {
             "payment_id": payment_id_for(entry.idempotency_key),
             "outcome": entry.result.outcome,
             "decline_code": entry.result.decline_code,
-            "amount": entry.amount,
-            "currency": entry.currency,
+            "amount": entry.result.amount,
+            "currency": entry.result.currency,
             "last4": entry.last4,
         }
-        for entry in sandbox_processor().ledger()
+        for entry in ledger
     ]
     body = json.dumps({"charges": charges}).encode()
     return GatewayResponse(200, [("content-type", "application/json")], body)

@@ -19,6 +19,7 @@ import pytest
 from moto import mock_aws
 
 from local import moto_fixes
+from local.cfn import load_template
 from local.emulator import in_process_aws_environment
 from local.lambda_runtime import LambdaContext
 from local.provision import LocalStack, provision_stack
@@ -56,9 +57,12 @@ def process_payment_app(stack: LocalStack) -> ModuleType:
 
 
 def _invoker(module: ModuleType, function_name: str) -> Invoke:
+    # The template's timeout: the payment path checks the time left before its rarer steps.
+    timeout = int(load_template()["Resources"][function_name]["Properties"]["Timeout"])
+
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         response: dict[str, Any] = module.lambda_handler(
-            event, LambdaContext(function_name, 512, 10)
+            event, LambdaContext(function_name, 512, timeout)
         )
         return response
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from card_tokens.api import create_app, json_response
 from card_tokens.config import payment_settings
 from card_tokens.observability import logger, metrics, tracer
-from card_tokens.payments import IDEMPOTENCY_CONFIG, get_payment, pay
+from card_tokens.payments import get_payment, pay
 from card_tokens.request_body import idempotency_key, read_json_object
 from card_tokens.signing_keys import published_jwks
 
@@ -24,7 +24,11 @@ JWKS_MAX_AGE_SECONDS = 300
 def create_payment() -> Response[str]:
     event = app.current_event.raw_event
     key = idempotency_key(event)
-    return json_response(201, pay(read_json_object(event), key))
+    context = app.lambda_context
+    payment = pay(
+        read_json_object(event), key, lambda: context.get_remaining_time_in_millis() / 1000
+    )
+    return json_response(201, payment)
 
 
 @app.get("/payments/<payment_id>")
@@ -45,5 +49,4 @@ def jwks() -> Response[str]:
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    IDEMPOTENCY_CONFIG.register_lambda_context(context)
     return app.resolve(event, context)

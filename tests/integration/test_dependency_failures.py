@@ -100,7 +100,10 @@ def test_dynamodb_failing_after_the_charge_is_503_and_the_same_request_finishes_
     token = new_token(issue, card_number="5555 5555 5555 4444")
     charges = len(sandbox_processor().ledger())
     with failing(dynamodb_client(), "TransactWriteItems", client_error("InternalServerError", 500)):
-        assert_503(payments(payment_event(token)))
+        in_doubt = payments(payment_event(token))
+    assert in_doubt["statusCode"] == 503
+    assert body(in_doubt)["error"]["code"] == "payment_in_progress"
+    assert int(in_doubt["headers"]["Retry-After"]) > 0
     assert len(sandbox_processor().ledger()) == charges + 1
     # When the client retries the same request
     retry = payments(payment_event(token))

@@ -1,8 +1,13 @@
-"""Faults on every AWS call of the payment path, and the invariants on stored state after each.
+"""Faults on every AWS call of the payment path, and what must hold on stored state after each.
 
-- no charge without a payment record, and never two charges for one token;
-- a failure before the charge leaves the token usable for a retry;
-- after authorization (approved or declined) the token's data key is gone.
+Two kinds of fault, at the two places they happen:
+- before the call: nothing reached AWS, and every retry failed too (a botocore `before-call`
+  hook, which skips botocore's retries): the request is a 503 and leaves nothing behind;
+- after the call: AWS applied it and the answer was lost, or came back hollow
+  (tests/aws_faults.py). botocore's real retry loop resends the request. No such fault may
+  turn into a 409, a lock-out, a 500 or a second charge.
+The invariants (checked after each test): at most one charge per token; a charge has a payment
+record of its amount once settled; a token that was authorized has no data key.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,11 +25,19 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutErr
 
 from card_tokens.aws import dynamodb_client, kms_client
 from card_tokens.payments import sandbox_processor
-from card_tokens.processor import ProcessorFailure, SandboxProcessor
+from card_tokens.processor import ProcessorOutcomeUnknown, SandboxProcessor
 from card_tokens.records import payment_id_for
-from local.lambda_runtime import LambdaContext
 from local.provision import LocalStack
-from tests.flows import Invoke, body, dynamodb_item, get_event, new_token, payment_event
+from tests.aws_faults import Fault, faults_on
+from tests.flows import (
+    Invoke,
+    body,
+    dynamodb_item,
+    get_event,
+    new_token,
+    payment_event,
+    token_event,
+)
 
 
 def client_error(code: str, status: int = 400) -> ClientError:
@@ -45,22 +59,15 @@ FAULTS: dict[str, Callable[[], Exception]] = {
 
 
 @contextmanager
-def failing(
-    client: Any, operation: str, error: Exception, *, table: str | None = None
-) -> Iterator[list[int]]:
-    """Calls of one operation (on one table, if given) fail as they would after all retries."""
+def failing(client: Any, operation: str, error: Exception) -> Iterator[list[int]]:
+    """Calls of one operation fail before they are sent, as they would after all retries."""
     service = client.meta.service_model.service_id.hyphenize()
     event = f"before-call.{service}.{operation}"
     hits: list[int] = []
 
-    def fail(params: dict[str, Any], **_: Any) -> None:
-        if (
-            table is None
-            or f'"TableName": "{table}"'.encode() in params["body"]
-            or (table.encode() in params["body"])
-        ):
-            hits.append(1)
-            raise error
+    def fail(**_: Any) -> None:
+        hits.append(1)
+        raise error
 
     client.meta.events.register(event, fail)
     try:
@@ -80,24 +87,32 @@ def token_item(stack: LocalStack, token: str) -> dict[str, Any]:
     return item
 
 
+def charges_of(token: str) -> list[Any]:
+    return [e for e in sandbox_processor().ledger() if e.idempotency_key == jti_of(token)]
+
+
 def assert_invariants(stack: LocalStack, token: str) -> None:
     """What must hold for this token whatever failed."""
-    jti = jti_of(token)
-    charges = [e for e in sandbox_processor().ledger() if e.idempotency_key == jti]
+    charges = charges_of(token)
     assert len(charges) <= 1, "two charges for one token"
-    payment = dynamodb_item(stack, "PAYMENT_TABLE_NAME", {"payment_id": {"S": payment_id_for(jti)}})
-    if charges:
-        assert payment is not None, "a charge without a payment record"
+    payment = dynamodb_item(
+        stack, "PAYMENT_TABLE_NAME", {"payment_id": {"S": payment_id_for(jti_of(token))}}
+    )
     item = token_item(stack, token)
     if item["status"]["S"] == "used":
         assert "encrypted_data_key" not in item, "an authorized token kept its data key"
         assert payment is not None
+        assert charges, "a payment record without a charge"
+    if payment is not None:
         assert payment["status"]["S"] == charges[0].result.outcome
+        assert int(payment["amount"]["N"]) == charges[0].result.amount
+    if item["status"]["S"] == "issued":
+        assert not charges, "a charged token was given back"
 
 
-def assert_503(response: dict[str, Any]) -> None:
+def assert_503(response: dict[str, Any], code: str = "service_unavailable") -> None:
     assert response["statusCode"] == 503, response["body"]
-    assert body(response)["error"]["code"] == "service_unavailable"
+    assert body(response)["error"]["code"] == code
     assert int(response["headers"]["Retry-After"]) > 0
     assert "Traceback" not in response["body"]
 
@@ -108,87 +123,140 @@ def pays(payments: Invoke, token: str, **kwargs: Any) -> dict[str, Any]:
     return response
 
 
+def key_record(stack: LocalStack, key: str) -> dict[str, Any] | None:
+    from card_tokens.stores import idempotency_key_id
+
+    return dynamodb_item(stack, "IDEMPOTENCY_TABLE_NAME", {"id": {"S": idempotency_key_id(key)}})
+
+
+def new_key() -> str:
+    return f"k-{uuid.uuid4()}"
+
+
+# Every AWS call before the charge, with and without an Idempotency-Key.
 BEFORE_CHARGE = [
-    ("dynamodb", "PutItem", "IDEMPOTENCY_TABLE_NAME"),  # Powertools: save the in-progress record
-    ("dynamodb", "UpdateItem", "TOKEN_TABLE_NAME"),  # claim the token
-    ("dynamodb", "PutItem", "PAYMENT_TABLE_NAME"),  # the pending payment record
-    ("kms", "Decrypt", None),  # open the data key
+    ("dynamodb", "UpdateItem", False),  # claim the token
+    ("dynamodb", "TransactWriteItems", True),  # claim the token + the key's record
+    ("dynamodb", "GetItem", True),  # read the claim back (a transaction returns no item)
+    ("kms", "Decrypt", False),  # open the data key
+    ("kms", "Decrypt", True),
 ]
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
 @pytest.mark.parametrize(
-    ("service", "operation", "table"),
+    ("service", "operation", "keyed"),
     BEFORE_CHARGE,
-    ids=[f"{s}-{o}-{t}" for s, o, t in BEFORE_CHARGE],
+    ids=[f"{s}-{o}-{'key' if k else 'nokey'}" for s, o, k in BEFORE_CHARGE],
 )
-def test_a_fault_before_the_charge_is_503_and_leaves_the_token_usable(
+def test_a_fault_before_the_charge_is_503_and_leaves_nothing_behind(
     issue: Invoke,
     payments: Invoke,
     stack: LocalStack,
     service: str,
     operation: str,
-    table: str | None,
+    keyed: bool,
     fault: str,
 ) -> None:
     # Given a fresh token
     token = new_token(issue)
+    key = new_key() if keyed else None
     client = dynamodb_client() if service == "dynamodb" else kms_client()
     # When one AWS call before the charge fails
-    with failing(
-        client,
-        operation,
-        FAULTS[fault](),
-        table=stack.environment.get(table or "") if table else None,
-    ) as hits:
-        assert_503(payments(payment_event(token, idempotency_key=f"k-{time.time_ns()}")))
+    with failing(client, operation, FAULTS[fault]()) as hits:
+        assert_503(payments(payment_event(token, idempotency_key=key)))
     assert hits, "the fault was never injected"
-    # Then nothing was charged, the token is usable, and a retry pays
+    # Then nothing was charged, the token is free again and the key is free for another body
     assert token_item(stack, token)["status"]["S"] == "issued"
-    assert_invariants(stack, token)
-    pays(payments, token, idempotency_key=f"k-{time.time_ns()}")
+    assert not charges_of(token)
+    if key is not None:
+        assert key_record(stack, key) is None
+    # and any request can use the token: here another amount, under the same key
+    pays(payments, token, idempotency_key=key, amount=777)
     assert_invariants(stack, token)
 
 
-@pytest.mark.parametrize("fault", FAULTS, ids=list(FAULTS))
-def test_a_fault_recording_the_result_is_503_and_the_same_request_finishes_it(
-    issue: Invoke, payments: Invoke, stack: LocalStack, fault: str
+# Every write of the payment path: its answer lost once, and botocore resends it.
+WRITES = [
+    ("UpdateItem", False),  # claim
+    ("TransactWriteItems", True),  # claim with key; then finish
+    ("PutItem", False),  # the sandbox processor's ledger (the charge)
+    ("PutItem", True),
+]
+
+
+@pytest.mark.parametrize("answer", ["lost", "hollow"])
+@pytest.mark.parametrize(
+    ("operation", "keyed"), WRITES, ids=[f"{o}-{'key' if k else 'nokey'}" for o, k in WRITES]
+)
+def test_a_write_whose_answer_is_lost_still_pays_once(
+    issue: Invoke, payments: Invoke, stack: LocalStack, operation: str, keyed: bool, answer: Fault
 ) -> None:
-    token = new_token(issue, card_number="4000 0000 0000 0002")  # declined: also authorized
-    with failing(dynamodb_client(), "TransactWriteItems", FAULTS[fault]()):
-        assert_503(payments(payment_event(token)))
-    assert_invariants(stack, token)  # charged once, and the pending record is there
-    retry = pays(payments, token)
-    assert body(retry)["status"] == "declined"
-    assert_invariants(stack, token)
-    assert "encrypted_data_key" not in token_item(stack, token)
-
-
-def test_a_fault_saving_the_idempotent_answer_loses_nothing(
-    issue: Invoke, process_payment_app: Any, payments: Invoke, stack: LocalStack
-) -> None:
-    # Given the payment went through but Powertools could not store its answer
     token = new_token(issue)
-    event = payment_event(token, idempotency_key=f"lost-answer-{time.time_ns()}")
-    short_lived = LambdaContext("ProcessPaymentFunction", 512, 1)  # in-progress window: 1 s
-    with failing(
-        dynamodb_client(),
-        "UpdateItem",
-        client_error("InternalServerError", 500),
-        table=stack.environment["IDEMPOTENCY_TABLE_NAME"],
-    ):
-        assert_503(process_payment_app.lambda_handler(event, short_lived))
+    key = new_key() if keyed else None
+    with faults_on(dynamodb_client()) as faults:
+        faults.plan(operation, answer)
+        first = payments(payment_event(token, idempotency_key=key))
+    assert faults.fired == [(operation, answer)]
+    # A hollow claim answer carries no claim: that attempt gives it back and answers 503.
+    if first["statusCode"] == 503:
+        assert (operation, answer) == ("UpdateItem", "hollow"), first["body"]
+        assert_503(first)
+        assert token_item(stack, token)["status"]["S"] == "issued"
+        first = payments(payment_event(token, idempotency_key=key))
+    assert first["statusCode"] == 201, first["body"]
     assert_invariants(stack, token)
-    # When the client retries at once, it is told to wait
-    busy = payments(event)
-    assert busy["statusCode"] == 409
-    assert body(busy)["error"]["code"] == "request_in_progress"
-    assert busy["headers"]["Retry-After"] == "1"
-    # Then after the window the retry gets the payment, and nothing was charged twice
-    time.sleep(1.2)
-    answer = pays(payments, token, idempotency_key=event["headers"]["idempotency-key"])
-    assert body(answer)["payment_id"] == payment_id_for(jti_of(token))
+    assert len(charges_of(token)) == 1
+    # and the request's retry gets the same payment, never token_already_used
+    again = pays(payments, token, idempotency_key=key)
+    assert body(again) == body(first)
+
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["nokey", "key"])
+def test_the_finishing_write_answer_lost_twice_is_in_progress_then_the_retry_gets_it(
+    issue: Invoke, payments: Invoke, stack: LocalStack, keyed: bool
+) -> None:
+    # Given the payment is charged but neither copy of its recording gets an answer
+    token = new_token(issue, card_number="4000 0000 0000 0002")  # declined: also authorized
+    key = new_key() if keyed else None
+    with faults_on(dynamodb_client()) as faults:
+        # With a key, the first transaction is the claim: it goes through.
+        faults.plan("TransactWriteItems", *(["pass"] if keyed else []), "lost", "lost")
+        first = payments(payment_event(token, idempotency_key=key))
+    assert faults.fired == [("TransactWriteItems", "lost")] * 2
+    assert_503(first, "payment_in_progress")
+    assert len(charges_of(token)) == 1
+    # When another request tries the token, it is refused; the original request's retry pays
+    assert payments(payment_event(token, amount=1))["statusCode"] == 409
+    retry = pays(payments, token, idempotency_key=key)
+    assert body(retry)["status"] == "declined"
+    assert len(charges_of(token)) == 1
     assert_invariants(stack, token)
+
+
+def test_a_lost_answer_to_the_claim_with_a_key_is_no_lock_out(
+    issue: Invoke, payments: Invoke, stack: LocalStack
+) -> None:
+    # Given the claim (with its key record) commits but both its answers are lost
+    token = new_token(issue)
+    key = new_key()
+    with faults_on(dynamodb_client()) as faults:
+        faults.plan("TransactWriteItems", "lost", "lost")
+        first = payments(payment_event(token, idempotency_key=key))
+    assert_503(first)
+    # Then the request's retry, at once, pays: no "in progress" window to wait out
+    assert body(pays(payments, token, idempotency_key=key))["status"] == "approved"
+    assert_invariants(stack, token)
+
+
+def test_reading_a_payment_whose_answer_is_cut_short_is_503_not_404(
+    issue: Invoke, payments: Invoke
+) -> None:
+    payment = body(pays(payments, new_token(issue)))
+    with faults_on(dynamodb_client()) as faults:
+        faults.plan("GetItem", "hollow")
+        assert_503(payments(get_event(payment["payment_id"])))
+    assert payments(get_event(payment["payment_id"]))["statusCode"] == 200
 
 
 def test_reading_a_payment_while_dynamodb_is_down_is_503(issue: Invoke, payments: Invoke) -> None:
@@ -199,7 +267,7 @@ def test_reading_a_payment_while_dynamodb_is_down_is_503(issue: Invoke, payments
 
 @pytest.fixture
 def processor_that_times_out_after_charging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The charge goes through, but its answer is lost (a timeout on the way back)."""
+    """The charge goes through, but its answer never comes back (a timeout on the way back)."""
     original = SandboxProcessor.charge
     calls: list[int] = []
 
@@ -207,25 +275,86 @@ def processor_that_times_out_after_charging(monkeypatch: pytest.MonkeyPatch) -> 
         result = original(self, **kwargs)
         if not calls:
             calls.append(1)
-            raise ProcessorFailure("timed out reading the answer")
+            raise ProcessorOutcomeUnknown("timed out reading the answer")
         return result
 
     monkeypatch.setattr(SandboxProcessor, "charge", charge_then_time_out)
 
 
 @pytest.mark.usefixtures("processor_that_times_out_after_charging")
-def test_a_processor_timeout_after_charging_cannot_charge_twice(
-    issue: Invoke, payments: Invoke, stack: LocalStack
+def test_a_processor_timeout_after_charging_is_settled_by_the_retry_with_a_lookup(
+    issue: Invoke, payments: Invoke, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     token = new_token(issue)
     first = payments(payment_event(token))
-    assert first["statusCode"] == 502
-    assert body(first)["error"]["code"] == "processor_error"
-    # A retry with another amount would be a second charge: the processor's key refuses it
-    other = payments(payment_event(token, amount=1))
-    assert other["statusCode"] == 409
-    # The same request gets the charge that was made, once
+    assert_503(first, "payment_in_progress")
+    # Another request is refused: the token may be spent
+    assert payments(payment_event(token, amount=1))["statusCode"] == 409
+    # The same request asks the processor first, finds the charge, and records it
+    lookups: list[str] = []
+    original_find = SandboxProcessor.find_charge
+    monkeypatch.setattr(
+        SandboxProcessor,
+        "find_charge",
+        lambda self, key: lookups.append(key) or original_find(self, key),
+    )
     assert body(pays(payments, token))["status"] == "approved"
+    assert lookups == [jti_of(token)]
+    assert len(charges_of(token)) == 1
     assert_invariants(stack, token)
-    charges = [e for e in sandbox_processor().ledger() if e.idempotency_key == jti_of(token)]
-    assert len(charges) == 1
+
+
+def test_many_faults_in_a_row_never_charge_twice_or_answer_outside_the_contract(
+    issue: Invoke, payments: Invoke, stack: LocalStack
+) -> None:
+    # Given every call of a payment loses its answer once, the request retried until it is paid
+    token = new_token(issue)
+    key = new_key()
+    statuses: list[int] = []
+    with faults_on(dynamodb_client(), kms_client()) as faults:
+        for _ in range(3):
+            for operation in ("UpdateItem", "TransactWriteItems", "GetItem", "PutItem", "Decrypt"):
+                faults.plan(operation, "lost")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            response = payments(payment_event(token, idempotency_key=key))
+            statuses.append(response["statusCode"])
+            if response["statusCode"] == 201:
+                break
+            assert response["statusCode"] == 503, response["body"]
+    assert statuses[-1] == 201, statuses
+    assert len(charges_of(token)) == 1
+    assert_invariants(stack, token)
+
+
+def test_a_kms_answer_cut_short_is_503_and_leaves_the_token_usable(
+    issue: Invoke, payments: Invoke, stack: LocalStack
+) -> None:
+    token = new_token(issue)
+    with faults_on(kms_client()) as faults:
+        faults.plan("Decrypt", "hollow")
+        assert_503(payments(payment_event(token)))
+    assert faults.fired == [("Decrypt", "hollow")]
+    assert token_item(stack, token)["status"]["S"] == "issued"
+    pays(payments, token)
+    assert_invariants(stack, token)
+
+
+def test_issuing_survives_a_lost_answer_to_the_token_record(
+    issue: Invoke, stack: LocalStack
+) -> None:
+    # Given the token record's PutItem commits and its answer is lost, so botocore resends it
+    with faults_on(dynamodb_client()) as faults:
+        faults.plan("PutItem", "lost")
+        response = issue(token_event())
+    assert faults.fired == [("PutItem", "lost")]
+    # Then the resend recognizes its own record: 201, and the record is the token's
+    assert response["statusCode"] == 201, response["body"]
+    assert token_item(stack, body(response)["token"])["status"]["S"] == "issued"
+
+
+def test_issuing_with_a_kms_answer_cut_short_is_503(issue: Invoke) -> None:
+    with faults_on(kms_client()) as faults:
+        faults.plan("GenerateDataKey", "hollow")
+        response = issue(token_event())
+    assert_503(response)

@@ -1,4 +1,5 @@
-"""template.yaml grants exactly DESIGN.md's IAM matrix, and the checks catch over-broad grants."""
+"""template.yaml grants exactly the IAM matrix of docs/design.md, and the checks catch over-broad
+grants."""
 
 from __future__ import annotations
 
@@ -8,22 +9,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from samtranslator.translator.transform import transform
 
-from local.cfn import resources_of_type
+from local.cfn import load_template, resources_of_type
 
 pytestmark = pytest.mark.template
 
 Template = dict[str, Any]
 
 ISSUER, PAYMENTS, ROTATION = "IssueTokenRole", "ProcessPaymentRole", "RotateSigningKeyRole"
+RECONCILER = "ReconcilePaymentsRole"  # the scheduled sweep that settles in-doubt payments
 CHECKOUT = "CheckoutPageRole"  # the optional checkout page (CheckoutPage=enabled)
-ROLES = (ISSUER, PAYMENTS, ROTATION, CHECKOUT)
+ROLES = (ISSUER, PAYMENTS, ROTATION, RECONCILER, CHECKOUT)
 FUNCTION_ROLES = {
     "IssueTokenFunction": ISSUER,
     "ProcessPaymentFunction": PAYMENTS,
     "RotateSigningKeyFunction": ROTATION,
+    "ReconcilePaymentsFunction": RECONCILER,
     "CheckoutPageFunction": CHECKOUT,
 }
+# The only Query anywhere: the reconciler's, on the token table's sparse sweep index.
+SWEEP_INDEX = "TokenTable/index/sweep"
 PURPOSE_CONDITION = {"StringEquals": {"kms:EncryptionContext:purpose": "card-token"}}
 
 # Actions that reveal or produce key material under the card key.
@@ -47,7 +53,10 @@ def _logs(log_group: str) -> set[tuple[str, str]]:
     return {("logs:createlogstream", log_group), ("logs:putlogevents", log_group)}
 
 
-# DESIGN.md "Keys and least privilege": (lower-case action, logical id or "*") per role.
+# docs/design.md "Keys and least privilege": (lower-case action, logical id, index or "*") per
+# role. DynamoDB grants are the item-level actions the code calls (card_tokens/stores.py,
+# processor.py, reconciliation.py); TransactWriteItems needs no grant of its own, only those of
+# its Put (PutItem), Update (UpdateItem) and Delete (DeleteItem) items.
 EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     ISSUER: {
         ("kms:generatedatakey", "CardKey"),
@@ -59,15 +68,22 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     PAYMENTS: {
         ("kms:decrypt", "CardKey"),
         ("secretsmanager:getsecretvalue", "VerificationKeysSecret"),
+        # Claim (UpdateItem, or a transaction's Update), release, finish; GetItem reads a
+        # claim made in a transaction back (a transaction returns no item).
         ("dynamodb:getitem", "TokenTable"),
         ("dynamodb:updateitem", "TokenTable"),
+        # Put in the finishing transaction; GetItem serves GET /payments/{payment_id} and a
+        # replay. Payment records are never updated.
         ("dynamodb:getitem", "PaymentTable"),
         ("dynamodb:putitem", "PaymentTable"),
-        ("dynamodb:updateitem", "PaymentTable"),
-        ("dynamodb:getitem", "IdempotencyTable"),
+        # Idempotency-Key records: put in progress, update with the answer, delete on release.
+        # Never read: a conflicting put returns the stored record.
         ("dynamodb:putitem", "IdempotencyTable"),
         ("dynamodb:updateitem", "IdempotencyTable"),
         ("dynamodb:deleteitem", "IdempotencyTable"),
+        # The sandbox processor: a conditional put per charge, a lookup by idempotency key.
+        ("dynamodb:getitem", "SandboxLedgerTable"),
+        ("dynamodb:putitem", "SandboxLedgerTable"),
         *_logs("ProcessPaymentLogGroup"),
         *XRAY,
     },
@@ -83,6 +99,22 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
             for secret in ("SigningKeySecret", "VerificationKeysSecret")
         },
         *_logs("RotateSigningKeyLogGroup"),
+        *XRAY,
+    },
+    # No KMS and no secret: it records what the processor says and destroys data keys by
+    # removing them from the item; it never sees card data.
+    RECONCILER: {
+        ("dynamodb:query", SWEEP_INDEX),  # tokens due for a sweep, keys only
+        # claim_of (GetItem), strip_data_key (UpdateItem), release and finish (transactions'
+        # Update, or UpdateItem)
+        ("dynamodb:getitem", "TokenTable"),
+        ("dynamodb:updateitem", "TokenTable"),
+        ("dynamodb:putitem", "PaymentTable"),  # finish: the transaction's Put
+        # finish answers the key (Update), release deletes it (Delete)
+        ("dynamodb:updateitem", "IdempotencyTable"),
+        ("dynamodb:deleteitem", "IdempotencyTable"),
+        ("dynamodb:getitem", "SandboxLedgerTable"),  # find_charge: the processor's answer
+        *_logs("ReconcilePaymentsLogGroup"),
         *XRAY,
     },
     # Static files packaged with the code: its own logs and nothing else (not even X-Ray).
@@ -108,6 +140,8 @@ def action_matches(pattern: str, action: str) -> bool:
 
 
 _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
+# "${Table.Arn}/index/name": one index of a table, which is not the table itself.
+_INDEX_ARN = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}(/index/[A-Za-z0-9_.-]+)")
 
 
 def referenced_ids(value: Any) -> set[str]:
@@ -164,11 +198,20 @@ class Statement:
         return f"{self.source}: {self.body}"
 
 
+def _index_target(resource: Any) -> str | None:
+    """ "Table/index/name" for exactly one index of a table; None for anything else."""
+    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+    match = _INDEX_ARN.fullmatch(sub) if isinstance(sub, str) else None
+    return f"{match[1]}{match[2]}" if match else None
+
+
 def _targets(resources: Any) -> frozenset[str]:
-    """Logical ids a Resource list names; a literal or wildcard ARN could be anything: "*"."""
+    """Logical ids (or one index of a table) a Resource list names; a literal or wildcard ARN
+    could be anything: "*". An index wildcard ("${Table.Arn}/index/*") counts as the table."""
     targets: set[str] = set()
     for resource in _as_list(resources):
-        targets |= referenced_ids(resource) or {"*"}
+        index = _index_target(resource)
+        targets |= {index} if index else referenced_ids(resource) or {"*"}
     return frozenset(targets)
 
 
@@ -274,6 +317,14 @@ def rotation_has_no_kms_or_dynamodb(t: Template) -> list[str]:
     ]
 
 
+def reconciler_has_no_kms_or_secrets(t: Template) -> list[str]:
+    return [
+        str(s)
+        for s in role_statements(t, RECONCILER)
+        if s.touches("kms") or s.touches("secretsmanager")
+    ]
+
+
 def kms_grants_require_purpose(t: Template) -> list[str]:
     """Every statement that can use the key (role or key policy) carries the condition."""
     candidates = all_iam_statements(t) + list(key_policy_statements(t))
@@ -341,6 +392,7 @@ CHECKS: dict[str, Callable[[Template], list[str]]] = {
         payments_cannot_read_signing_key,
         payments_cannot_generate_data_keys,
         rotation_has_no_kms_or_dynamodb,
+        reconciler_has_no_kms_or_secrets,
         kms_grants_require_purpose,
         account_root_cannot_use_key,
         no_wildcard_resource_on_kms_or_secrets,
@@ -508,6 +560,38 @@ OVER_BROAD: list[tuple[str, str, Callable[[Template], None]]] = [
         ),
     ),
     (
+        "reconciler_has_no_kms_or_secrets",
+        "key policy lets the reconciler decrypt",
+        _key_policy(
+            {
+                "Effect": ALLOW,
+                "Principal": {"AWS": {"Fn::GetAtt": [RECONCILER, "Arn"]}},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": PURPOSE_CONDITION,
+            }
+        ),
+    ),
+    (
+        "reconciler_has_no_kms_or_secrets",
+        "public verification keys",
+        _inline(
+            RECONCILER,
+            {
+                "Effect": ALLOW,
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Ref": "VerificationKeysSecret"},
+            },
+        ),
+    ),
+    (
+        "reconciler_has_no_kms_or_secrets",
+        "kms:DescribeKey in a role policy",
+        _role_policy(
+            RECONCILER, {"Effect": ALLOW, "Action": "kms:DescribeKey", "Resource": CARD_KEY_ARN}
+        ),
+    ),
+    (
         "kms_grants_require_purpose",
         "Decrypt without the condition",
         _role_policy(
@@ -574,6 +658,54 @@ OVER_BROAD: list[tuple[str, str, Callable[[Template], None]]] = [
                 "Effect": ALLOW,
                 "Action": "dynamodb:GetItem",
                 "Resource": {"Fn::Sub": "${TokenTable.Arn}"},
+            },
+        ),
+    ),
+    (
+        "dynamodb_actions_match_matrix",
+        "reconciler queries the table, not the index",
+        _inline(
+            RECONCILER,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:Query",
+                "Resource": {"Fn::GetAtt": ["TokenTable", "Arn"]},
+            },
+        ),
+    ),
+    (
+        "dynamodb_actions_match_matrix",
+        "reconciler queries every index",
+        _inline(
+            RECONCILER,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:Query",
+                "Resource": {"Fn::Sub": "${TokenTable.Arn}/index/*"},
+            },
+        ),
+    ),
+    (
+        "dynamodb_actions_match_matrix",
+        "payments read idempotency records again",
+        _inline(
+            PAYMENTS,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:GetItem",
+                "Resource": {"Fn::GetAtt": ["IdempotencyTable", "Arn"]},
+            },
+        ),
+    ),
+    (
+        "dynamodb_actions_match_matrix",
+        "reconciler writes the sandbox ledger",
+        _inline(
+            RECONCILER,
+            {
+                "Effect": ALLOW,
+                "Action": "dynamodb:PutItem",
+                "Resource": {"Fn::GetAtt": ["SandboxLedgerTable", "Arn"]},
             },
         ),
     ),
@@ -651,6 +783,44 @@ def test_each_function_runs_as_its_own_hand_written_role(template: Template) -> 
         # SAM policy templates and managed policies would add grants this file cannot see.
         assert "Policies" not in properties, function_id
     assert set(resources_of_type(template, "AWS::IAM::Role")) == set(ROLES)
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def test_the_only_role_sam_adds_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given template.yaml through the AWS::Serverless transform, as CloudFormation runs it
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    sam = load_template()
+    for resource in sam["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
+    output = transform(sam, {}, _NoManagedPolicies())
+    roles = resources_of_type(output, "AWS::IAM::Role")
+
+    # Then the hand-written roles are unchanged and the schedule's role is the only new one
+    assert {role_id: roles[role_id] for role_id in ROLES} == {
+        role_id: load_template()["Resources"][role_id] for role_id in ROLES
+    }
+    assert set(roles) - set(ROLES) == {"ReconcilePaymentsFunctionSweepRole"}
+    properties = roles["ReconcilePaymentsFunctionSweepRole"]["Properties"]
+    (trust,) = properties["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
+    assert set(properties) == {"AssumeRolePolicyDocument", "Policies"}
+    statements = [s for p in properties["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": ["ReconcilePaymentsFunction", "Arn"]},
+        }
+    ]
 
 
 @pytest.mark.parametrize("role_id", ROLES)

@@ -154,6 +154,8 @@ def test_payment_routes_use_aws_iam_and_the_rest_stay_open(template: Template) -
     auth = {}
     for function in resources_of_type(template, "AWS::Serverless::Function").values():
         for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] != "HttpApi":
+                continue  # the reconciler's schedule is no route
             properties = event["Properties"]
             route = (properties["Method"].lower(), properties["Path"])
             auth[route] = properties.get("Auth", {}).get("Authorizer")
@@ -273,16 +275,24 @@ def test_alarm_topic_is_an_optional_sns_arn_parameter(template: Template) -> Non
     }
 
 
+# No data is no traffic, never an incident, except for the reconciler: it runs every five
+# minutes whatever the traffic, so an Errors metric without data means it stopped running, and
+# in-doubt payments then stay unsettled just as when it fails.
+MISSING_DATA_BREACHES = {"ReconcilerErrorsAlarm"}
+
+
 def test_every_alarm_exists_only_with_a_topic_and_notifies_it(template: Template) -> None:
     found = alarms(template)
 
     assert found
+    assert set(found) >= MISSING_DATA_BREACHES
     for alarm_id, alarm in found.items():
         properties = alarm["Properties"]
         assert alarm["Condition"] == "HasAlarmTopic", alarm_id
         assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}], alarm_id
         assert properties["OKActions"] == [{"Ref": "AlarmTopicArn"}], alarm_id
-        assert properties["TreatMissingData"] == "notBreaching", alarm_id
+        expected = "breaching" if alarm_id in MISSING_DATA_BREACHES else "notBreaching"
+        assert properties["TreatMissingData"] == expected, alarm_id
         assert "Runbook: README" in properties["AlarmDescription"], alarm_id
 
 
@@ -314,6 +324,23 @@ def test_a_failed_rotation_raises_its_own_alarm(template: Template) -> None:
     assert alarm["Dimensions"] == [
         {"Name": "FunctionName", "Value": {"Ref": "RotateSigningKeyFunction"}}
     ]
+
+
+def test_a_reconciler_failing_or_silent_for_three_sweeps_raises_its_alarm(
+    template: Template,
+) -> None:
+    alarm = alarms(template)["ReconcilerErrorsAlarm"]["Properties"]
+    events = template["Resources"]["ReconcilePaymentsFunction"]["Properties"]["Events"]
+
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert alarm["Dimensions"] == [
+        {"Name": "FunctionName", "Value": {"Ref": "ReconcilePaymentsFunction"}}
+    ]
+    # One period per sweep, three in a row: a single failed or late sweep is redone by the next.
+    assert events["Sweep"]["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (300, 3, 3)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["TreatMissingData"] == "breaching"
 
 
 def test_the_5xx_rate_alarm_divides_5xx_by_requests_of_this_api(template: Template) -> None:

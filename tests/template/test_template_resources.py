@@ -12,7 +12,7 @@ pytestmark = pytest.mark.template
 
 Template = dict[str, Any]
 
-# DESIGN.md "HTTP contract": every route, and which function serves it. Nothing else.
+# docs/design.md "HTTP contract": every route, and which function serves it. Nothing else.
 ROUTES = {
     ("POST", "/tokens"): "IssueTokenFunction",
     ("POST", "/payments"): "ProcessPaymentFunction",
@@ -47,23 +47,54 @@ FUNCTION_ENV = {
         "PAYMENT_TABLE_NAME": {"Ref": "PaymentTable"},
         "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
         "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
+        "SANDBOX_LEDGER_TABLE_NAME": {"Ref": "SandboxLedgerTable"},
     },
     "RotateSigningKeyFunction": {
         "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
         "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
         "SIGNING_ALGORITHM": {"Ref": "SigningAlgorithm"},
     },
+    # No key and no secret: the reconciler never sees card data.
+    "ReconcilePaymentsFunction": {
+        "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
+        "PAYMENT_TABLE_NAME": {"Ref": "PaymentTable"},
+        "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
+        "SANDBOX_LEDGER_TABLE_NAME": {"Ref": "SandboxLedgerTable"},
+    },
 }
 CODE_URIS = {
     "IssueTokenFunction": "functions/issue_token/",
     "ProcessPaymentFunction": "functions/process_payment/",
     "RotateSigningKeyFunction": "functions/rotate_signing_key/",
+    "ReconcilePaymentsFunction": "functions/reconcile_payments/",
 }
-# (hash key, TTL attribute) per table.
+# (hash key, TTL attribute or None) per table: every table of the template, nothing else.
 TABLES = {
     "TokenTable": ("jti", "ttl"),
     "PaymentTable": ("payment_id", "ttl"),
     "IdempotencyTable": ("id", "expiration"),
+    # The sandbox processor's books: a charge stays findable, so no TTL.
+    "SandboxLedgerTable": ("idempotency_key", None),
+}
+# Secondary indexes per table (none elsewhere): the token table's sparse sweep index holds a
+# token only while it keeps a data key; the reconciler reads keys only and then the item.
+INDEXES = {
+    "TokenTable": [
+        {
+            "IndexName": "sweep",
+            "KeySchema": [
+                {"AttributeName": "sweep_shard", "KeyType": "HASH"},
+                {"AttributeName": "sweep_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ],
+}
+INDEX_ATTRIBUTES = {
+    "TokenTable": [
+        {"AttributeName": "sweep_shard", "AttributeType": "N"},
+        {"AttributeName": "sweep_at", "AttributeType": "N"},
+    ],
 }
 
 
@@ -106,7 +137,8 @@ def test_http_api_routes_are_exactly_the_designed_ones(template: Template) -> No
     routes: dict[tuple[str, str], str] = {}
     for function_id, function in _functions(template).items():
         for event_id, event in function["Properties"].get("Events", {}).items():
-            assert event["Type"] == "HttpApi", f"{function_id}.{event_id} is a {event['Type']}"
+            if event["Type"] != "HttpApi":
+                continue  # not a route (test_the_only_event_besides_the_routes_...)
             properties = event["Properties"]
             assert properties["ApiId"] == {"Ref": "CardTokensApi"}, f"{function_id}.{event_id}"
             route = (properties["Method"].upper(), properties["Path"])
@@ -116,6 +148,26 @@ def test_http_api_routes_are_exactly_the_designed_ones(template: Template) -> No
     assert routes == ROUTES
     assert not any("{proxy+}" in path or path == "$default" for _, path in routes)
     assert not any(method in {"ANY", "*"} for method, _ in routes)
+
+
+def test_the_only_event_besides_the_routes_is_the_reconcilers_schedule(template: Template) -> None:
+    other_events = {
+        (function_id, event_id): event
+        for function_id, function in _functions(template).items()
+        for event_id, event in function["Properties"].get("Events", {}).items()
+        if event["Type"] != "HttpApi"
+    }
+
+    assert other_events == {
+        ("ReconcilePaymentsFunction", "Sweep"): {
+            "Type": "ScheduleV2",
+            "Properties": {
+                "ScheduleExpression": "rate(5 minutes)",
+                # CloudFormation names the schedule: SAM's fixed name would collide across stacks.
+                "OmitName": True,
+            },
+        }
+    }
 
 
 def test_http_api_has_no_definition_that_could_add_routes(template: Template) -> None:
@@ -176,20 +228,46 @@ def test_card_key_rotates_and_survives_stack_deletion(template: Template) -> Non
     }
 
 
+def test_the_tables_are_exactly_the_designed_ones(template: Template) -> None:
+    assert set(resources_of_type(template, "AWS::DynamoDB::Table")) == set(TABLES)
+
+
 @pytest.mark.parametrize("table_id", TABLES)
 def test_table_has_key_ttl_pitr_and_encryption(template: Template, table_id: str) -> None:
     hash_key, ttl_attribute = TABLES[table_id]
     properties = template["Resources"][table_id]["Properties"]
 
     assert properties["KeySchema"] == [{"AttributeName": hash_key, "KeyType": "HASH"}]
-    assert properties["AttributeDefinitions"] == [{"AttributeName": hash_key, "AttributeType": "S"}]
+    assert properties["AttributeDefinitions"] == [
+        {"AttributeName": hash_key, "AttributeType": "S"},
+        *INDEX_ATTRIBUTES.get(table_id, []),
+    ]
+    assert properties.get("GlobalSecondaryIndexes") == INDEXES.get(table_id)
+    assert "LocalSecondaryIndexes" not in properties
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
-    assert properties["TimeToLiveSpecification"] == {
-        "AttributeName": ttl_attribute,
-        "Enabled": True,
-    }
+    if ttl_attribute is None:
+        assert "TimeToLiveSpecification" not in properties
+    else:
+        assert properties["TimeToLiveSpecification"] == {
+            "AttributeName": ttl_attribute,
+            "Enabled": True,
+        }
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_the_sweep_index_is_the_one_the_reconciler_queries_and_may_query(
+    template: Template,
+) -> None:
+    from card_tokens.stores import SWEEP_INDEX
+
+    statements = template["Resources"]["ReconcilePaymentsRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"
+    ]["Statement"]
+    query = [s["Resource"] for s in statements if s["Action"] == "dynamodb:Query"]
+
+    assert [index["IndexName"] for index in INDEXES["TokenTable"]] == [SWEEP_INDEX]
+    assert query == [{"Fn::Sub": f"${{TokenTable.Arn}}/index/{SWEEP_INDEX}"}]
 
 
 def test_secrets_start_empty_and_signing_key_rotates_at_deploy(template: Template) -> None:
@@ -248,6 +326,7 @@ def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> N
         "TokenTableName",
         "PaymentTableName",
         "IdempotencyTableName",
+        "SandboxLedgerTableName",
         "SigningKeySecretArn",
         "VerificationKeysSecretArn",
         "CheckoutPageUrl",

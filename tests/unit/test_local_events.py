@@ -66,11 +66,17 @@ def test_env_json_points_every_function_at_the_emulator_from_docker() -> None:
         "IssueTokenFunction",
         "ProcessPaymentFunction",
         "RotateSigningKeyFunction",
+        "ReconcilePaymentsFunction",
     }
     assert {env["AWS_ENDPOINT_URL"] for env in environments.values()} == {
         "http://host.docker.internal:5005"
     }
     assert environments["IssueTokenFunction"]["TOKEN_TABLE_NAME"] == "card-tokens-local-TokenTable"
+    assert (
+        environments["ReconcilePaymentsFunction"]["SANDBOX_LEDGER_TABLE_NAME"]
+        == environments["ProcessPaymentFunction"]["SANDBOX_LEDGER_TABLE_NAME"]
+        == "card-tokens-local-SandboxLedgerTable"
+    )
 
 
 def test_the_generator_builds_events_with_the_stacks_own_builder() -> None:

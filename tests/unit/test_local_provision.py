@@ -42,7 +42,9 @@ def alias_arn(stack_name: str) -> str:
     return f"arn:aws:kms:us-east-1:123456789012:alias/{stack_name}-card"
 
 
-def test_every_table_of_the_template_exists_with_its_key_schema_and_ttl(stack: LocalStack) -> None:
+def test_every_table_of_the_template_exists_with_its_keys_indexes_and_ttl(
+    stack: LocalStack,
+) -> None:
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     for logical_id, resource in resources_of_type(load_template(), "AWS::DynamoDB::Table").items():
         name = f"{stack.stack_name}-{logical_id}"
@@ -50,9 +52,20 @@ def test_every_table_of_the_template_exists_with_its_key_schema_and_ttl(stack: L
         properties = resource["Properties"]
         assert table["KeySchema"] == properties["KeySchema"]
         assert table["BillingModeSummary"]["BillingMode"] == properties["BillingMode"]
+        indexes = {
+            index["IndexName"]: (index["KeySchema"], index["Projection"])
+            for index in table.get("GlobalSecondaryIndexes", [])
+        }
+        assert indexes == {
+            index["IndexName"]: (index["KeySchema"], index["Projection"])
+            for index in properties.get("GlobalSecondaryIndexes", [])
+        }, logical_id
         ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        assert ttl["AttributeName"] == properties["TimeToLiveSpecification"]["AttributeName"]
-        assert ttl["TimeToLiveStatus"] == "ENABLED"
+        if "TimeToLiveSpecification" in properties:  # the sandbox ledger's charges never expire
+            assert ttl["AttributeName"] == properties["TimeToLiveSpecification"]["AttributeName"]
+            assert ttl["TimeToLiveStatus"] == "ENABLED"
+        else:
+            assert ttl == {"TimeToLiveStatus": "DISABLED"}, logical_id
 
 
 def test_the_card_key_is_usable_through_its_alias_arn_with_an_encryption_context(

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from card_tokens.errors import (
     CardTokensError,
     InvalidToken,
-    RequestInProgress,
+    PaymentInProgress,
     ServiceUnavailable,
 )
 from card_tokens.observability import count, logger
@@ -37,7 +37,7 @@ def error_response(error: CardTokensError) -> Response[str]:
     if error.field is not None:
         body["field"] = error.field
     headers = {}
-    if isinstance(error, ServiceUnavailable | RequestInProgress):
+    if isinstance(error, ServiceUnavailable | PaymentInProgress):
         headers["Retry-After"] = str(error.retry_after)
     return json_response(error.status, {"error": body}, headers)
 

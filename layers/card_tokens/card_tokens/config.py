@@ -56,6 +56,15 @@ class PaymentSettings:
     payment_table: str
     idempotency_table: str
     verification_keys_secret_id: str
+    sandbox_ledger_table: str
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    token_table: str
+    payment_table: str
+    idempotency_table: str
+    sandbox_ledger_table: str
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,17 @@ def payment_settings() -> PaymentSettings:
         payment_table=_required("PAYMENT_TABLE_NAME"),
         idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
         verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
+        sandbox_ledger_table=_required("SANDBOX_LEDGER_TABLE_NAME"),
+    )
+
+
+@cache
+def reconciler_settings() -> ReconcilerSettings:
+    return ReconcilerSettings(
+        token_table=_required("TOKEN_TABLE_NAME"),
+        payment_table=_required("PAYMENT_TABLE_NAME"),
+        idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
+        sandbox_ledger_table=_required("SANDBOX_LEDGER_TABLE_NAME"),
     )
 
 

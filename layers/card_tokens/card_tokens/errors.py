@@ -77,13 +77,6 @@ class TokenAlreadyUsed(CardTokensError):
     message = "The token has already been used."
 
 
-class RequestInProgress(CardTokensError):
-    status = 409
-    code = "request_in_progress"
-    message = "A request with this Idempotency-Key is still in progress; retry shortly."
-    retry_after = 1
-
-
 class PayloadTooLarge(CardTokensError):
     status = 413
     code = "payload_too_large"
@@ -105,7 +98,7 @@ class IdempotencyKeyReused(CardTokensError):
 class ProcessorError(CardTokensError):
     status = 502
     code = "processor_error"
-    message = "The payment processor failed; the token can be used again to retry."
+    message = "The payment processor failed and nothing was charged; the token can be used again."
 
 
 class ServiceUnavailable(CardTokensError):
@@ -118,3 +111,19 @@ class ServiceUnavailable(CardTokensError):
         super().__init__()
         # Which AWS service failed ("kms", "dynamodb", "secretsmanager"): for logs and metrics.
         self.dependency = dependency
+
+
+class PaymentInProgress(CardTokensError):
+    """The processor may have charged, and the outcome is not recorded yet (a payment in doubt).
+
+    Only the same request (same token, amount, currency and reference) can finish it: its retry
+    asks the processor first, so it gets this payment and is never charged twice.
+    """
+
+    status = 503
+    code = "payment_in_progress"
+    message = (
+        "The payment's outcome is not settled yet; retry the same request after Retry-After "
+        "seconds. It will not be charged twice."
+    )
+    retry_after = 2

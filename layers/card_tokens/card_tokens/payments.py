@@ -1,9 +1,14 @@
-"""Turning a token into exactly one payment: verify, claim, open, charge once, record."""
+"""Turning a token into exactly one payment: verify, claim, open, charge once, record.
+
+The payment state machine (docs/reliability.md): a token is `issued`, then `claimed` by one
+attempt of one request, then `used` once its payment is recorded. From the claim on, the
+processor may have been called, so only the same request (same fingerprint) may finish the
+payment, and whoever finds another attempt's claim asks the processor before charging.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 import re
 import uuid
 from collections.abc import Callable
@@ -11,70 +16,55 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyInconsistentStateError,
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
-
-from card_tokens.aws import dynamodb_client
-from card_tokens.config import (
-    PaymentSettings,
-    payment_settings,
-)
+from card_tokens.aws import worst_case_call_seconds
+from card_tokens.config import PaymentSettings, payment_settings
 from card_tokens.errors import (
+    CardTokensError,
     IdempotencyKeyReused,
+    PaymentInProgress,
     PaymentNotFound,
     ProcessorError,
-    RequestInProgress,
     ServiceUnavailable,
     TokenAlreadyUsed,
 )
 from card_tokens.observability import count, logger
 from card_tokens.processor import (
+    ChargeResult,
     PaymentProcessor,
     ProcessorFailure,
     ProcessorIdempotencyConflict,
+    ProcessorOutcomeUnknown,
     SandboxProcessor,
 )
-from card_tokens.records import PaymentRecord, epoch_seconds, iso_utc, payment_id_for
-from card_tokens.request_body import (
-    PaymentRequest,
-    parse_payment_request,
-)
+from card_tokens.records import PaymentRecord, epoch_seconds, payment_id_for
+from card_tokens.request_body import PaymentRequest, parse_payment_request
 from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, open_card
-from card_tokens.signing_keys import (
-    VerificationKey,
-    find_verification_key,
-)
+from card_tokens.signing_keys import VerificationKey, find_verification_key
 from card_tokens.stores import (
-    DynamoDBPaymentStore,
-    DynamoDBTokenStore,
-    PaymentStore,
-    TokenAlreadyRedeemed,
-    TokenStore,
+    Answered,
+    Claim,
+    ClaimLapsed,
+    DynamoDBPaymentStates,
+    IdempotencyKeyConflict,
+    PaymentIntent,
+    PaymentStates,
+    idempotency_key_id,
 )
 from card_tokens.tokens import verify_token
 
-# Longer than the function timeout: a claim left by a request that died is free again after it.
+# Longer than the function timeout: a claim's holder is surely gone once its lease has lapsed.
 CLAIM_LEASE_SECONDS = 60
-# The AWS calls one payment makes, one after another, in the worst case (cold cache):
-#   GetSecretValue, idempotency PutItem, token UpdateItem, payment PutItem, KMS Decrypt,
-#   TransactWriteItems, idempotency UpdateItem
+# The AWS calls of one payment, one after another, in the worst case (cold cache, with a key):
+#   GetSecretValue, claim TransactWriteItems, claim GetItem, KMS Decrypt, the sandbox ledger's
+#   PutItem (the processor), finish TransactWriteItems, and a release or a read-back.
+# The rarer paths (settling another request's lapsed claim, asking the processor about an
+# inherited one) add calls only while the time left still covers the worst case of the rest.
 AWS_CALLS_TO_PAY = 7
-# A retried request with the same Idempotency-Key gets the first answer for this long.
-IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+_PAYMENT_ID = re.compile(r"pay_[a-z2-7]{24}", re.ASCII)
 
 
-def request_fingerprint(request: PaymentRequest) -> str:
-    canonical = json.dumps(request.fingerprint_fields(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+def _unbounded() -> float:
+    return math.inf
 
 
 @dataclass(frozen=True)
@@ -83,95 +73,154 @@ class Cashier:
 
     settings: PaymentSettings
     data_keys: DataKeySource
-    tokens: TokenStore
-    payments: PaymentStore
+    states: PaymentStates
     processor: PaymentProcessor
     find_key: Callable[[str], VerificationKey | None]
     clock: Callable[[], int] = epoch_seconds
     lease_seconds: int = CLAIM_LEASE_SECONDS
 
-    def pay(self, request: PaymentRequest) -> PaymentRecord:
+    def pay(
+        self,
+        request: PaymentRequest,
+        *,
+        idempotency_key: str | None = None,
+        time_left: Callable[[], float] = _unbounded,
+    ) -> PaymentRecord:
         now = self.clock()
         claims = verify_token(
             request.token, find_key=self.find_key, settings=self.settings.token, now=now
         )
-        jti = claims.jti
-        claim_id = uuid.uuid4().hex
-        try:
-            record = self.tokens.claim(
-                jti=jti,
-                claim_id=claim_id,
-                fingerprint=request_fingerprint(request),
-                now=now,
-                lease_seconds=self.lease_seconds,
-            )
-        except TokenAlreadyRedeemed as redeemed:
-            # A retry of the request that paid (its answer was lost): the same answer, no charge.
-            return self.payments.get(redeemed.payment_id)
-        except TokenAlreadyUsed:
-            count("ReplaysBlocked")
-            raise
-        payment = PaymentRecord(
-            payment_id=payment_id_for(jti),
-            status="pending",
+        intent = PaymentIntent(
+            jti=claims.jti,
             amount=request.amount,
             currency=request.currency,
             reference=request.reference,
-            brand=record.brand,
-            last4=record.last4,
-            decline_code=None,
-            created_at=iso_utc(now),
+            key_id=idempotency_key_id(idempotency_key) if idempotency_key else None,
         )
         try:
-            if record.encrypted_data_key is None:
-                raise TokenAlreadyUsed()  # authorized before: its data key is gone
-            self.payments.put_pending(payment)
-            card = open_card(
-                claims.meta_data,
-                encrypted_data_key=record.encrypted_data_key,
-                context=encryption_context(jti=jti, audience=self.settings.token.audience),
-                data_keys=self.data_keys,
-            )
-            try:
-                # The token's jti is the processor's idempotency key: a retry cannot charge twice.
-                result = self.processor.charge(
-                    card=card,
-                    amount=request.amount,
-                    currency=request.currency,
-                    idempotency_key=jti,
-                )
-            finally:
-                del card
-        except ProcessorFailure:
-            self.tokens.release(jti=jti, claim_id=claim_id)
-            logger.warning("processor failed", extra={"payment_id": payment.payment_id})
-            raise ProcessorError() from None
-        except ProcessorIdempotencyConflict:
-            self.tokens.release(jti=jti, claim_id=claim_id)
-            raise TokenAlreadyUsed() from None
-        except Exception:
-            # Nothing was charged: give the token back so the client can retry.
-            self.tokens.release(jti=jti, claim_id=claim_id)
-            raise
-        # After the charge the claim is kept on failure: only the same request may take it over.
-        final = payment.authorized(
-            approved=result.outcome == "approved", decline_code=result.decline_code
-        )
-        self.payments.record_authorization(final, jti=jti, claim_id=claim_id)
-        count("Payments", status=final.status)
-        logger.info(
-            "payment authorized",
-            extra={"payment_id": final.payment_id, "status": final.status},
-        )
-        return final
+            claim = self._claim(intent, now, time_left)
+        except Answered as answered:
+            return answered.payment
+        if claim.inherited:
+            # An earlier attempt of this request may have charged: ask before charging again.
+            _ensure_time(time_left, AWS_CALLS_TO_PAY - 2, PaymentInProgress())
+            found = self._find_charge(intent.jti, PaymentInProgress())
+            if found is not None:
+                return self._record(claim, found, now)
+        return self._charge(claim, claims.meta_data, now)
 
     def get(self, payment_id: str) -> PaymentRecord:
-        return self.payments.get(payment_id)
+        if not _PAYMENT_ID.fullmatch(payment_id):
+            raise PaymentNotFound()  # not an id we could have made: no table read
+        return self.states.get(payment_id)
+
+    def _claim(self, intent: PaymentIntent, now: int, time_left: Callable[[], float]) -> Claim:
+        attempt_id = uuid.uuid4().hex
+        try:
+            try:
+                return self.states.begin(
+                    intent, attempt_id=attempt_id, now=now, lease=self.lease_seconds
+                )
+            except ClaimLapsed as lapsed:
+                # Another request's holder died. Its charge, if any, wins; else the token is free.
+                _ensure_time(time_left, AWS_CALLS_TO_PAY, ServiceUnavailable("time"))
+                self._settle(lapsed.claim, now, unknown=ServiceUnavailable("processor"))
+                return self.states.take_over(
+                    intent,
+                    attempt_id=attempt_id,
+                    lapsed=lapsed.claim,
+                    now=now,
+                    lease=self.lease_seconds,
+                )
+        except IdempotencyKeyConflict:
+            raise IdempotencyKeyReused() from None
+        except ClaimLapsed:
+            raise ServiceUnavailable("dynamodb") from None  # changed under us: retry afresh
+        except TokenAlreadyUsed:
+            count("ReplaysBlocked")
+            raise
+
+    def _settle(self, lapsed: Claim, now: int, *, unknown: CardTokensError) -> None:
+        """Record a lapsed claim's charge if the processor has one (then the token is spent)."""
+        found = self._find_charge(lapsed.intent.jti, unknown)
+        if found is not None:
+            self._record(lapsed, found, now)
+            raise TokenAlreadyUsed()
+
+    def _find_charge(self, jti: str, unknown: CardTokensError) -> ChargeResult | None:
+        try:
+            return self.processor.find_charge(jti)
+        except ProcessorOutcomeUnknown:
+            raise unknown from None
+
+    def _charge(self, claim: Claim, meta_data: str, now: int) -> PaymentRecord:
+        intent = claim.intent
+        if claim.encrypted_data_key is None:
+            raise TokenAlreadyUsed()
+        try:
+            card = open_card(
+                meta_data,
+                encrypted_data_key=claim.encrypted_data_key,
+                context=encryption_context(jti=intent.jti, audience=self.settings.token.audience),
+                data_keys=self.data_keys,
+            )
+        except CardTokensError:
+            self._give_back(claim)
+            raise
+        try:
+            # The token's jti is the processor's idempotency key: no attempt can charge twice.
+            result = self.processor.charge(
+                card=card,
+                amount=intent.amount,
+                currency=intent.currency,
+                idempotency_key=intent.jti,
+            )
+        except ProcessorFailure:
+            # The processor says nothing was charged under this key.
+            self.states.release(claim.intent, claim.attempt_id, sole_attempt=True)
+            logger.warning("processor failed", extra={"payment_id": payment_id_for(intent.jti)})
+            raise ProcessorError() from None
+        except ProcessorIdempotencyConflict:
+            # The processor holds another request's charge for this token: it is spent.
+            logger.error(
+                "processor holds another charge", extra={"payment_id": payment_id_for(intent.jti)}
+            )
+            raise TokenAlreadyUsed() from None
+        except ProcessorOutcomeUnknown:
+            count("PaymentsInDoubt")
+            raise PaymentInProgress() from None
+        finally:
+            del card
+        return self._record(claim, result, now)
+
+    def _give_back(self, claim: Claim) -> None:
+        """Nothing reached the processor in this attempt: leave no state a client can see."""
+        if not claim.inherited:  # else an earlier attempt may have charged: it stays in doubt
+            self.states.release(claim.intent, claim.attempt_id, sole_attempt=True)
+
+    def _record(self, claim: Claim, result: ChargeResult, now: int) -> PaymentRecord:
+        try:
+            payment = self.states.finish(claim, result, now=now)
+        except ServiceUnavailable:
+            # Charged, not recorded: the retry or the reconciler finds the charge and records it.
+            count("PaymentsInDoubt")
+            raise PaymentInProgress() from None
+        count("Payments", status=payment.status)
+        logger.info(
+            "payment authorized", extra={"payment_id": payment.payment_id, "status": payment.status}
+        )
+        return payment
+
+
+def _ensure_time(time_left: Callable[[], float], calls: int, error: CardTokensError) -> None:
+    """Stop before a step whose worst case would outlive the function: answer, retry later."""
+    if time_left() < calls * worst_case_call_seconds():
+        raise error
 
 
 @cache
 def sandbox_processor() -> SandboxProcessor:
-    return SandboxProcessor()
+    return SandboxProcessor(payment_settings().sandbox_ledger_table)
 
 
 @cache
@@ -180,58 +229,26 @@ def cashier() -> Cashier:
     return Cashier(
         settings=settings,
         data_keys=KmsDataKeys(settings.card_key_id),
-        tokens=DynamoDBTokenStore(settings.token_table),
-        payments=DynamoDBPaymentStore(settings.payment_table, settings.token_table),
+        states=DynamoDBPaymentStates(
+            token_table=settings.token_table,
+            payment_table=settings.payment_table,
+            idempotency_table=settings.idempotency_table,
+        ),
         processor=sandbox_processor(),
         find_key=lambda kid: find_verification_key(settings.verification_keys_secret_id, kid),
     )
 
 
-# Powertools idempotency: same key + same body → the stored first response; another body → 422.
-IDEMPOTENCY_CONFIG = IdempotencyConfig(
-    event_key_jmespath="idempotency_key",
-    payload_validation_jmespath="request",
-    expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS,
-    hash_function="sha256",
-    raise_on_no_idempotency_key=True,
-)
-
-
-@cache
-def _pay_once() -> Callable[..., dict[str, Any]]:
-    persistence = DynamoDBPersistenceLayer(
-        table_name=payment_settings().idempotency_table, boto3_client=dynamodb_client()
-    )
-
-    @idempotent_function(
-        data_keyword_argument="attempt", config=IDEMPOTENCY_CONFIG, persistence_store=persistence
-    )
-    def pay_once(*, attempt: dict[str, Any]) -> dict[str, Any]:
-        request = parse_payment_request(attempt["request"])
-        return cashier().pay(request).to_response()
-
-    return pay_once  # type: ignore[no-any-return]
-
-
-def pay(document: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
-    """One payment for one token; with an Idempotency-Key, retries get the first answer."""
+def pay(
+    document: dict[str, Any],
+    idempotency_key: str | None,
+    time_left: Callable[[], float] = _unbounded,
+) -> dict[str, Any]:
+    """One payment for one token; a retry of the same request gets the same payment."""
     request = parse_payment_request(document)  # a 400 is never stored as an answer
-    if idempotency_key is None:
-        return cashier().pay(request).to_response()
-    try:
-        return _pay_once()(attempt={"idempotency_key": idempotency_key, "request": document})
-    except IdempotencyValidationError:
-        raise IdempotencyKeyReused() from None
-    except IdempotencyAlreadyInProgressError:
-        raise RequestInProgress() from None
-    except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError):
-        raise ServiceUnavailable("dynamodb") from None
-
-
-_PAYMENT_ID = re.compile(r"pay_[a-z2-7]{24}", re.ASCII)
+    payment = cashier().pay(request, idempotency_key=idempotency_key, time_left=time_left)
+    return payment.to_response()
 
 
 def get_payment(payment_id: str) -> dict[str, Any]:
-    if not _PAYMENT_ID.fullmatch(payment_id):
-        raise PaymentNotFound()  # not an id we could have made: no table read
     return cashier().get(payment_id).to_response()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-TokenStatus = Literal["issued", "claimed", "used"]
-PaymentStatus = Literal["pending", "approved", "declined"]
+TokenStatus = Literal["issued", "claimed", "used", "expired"]
+PaymentStatus = Literal["approved", "declined"]
 
 
 def epoch_seconds() -> int:
@@ -43,6 +44,8 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class PaymentRecord:
+    """A payment as recorded after the processor answered: approved or declined, never else."""
+
     payment_id: str
     status: PaymentStatus
     amount: int
@@ -52,13 +55,6 @@ class PaymentRecord:
     last4: str
     decline_code: str | None
     created_at: str
-
-    def authorized(self, *, approved: bool, decline_code: str | None) -> PaymentRecord:
-        return replace(
-            self,
-            status="approved" if approved else "declined",
-            decline_code=None if approved else decline_code,
-        )
 
     def to_response(self) -> dict[str, Any]:
         """The payment object of the HTTP contract."""
@@ -73,16 +69,30 @@ class PaymentRecord:
             "created_at": self.created_at,
         }
 
+    def to_item(self) -> dict[str, Any]:
+        return asdict(self)
+
     @classmethod
-    def from_response(cls, document: dict[str, Any]) -> PaymentRecord:
+    def from_item(cls, values: dict[str, Any]) -> PaymentRecord:
+        status = values["status"]
+        if status not in ("approved", "declined"):
+            raise ValueError("not a recorded payment status")
         return cls(
-            payment_id=document["payment_id"],
-            status=document["status"],
-            amount=int(document["amount"]),
-            currency=document["currency"],
-            reference=document["reference"],
-            brand=document["card"]["brand"],
-            last4=document["card"]["last4"],
-            decline_code=document["decline_code"],
-            created_at=document["created_at"],
+            payment_id=str(values["payment_id"]),
+            status=status,
+            amount=int(values["amount"]),
+            currency=str(values["currency"]),
+            reference=values.get("reference"),
+            brand=str(values["brand"]),
+            last4=str(values["last4"]),
+            decline_code=values.get("decline_code"),
+            created_at=str(values["created_at"]),
         )
+
+    def to_json(self) -> str:
+        """The stored answer of an Idempotency-Key."""
+        return json.dumps(self.to_item(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PaymentRecord:
+        return cls.from_item(json.loads(text))

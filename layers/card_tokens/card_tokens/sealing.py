@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from card_tokens.aws import kms_client
 from card_tokens.aws_errors import error_code, unavailable_on_failure
 from card_tokens.cards import Card
-from card_tokens.errors import InvalidToken
+from card_tokens.errors import InvalidToken, ServiceUnavailable
 
 PURPOSE = "card-token"
 _FORMAT_VERSION = b"\x01"
 _NONCE_BYTES = 12
+_DATA_KEY_BYTES = 32  # AES_256
 
 
 def encryption_context(*, jti: str, audience: str) -> dict[str, str]:
@@ -58,7 +59,10 @@ class KmsDataKeys:
             response = kms_client().generate_data_key(
                 KeyId=self._key_id, KeySpec="AES_256", EncryptionContext=context
             )
-        return DataKey(plaintext=response["Plaintext"], encrypted=response["CiphertextBlob"])
+        plaintext, encrypted = response.get("Plaintext"), response.get("CiphertextBlob")
+        if not isinstance(plaintext, bytes) or len(plaintext) != _DATA_KEY_BYTES or not encrypted:
+            raise ServiceUnavailable("kms")  # an answer cut short: KMS sends no checksum
+        return DataKey(plaintext=plaintext, encrypted=encrypted)
 
     def decrypt(self, encrypted: bytes, context: dict[str, str]) -> bytes:
         with unavailable_on_failure("kms", "Decrypt"):
@@ -72,7 +76,10 @@ class KmsDataKeys:
                 if error_code(error) in ("InvalidCiphertextException", "IncorrectKeyException"):
                     raise InvalidToken("data_key_mismatch") from None
                 raise
-        return response["Plaintext"]
+        plaintext = response.get("Plaintext")
+        if not isinstance(plaintext, bytes) or len(plaintext) != _DATA_KEY_BYTES:
+            raise ServiceUnavailable("kms")  # an answer cut short: KMS sends no checksum
+        return plaintext
 
 
 @dataclass(frozen=True, repr=False)
