@@ -1,4 +1,4 @@
-"""The tutorial of ../shared/ORIGIN.md, made runnable: the naive baseline the bench compares to.
+"""The tutorial this project started from, made runnable: the naive baseline of the bench.
 
 Kept as the tutorial wrote it: RS256 with the private key read from a PEM file on every token,
 the public key read from a file once at start and parsed by PyJWT on every decode, no caching,

@@ -171,7 +171,6 @@ _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
 PARTS = (
     "aws_xray_sdk",
     "aws_lambda_powertools.event_handler",
-    "aws_lambda_powertools.utilities.idempotency",
     "aws_lambda_powertools.utilities.parameters",
     "aws_lambda_powertools.logging",
     "aws_lambda_powertools.metrics",
@@ -207,7 +206,6 @@ IMPORT_STEPS = [
         ],
     ],
     ["Powertools event_handler", ["aws_lambda_powertools.event_handler"]],
-    ["Powertools idempotency", ["aws_lambda_powertools.utilities.idempotency"]],
     ["Powertools parameters", ["aws_lambda_powertools.utilities.parameters"]],
     ["PyJWT", ["jwt"]],
     ["card_tokens (the layer's own modules)", ["card_tokens.api", "card_tokens.payments"]],

@@ -1,13 +1,16 @@
 """The floor: each route's AWS calls and crypto primitives made directly, with no framework.
 
 Event in, response out, like a handler, but with nothing between the body and the calls: no
-Powertools (resolver, logger, metrics, tracer, idempotency, parameters), no PyJWT, no
-TypeSerializer, no validation beyond what the calls need. What a route cannot do without is
-here, and nothing else, so handler / floor is the price of the framework and of the checks.
+Powertools (resolver, logger, metrics, tracer, parameters), no PyJWT, no TypeSerializer, no
+validation beyond what the calls need. What a route cannot do without is here, and nothing
+else, so handler / floor is the price of the framework and of the checks. A payment makes the
+same requests as the layer's (card_tokens.payments and card_tokens.stores), the sandbox
+processor's ledger PutItem included, with the same expressions: the bench records both sides'
+requests and tests/integration/test_bench_smoke.py compares them.
 
 Imports are only what the floor's work needs (boto3, botocore, cryptography, the standard
 library): the cold-start bench imports this module in a fresh process as the floor's cold start.
-It never imports card_tokens or aws_lambda_powertools.
+It never imports card_tokens or aws_lambda_powertools, so the expressions below are copies.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -41,7 +45,45 @@ CONFIG = Config(
     tcp_keepalive=True,
 )
 _JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+# card_tokens.stores: IDEMPOTENCY_WINDOW_SECONDS, TOMBSTONE_SECONDS, SWEEP_SHARDS;
+# card_tokens.config.CLOCK_LEEWAY_SECONDS; card_tokens.payments.CLAIM_LEASE_SECONDS.
 _IDEMPOTENCY_SECONDS = 24 * 3600
+_TOMBSTONE_SECONDS = 86_400
+_SWEEP_SHARDS = 4
+_CLOCK_LEEWAY_SECONDS = 30
+_CLAIM_LEASE_SECONDS = 60
+# card_tokens.tokens.P256_ORDER: ES256 signatures are issued and accepted with s <= n/2 only.
+P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_ORDER = P256_ORDER // 2
+
+# The payment's expressions, copied from card_tokens.stores (CLAIM_UPDATE and CLAIMABLE are its
+# _CLAIM_UPDATE and _CLAIMABLE; the others are written inline there). The smoke test checks the
+# two claim constants against the originals, and every request of a payment against the
+# handler's own requests in the same bench run.
+CLAIM_UPDATE = (
+    "SET #status = :claimed, claim_attempt_id = :attempt, claim_fingerprint = :fingerprint, "
+    "claim_amount = :amount, claim_currency = :currency, claim_reference = :reference, "
+    "claim_key_id = :key_id, claimed_at = :now, claim_lease_ends_at = :lease_end, "
+    "sweep_at = :lease_end ADD claim_attempts :attempts"
+)
+CLAIMABLE = (
+    "attribute_exists(jti) AND "
+    "(#status = :issued OR (#status = :claimed AND claim_fingerprint = :fingerprint))"
+)
+KEY_CLAIMABLE = (
+    "attribute_not_exists(id) OR expiration < :now OR "
+    "(fingerprint = :fingerprint AND progress = :in_progress)"
+)
+TOMBSTONE_UPDATE = (
+    "SET #status = :used, payment_id = :payment_id "
+    "REMOVE encrypted_data_key, sweep_shard, sweep_at, claim_lease_ends_at, claim_attempts"
+)
+TOMBSTONE_CONDITION = "#status = :claimed AND claim_fingerprint = :fp"
+KEY_ANSWER_UPDATE = (
+    "SET fingerprint = :fingerprint, jti = :jti, progress = :completed, "
+    "answer = :answer, expiration = :expiration"
+)
+LEDGER_NEW = "attribute_not_exists(idempotency_key)"  # card_tokens.processor.SandboxProcessor
 
 
 def _b64(data: bytes) -> str:
@@ -143,10 +185,13 @@ class FloorIssuer:
                 "brand": {"S": "visa"},
                 "last4": {"S": pan[-4:]},
                 "expires_at": {"N": str(exp)},
-                "ttl": {"N": str(exp + 86_400)},
+                "ttl": {"N": str(exp + _TOMBSTONE_SECONDS)},
                 "encrypted_data_key": {"B": data_key["CiphertextBlob"]},
+                "sweep_shard": {"N": str(hashlib.sha256(jti.encode()).digest()[0] % _SWEEP_SHARDS)},
+                "sweep_at": {"N": str(exp + _CLOCK_LEEWAY_SECONDS)},
             },
             ConditionExpression="attribute_not_exists(jti)",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
         claims = {
             "iss": self.env["TOKEN_ISSUER"],
@@ -183,6 +228,7 @@ class FloorIssuer:
 def _sign(private: Any, alg: str, data: bytes) -> bytes:
     if alg == "ES256":
         r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+        s = min(s, P256_ORDER - s)  # the low-S spelling, the only one the layer accepts
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
     return bytes(private.sign(data, padding.PKCS1v15(), hashes.SHA256()))
 
@@ -207,7 +253,12 @@ def _public_key(jwk: dict[str, str]) -> Any:
 
 
 class FloorCashier:
-    """POST /payments and GET /payments/{id}: the layer's DynamoDB and KMS calls, in order."""
+    """POST /payments and GET /payments/{id}: the layer's DynamoDB and KMS calls, in order.
+
+    Only the path the bench takes (a fresh token paid once, or a replay with the same
+    Idempotency-Key and body); the rarer branches of the state machine (lapsed claims,
+    inherited claims, releases) are not on a warm payment's path and are left out.
+    """
 
     def __init__(self, environment: dict[str, str], clients: Clients | None = None) -> None:
         self.env = environment
@@ -223,158 +274,198 @@ class FloorCashier:
             self._keys = {jwk["kid"]: (jwk["alg"], _public_key(jwk)) for jwk in jwks}
         return self._keys
 
-    def pay(self, event: dict[str, Any]) -> dict[str, Any]:
-        request = json.loads(event["body"])
-        idempotency_key = event.get("headers", {}).get("idempotency-key")
-        header_segment, payload_segment, signature_segment = request["token"].split(".")
+    def verify(self, token: str, now: int) -> dict[str, Any]:
+        header_segment, payload_segment, signature_segment = token.split(".")
         header = json.loads(_unb64(header_segment))
         alg, public = self.public_keys()[header["kid"]]
-        _verify(
-            public,
-            alg,
-            _unb64(signature_segment),
-            f"{header_segment}.{payload_segment}".encode(),
-        )
-        claims = json.loads(_unb64(payload_segment))
-        now = int(time.time())
+        signature = _unb64(signature_segment)
+        if alg == "ES256" and int.from_bytes(signature[32:], "big") > _P256_HALF_ORDER:
+            raise ValueError("the floor got a high-S signature")  # as the layer: `high_s`
+        _verify(public, alg, signature, f"{header_segment}.{payload_segment}".encode())
+        claims: dict[str, Any] = json.loads(_unb64(payload_segment))
         if claims["exp"] <= now or claims["aud"] != self.env["TOKEN_AUDIENCE"]:
             raise ValueError("the floor got a token it cannot accept")
+        return claims
+
+    def pay(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Without Idempotency-Key: UpdateItem (claim), Decrypt, the processor's PutItem,
+        TransactWriteItems (payment + tombstone). With one: TransactWriteItems (key + claim),
+        GetItem (the claim: a transaction returns no item), Decrypt, the processor's PutItem,
+        TransactWriteItems (payment + tombstone + the key's answer). A replay of the same key
+        and body: the first TransactWriteItems fails its condition and returns the answer.
+        """
+        request = json.loads(event["body"])
+        idempotency_key = event.get("headers", {}).get("idempotency-key")
+        now = int(time.time())
+        claims = self.verify(request["token"], now)
         dynamodb = self.clients.get("dynamodb")
         jti = claims["jti"]
-        idempotency_id = None
-        if idempotency_key is not None:
-            idempotency_id = f"{self.env['AWS_LAMBDA_FUNCTION_NAME']}#{idempotency_key}"
-            dynamodb.put_item(
-                TableName=self.env["IDEMPOTENCY_TABLE_NAME"],
-                Item={
-                    "id": {"S": idempotency_id},
-                    "expiration": {"N": str(now + _IDEMPOTENCY_SECONDS)},
-                    "status": {"S": "INPROGRESS"},
-                    "in_progress_expiration": {"N": str((now + 10) * 1000)},
-                    "validation": {"S": hashlib.sha256(event["body"].encode()).hexdigest()},
-                },
-                ConditionExpression="attribute_not_exists(#id) OR #expiry < :now",
-                ExpressionAttributeNames={"#id": "id", "#expiry": "expiration"},
-                ExpressionAttributeValues={":now": {"N": str(now)}},
-            )
+        amount, currency, reference = (
+            request["amount"],
+            request["currency"],
+            request.get("reference"),
+        )
         fingerprint = hashlib.sha256(
             json.dumps(
-                {
-                    "amount": request["amount"],
-                    "currency": request["currency"],
-                    "reference": request.get("reference"),
-                },
+                {"jti": jti, "amount": amount, "currency": currency, "reference": reference},
                 sort_keys=True,
                 separators=(",", ":"),
             ).encode()
         ).hexdigest()
-        claim_id = uuid.uuid4().hex
-        record = dynamodb.update_item(
-            TableName=self.env["TOKEN_TABLE_NAME"],
-            Key={"jti": {"S": jti}},
-            UpdateExpression=(
-                "SET #status = :claimed, claim_id = :claim_id, "
-                "claim_fingerprint = :fingerprint, claim_expires_at = :lease_end"
+        key_id = None
+        if idempotency_key is not None:
+            key_id = "payments#" + hashlib.sha256(idempotency_key.encode("ascii")).hexdigest()
+        attempt_id = uuid.uuid4().hex
+        claim: dict[str, Any] = {
+            "TableName": self.env["TOKEN_TABLE_NAME"],
+            "Key": {"jti": {"S": jti}},
+            "UpdateExpression": CLAIM_UPDATE,
+            "ConditionExpression": CLAIMABLE,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _item(
+                {
+                    ":claimed": "claimed",
+                    ":issued": "issued",
+                    ":attempt": attempt_id,
+                    ":attempts": {"SS": [attempt_id]},
+                    ":fingerprint": fingerprint,
+                    ":amount": amount,
+                    ":currency": currency,
+                    ":reference": reference,
+                    ":key_id": key_id,
+                    ":now": now,
+                    ":lease_end": now + _CLAIM_LEASE_SECONDS,
+                }
             ),
-            ConditionExpression=(
-                "attribute_exists(jti) AND (#status = :issued OR (#status = :claimed AND "
-                "(claim_expires_at < :now OR claim_fingerprint = :fingerprint)))"
-            ),
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":claimed": {"S": "claimed"},
-                ":issued": {"S": "issued"},
-                ":claim_id": {"S": claim_id},
-                ":fingerprint": {"S": fingerprint},
-                ":lease_end": {"N": str(now + 30)},
-                ":now": {"N": str(now)},
-            },
-            ReturnValues="ALL_NEW",
-            ReturnValuesOnConditionCheckFailure="ALL_OLD",
-        )["Attributes"]
-        payment_id = _payment_id(jti)
-        payment = {
-            "payment_id": payment_id,
-            "status": "pending",
-            "amount": request["amount"],
-            "currency": request["currency"],
-            "reference": request.get("reference"),
-            "brand": record["brand"]["S"],
-            "last4": record["last4"]["S"],
-            "decline_code": None,
-            "created_at": _iso(now),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        dynamodb.put_item(
-            TableName=self.env["PAYMENT_TABLE_NAME"],
-            Item=_item(payment),
-            ConditionExpression="attribute_not_exists(payment_id) OR #status = :pending",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":pending": {"S": "pending"}},
-        )
+        if key_id is None:
+            token = dynamodb.update_item(**claim, ReturnValues="ALL_NEW")["Attributes"]
+        else:
+            key_in_progress = {
+                "TableName": self.env["IDEMPOTENCY_TABLE_NAME"],
+                "Item": _item(
+                    {
+                        "id": key_id,
+                        "fingerprint": fingerprint,
+                        "jti": jti,
+                        "attempt_id": attempt_id,
+                        "progress": "in_progress",
+                        "expiration": now + _IDEMPOTENCY_SECONDS,
+                    }
+                ),
+                "ConditionExpression": KEY_CLAIMABLE,
+                "ExpressionAttributeValues": _item(
+                    {":now": now, ":fingerprint": fingerprint, ":in_progress": "in_progress"}
+                ),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            try:
+                dynamodb.transact_write_items(
+                    TransactItems=[{"Put": key_in_progress}, {"Update": claim}],
+                    ClientRequestToken=_request_token(attempt_id, "claim"),
+                )
+            except ClientError as error:
+                return _response(201, _stored_answer(error, fingerprint))
+            token = dynamodb.get_item(
+                TableName=self.env["TOKEN_TABLE_NAME"],
+                Key={"jti": {"S": jti}},
+                ConsistentRead=True,
+                ReturnConsumedCapacity="TOTAL",
+            )["Item"]
+            if token["claim_attempt_id"]["S"] != attempt_id:
+                raise RuntimeError("the floor's claim was taken over")
         context = _context(jti, self.env["TOKEN_AUDIENCE"])
         data_key = self.clients.get("kms").decrypt(
-            CiphertextBlob=record["encrypted_data_key"]["B"],
+            CiphertextBlob=token["encrypted_data_key"]["B"],
             KeyId=self.env["CARD_KEY_ID"],
             EncryptionContext=context,
         )["Plaintext"]
         blob = _unb64(claims["meta_data"])
         card = json.loads(AESGCM(data_key).decrypt(blob[1:13], blob[13:], _aad(context)))
-        del card  # the sandbox processor approves; charging it is not AWS work
-        payment["status"] = "approved"
-        dynamodb.transact_write_items(
-            TransactItems=[
+        # The processor: the sandbox's charge is one conditional PutItem on its ledger (keyed on
+        # the jti); the bench's card is one the sandbox approves.
+        dynamodb.put_item(
+            TableName=self.env["SANDBOX_LEDGER_TABLE_NAME"],
+            Item=_item(
                 {
-                    "Update": {
-                        "TableName": self.env["PAYMENT_TABLE_NAME"],
-                        "Key": {"payment_id": {"S": payment_id}},
-                        "UpdateExpression": "SET #status = :status, decline_code = :code",
-                        "ConditionExpression": "#status = :pending",
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {
-                            ":status": {"S": "approved"},
-                            ":code": {"NULL": True},
-                            ":pending": {"S": "pending"},
-                        },
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": self.env["TOKEN_TABLE_NAME"],
-                        "Key": {"jti": {"S": jti}},
-                        "UpdateExpression": (
-                            "SET #status = :used, payment_id = :payment_id "
-                            "REMOVE encrypted_data_key, claim_expires_at"
-                        ),
-                        "ConditionExpression": "claim_id = :claim_id AND #status = :claimed",
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {
-                            ":used": {"S": "used"},
-                            ":payment_id": {"S": payment_id},
-                            ":claim_id": {"S": claim_id},
-                            ":claimed": {"S": "claimed"},
-                        },
-                    }
-                },
-            ]
+                    "idempotency_key": jti,
+                    "brand": card["brand"],
+                    "last4": card["pan"][-4:],
+                    "outcome": "approved",
+                    "processor_reference": f"sandbox_{jti}",
+                    "amount": amount,
+                    "currency": currency,
+                }
+            ),
+            ConditionExpression=LEDGER_NEW,
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-        body = _response_document(payment)
-        if idempotency_id is not None:
-            dynamodb.update_item(
-                TableName=self.env["IDEMPOTENCY_TABLE_NAME"],
-                Key={"id": {"S": idempotency_id}},
-                UpdateExpression="SET #data = :data, #expiry = :expiry, #status = :status",
-                ExpressionAttributeNames={
-                    "#data": "data",
-                    "#expiry": "expiration",
-                    "#status": "status",
-                },
-                ExpressionAttributeValues={
-                    ":data": {"S": json.dumps(body, separators=(",", ":"))},
-                    ":expiry": {"N": str(now + _IDEMPOTENCY_SECONDS)},
-                    ":status": {"S": "COMPLETED"},
-                },
+        del card
+        payment_id = _payment_id(jti)
+        payment = {
+            "payment_id": payment_id,
+            "status": "approved",
+            "amount": amount,
+            "currency": currency,
+            "reference": reference,
+            "brand": token["brand"]["S"],
+            "last4": token["last4"]["S"],
+            "decline_code": None,
+            "created_at": _iso(now),
+        }
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.env["PAYMENT_TABLE_NAME"],
+                    "Item": _item({**payment, "jti": jti, "fingerprint": fingerprint}),
+                    "ConditionExpression": "attribute_not_exists(payment_id)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.env["TOKEN_TABLE_NAME"],
+                    "Key": {"jti": {"S": jti}},
+                    "UpdateExpression": TOMBSTONE_UPDATE,
+                    "ConditionExpression": TOMBSTONE_CONDITION,
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": _item(
+                        {
+                            ":used": "used",
+                            ":payment_id": payment_id,
+                            ":claimed": "claimed",
+                            ":fp": fingerprint,
+                        }
+                    ),
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        ]
+        if key_id is not None:
+            answer = json.dumps(payment, separators=(",", ":"), sort_keys=True)
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.env["IDEMPOTENCY_TABLE_NAME"],
+                        "Key": {"id": {"S": key_id}},
+                        "UpdateExpression": KEY_ANSWER_UPDATE,
+                        "ExpressionAttributeValues": _item(
+                            {
+                                ":fingerprint": fingerprint,
+                                ":jti": jti,
+                                ":completed": "completed",
+                                ":answer": answer,
+                                ":expiration": now + _IDEMPOTENCY_SECONDS,
+                            }
+                        ),
+                    }
+                }
             )
-        return _response(201, body)
+        dynamodb.transact_write_items(
+            TransactItems=items, ClientRequestToken=_request_token(attempt_id, "finish")
+        )
+        return _response(201, _response_document(payment))
 
     def get(self, event: dict[str, Any]) -> dict[str, Any]:
         payment_id = event["pathParameters"]["payment_id"]
@@ -382,10 +473,28 @@ class FloorCashier:
             TableName=self.env["PAYMENT_TABLE_NAME"],
             Key={"payment_id": {"S": payment_id}},
             ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
         )["Item"]
         payment = {name: _value(value) for name, value in item.items()}
         payment["amount"] = int(payment["amount"])
         return _response(200, _response_document(payment))
+
+
+def _request_token(attempt_id: str, step: str) -> str:
+    """A transaction's ClientRequestToken, as the layer derives it from the attempt."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"card-tokens:{attempt_id}:{step}"))
+
+
+def _stored_answer(error: ClientError, fingerprint: str) -> dict[str, Any]:
+    """The payment stored with the Idempotency-Key, from the claim's failed condition."""
+    reasons: list[dict[str, Any]] = error.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+        raise error
+    stored = {name: _value(value) for name, value in reasons[0]["Item"].items()}
+    if stored["fingerprint"] != fingerprint or stored["progress"] != "completed":
+        raise error  # another body, or still in progress: not on the bench's path
+    answer: dict[str, Any] = json.loads(stored["answer"])
+    return _response_document(answer)
 
 
 def _item(values: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +504,8 @@ def _item(values: dict[str, Any]) -> dict[str, Any]:
             item[name] = {"NULL": True}
         elif isinstance(value, int):
             item[name] = {"N": str(value)}
+        elif isinstance(value, dict):
+            item[name] = value  # already typed, e.g. {"SS": [...]}
         else:
             item[name] = {"S": value}
     return item

@@ -20,6 +20,7 @@ BUDGET_BYTES = {
     "CardTokensLayer": 70 * MB,
     "IssueTokenFunction": 64 * 1024,
     "ProcessPaymentFunction": 64 * 1024,
+    "ReconcilePaymentsFunction": 64 * 1024,
     "RotateSigningKeyFunction": 64 * 1024,
 }
 LAMBDA_UNZIPPED_LIMIT = 250 * MB

@@ -141,13 +141,13 @@ def proposals(results: dict[str, Any]) -> list[str]:
         "by the SDK's import. Plan: re-measure when Powertools' Tracer can build its provider "
         "lazily or on Lambda's OpenTelemetry support, and take whichever keeps per-call "
         "subsegments for less.",
-        "3. **Lazy imports mostly do not pay here.** The one import the issuing function could "
-        "skip was Powertools idempotency "
-        f"({step('Powertools idempotency')} where it is imported); applied: issuing lives in "
-        "`card_tokens/issuing.py`, which does not import it, so only the payment function "
-        "loads it. Everything else the "
-        "handler imports, it uses on its first request; PyJWT "
-        f"({step('PyJWT')}) is mostly `cryptography.x509`, which `jwt.algorithms` imports.",
+        "3. **Lazy imports mostly do not pay here.** Everything the handler imports, it uses "
+        "on its first request. Powertools' idempotency utility, which only the payment function "
+        "loaded, is no longer imported at all: it was replaced by the key record written in the "
+        "claim's own transaction (section 4: 2 fewer round trips per keyed payment, and the "
+        "key's answer now commits with the payment), not for its import time. "
+        f"PyJWT ({step('PyJWT')}) is mostly `cryptography.x509`, which `jwt.algorithms` "
+        "imports.",
         "4. **Warm paths**: outside AWS calls the handler spends "
         + ", ".join(f"{extra[route]:+.2f} ms on {route}" for route in ROUTES)
         + " beyond the floor: Powertools resolver, logger and metrics (one INFO line and one "

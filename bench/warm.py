@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.measure import AwsClock, RequestCounter, Summary
+from bench.measure import AwsClock, RequestCounter, Summary, split_processor
 from local.emulator import in_process_aws_environment
 from local.sample_events import get_event, load_event, payment_event
 
@@ -32,8 +32,9 @@ STACK_NAME = "card-tokens-bench"
 ISSUE = "POST /tokens"
 PAY = "POST /payments"
 PAY_NO_KEY = "POST /payments (no Idempotency-Key)"
+REPLAY = "POST /payments (replay: same Idempotency-Key and body)"
 GET = "GET /payments/{payment_id}"
-ROUTES = (ISSUE, PAY, PAY_NO_KEY, GET)
+ROUTES = (ISSUE, PAY, PAY_NO_KEY, REPLAY, GET)
 TUTORIAL_ISSUE = "tutorial create_jwt"
 TUTORIAL_PAY = "tutorial process_jwt"
 TUTORIAL_CARD = {"card_number": "4111111111111111", "expiry_date": "12/25", "cvv": "123"}
@@ -41,24 +42,41 @@ TUTORIAL_CARD = {"card_number": "4111111111111111", "expiry_date": "12/25", "cvv
 
 @dataclass
 class Series:
-    """Timings of one thing, and the AWS calls each timed call made."""
+    """Timings of one thing, and the AWS calls each timed call made.
+
+    A call pattern is "dynamodb:GetItem x1, kms:Decrypt x1" (or "none"); each Counter maps a
+    pattern to how many timed calls made it. The processor's calls (the sandbox ledger) are
+    counted apart from the service's own.
+    """
 
     seconds: list[float] = field(default_factory=list)
     aws_seconds: list[float] = field(default_factory=list)  # of which inside AWS calls
-    calls: Counter[str] = field(default_factory=Counter)  # "GetItem x1, ..." → how many calls
+    calls: Counter[str] = field(default_factory=Counter)
+    processor: Counter[str] = field(default_factory=Counter)
     everywhere: Counter[str] = field(default_factory=Counter)
+    processor_everywhere: Counter[str] = field(default_factory=Counter)
 
     def add(
         self, seconds: float, aws: float, hooked: Counter[str], everywhere: Counter[str]
     ) -> None:
         self.seconds.append(seconds)
         self.aws_seconds.append(aws)
-        self.calls[_pattern(hooked)] += 1
-        self.everywhere[_pattern(everywhere)] += 1
+        service, processor = split_processor(hooked)
+        self.calls[_pattern(service)] += 1
+        self.processor[_pattern(processor)] += 1
+        service, processor = split_processor(everywhere)
+        self.everywhere[_pattern(service)] += 1
+        self.processor_everywhere[_pattern(processor)] += 1
 
 
 def _pattern(calls: Counter[str]) -> str:
     return ", ".join(f"{name} x{count}" for name, count in sorted(calls.items())) or "none"
+
+
+def _patterns(calls: Counter[str]) -> dict[str, str]:
+    """The service's calls and the processor's, as patterns (for the untimed calls)."""
+    service, processor = split_processor(calls)
+    return {"service": _pattern(service), "processor": _pattern(processor)}
 
 
 class Events:
@@ -151,6 +169,14 @@ def _run(
     issue_function = functions["IssueTokenFunction"]
     pay_function = functions["ProcessPaymentFunction"]
     issue_handler, pay_handler = issue_function.load(), pay_function.load()
+    table_roles = {
+        "TOKEN_TABLE_NAME": "tokens",
+        "PAYMENT_TABLE_NAME": "payments",
+        "IDEMPOTENCY_TABLE_NAME": "idempotency keys",
+        "SANDBOX_LEDGER_TABLE_NAME": "sandbox ledger (processor)",
+    }
+    counter.table_roles = {stack.environment[name]: role for name, role in table_roles.items()}
+    counter.processor_tables = {stack.environment["SANDBOX_LEDGER_TABLE_NAME"]}
 
     from card_tokens import aws
     from card_tokens.signing_keys import forget_cached_keys
@@ -191,14 +217,14 @@ def _run(
         return lambda: fn(event, context)
 
     # The first call of each function in this container: caches empty, clients not built.
-    first_calls: dict[str, str] = {}
+    first_calls: dict[str, dict[str, str]] = {}
     with counter.window() as window:
         first_token = _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)
-    first_calls[ISSUE] = _pattern(window.hooked)
+    first_calls[ISSUE] = _patterns(window.hooked)
     with counter.window() as window:
         token = first_token["token"]
         _body(pay_handler(events.pay(token, _key(token)), pay_function.context()), 201, PAY)
-    first_calls[PAY] = _pattern(window.hooked)
+    first_calls[PAY] = _patterns(window.hooked)
 
     def one_round(index: int) -> None:
         # Tokens for the payments: each side pays a token the *other* side issued, so the floor
@@ -232,6 +258,8 @@ def _run(
             return payment_id
 
         payment_id = pay_pair(PAY, True, floor_token, handler_token)
+        # The same requests again (a client whose answer was lost): the stored answers.
+        pay_pair(REPLAY, True, floor_token, handler_token)
         pay_pair(PAY_NO_KEY, False, spare_floor["token"], spare_handler["token"])
         get_steps = [
             lambda: timed(GET, handler(pay_function, pay_handler, events.get(payment_id))),
@@ -245,10 +273,7 @@ def _run(
             raise RuntimeError("the tutorial baseline did not round-trip its card")
 
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    tables = [
-        stack.environment[name]
-        for name in ("TOKEN_TABLE_NAME", "PAYMENT_TABLE_NAME", "IDEMPOTENCY_TABLE_NAME")
-    ]
+    tables = [stack.environment[name] for name in table_roles]
     for index in range(warmup):
         one_round(index)
         _purge(dynamodb, tables)
@@ -262,14 +287,22 @@ def _run(
     # A cache that has expired (as after SECRET_CACHE_SECONDS): one Secrets Manager call, then
     # warm again.
     forget_cached_keys()
-    after_expiry: dict[str, str] = {}
+    after_expiry: dict[str, dict[str, str]] = {}
     with counter.window() as window:
         _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)
-    after_expiry[ISSUE] = _pattern(window.hooked)
+    after_expiry[ISSUE] = _patterns(window.hooked)
     token = _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)["token"]
     with counter.window() as window:
         _body(pay_handler(events.pay(token, _key(token)), pay_function.context()), 201, PAY)
-    after_expiry[PAY] = _pattern(window.hooked)
+    after_expiry[PAY] = _patterns(window.hooked)
+    requests = _request_shapes(
+        events,
+        counter,
+        (issue_handler, issue_function),
+        (pay_handler, pay_function),
+        floor_issue,
+        floor_cashier,
+    )
 
     return {
         "iterations": iterations,
@@ -282,11 +315,71 @@ def _run(
                     a - b for a, b in zip(s.seconds, s.aws_seconds, strict=True)
                 ).as_dict(),
                 "calls": dict(s.calls),
+                "processor_calls": dict(s.processor),
                 "calls_everywhere": dict(s.everywhere),
+                "processor_calls_everywhere": dict(s.processor_everywhere),
             }
             for name, s in series.items()
         },
         "first_call": first_calls,
         "after_cache_expiry": after_expiry,
+        "requests": requests,
         "python": sys.version.split()[0],
     }
+
+
+def _request_shapes(
+    events: Events,
+    counter: RequestCounter,
+    issue: tuple[Callable[..., Any], Any],
+    pay: tuple[Callable[..., Any], Any],
+    floor_issue: Callable[[dict[str, Any]], dict[str, Any]],
+    floor_cashier: Any,
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The DynamoDB requests of every route on each side (untimed), by shape.
+
+    As in the timed rounds, each side pays tokens the other side issued; the replay and the GET
+    follow the keyed payment. tests/integration/test_bench_smoke.py compares the two sides.
+    """
+    (issue_handler, issue_function), (pay_handler, pay_function) = issue, pay
+    shapes: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    def both(
+        route: str,
+        handler_call: Callable[[], dict[str, Any]],
+        floor_call: Callable[[], dict[str, Any]],
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        status = 200 if route == GET else 201
+        with counter.recording() as handler_side:
+            handler_response = _body(handler_call(), status, route)
+        with counter.recording() as floor_side:
+            floor_response = _body(floor_call(), status, f"floor {route}")
+        shapes[route] = {"handler": handler_side, "floor": floor_side}
+        return handler_response, floor_response
+
+    def issue_handler_call() -> dict[str, Any]:
+        result: dict[str, Any] = issue_handler(events.issue(), issue_function.context())
+        return result
+
+    def pay_handler_call(event: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        return lambda: pay_handler(event, pay_function.context())
+
+    handler_issued, floor_issued = both(
+        ISSUE, issue_handler_call, lambda: floor_issue(events.issue())
+    )
+    spare_handler = _body(issue_handler_call(), 201, ISSUE)["token"]
+    spare_floor = _body(floor_issue(events.issue()), 201, f"floor {ISSUE}")["token"]
+    for_handler, for_floor = floor_issued["token"], handler_issued["token"]
+    keyed_handler = events.pay(for_handler, _key(for_handler))
+    keyed_floor = events.pay(for_floor, _key(for_floor))
+    paid, _ = both(PAY, pay_handler_call(keyed_handler), lambda: floor_cashier.pay(keyed_floor))
+    both(REPLAY, pay_handler_call(keyed_handler), lambda: floor_cashier.pay(keyed_floor))
+    get = events.get(paid["payment_id"])
+    both(GET, pay_handler_call(get), lambda: floor_cashier.get(get))
+    unkeyed_handler, unkeyed_floor = events.pay(spare_floor, None), events.pay(spare_handler, None)
+    both(
+        PAY_NO_KEY,
+        pay_handler_call(unkeyed_handler),
+        lambda: floor_cashier.pay(unkeyed_floor),
+    )
+    return shapes

@@ -1,8 +1,8 @@
 """A few-iteration run of `make bench`, so the benchmark keeps working as the code changes.
 
 It checks that every figure is produced, and what must hold whatever the machine (which AWS
-calls each route makes, that the floor makes the same ones). It never judges a timing: the
-ratios are read from `make bench` on a quiet machine, not asserted by a test.
+calls each route makes, that the floor makes the same ones with the same expressions). It never
+judges a timing: the ratios are read from `make bench` on a quiet machine, not asserted by a test.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from bench import floor
 from bench.floor import CONFIG as FLOOR_CONFIG
-from bench.warm import ISSUE, PAY, PAY_NO_KEY, ROUTES, TUTORIAL_ISSUE, TUTORIAL_PAY
+from bench.warm import GET, ISSUE, PAY, PAY_NO_KEY, REPLAY, ROUTES, TUTORIAL_ISSUE, TUTORIAL_PAY
+from card_tokens import config, payments, stores, tokens
 from card_tokens.aws import BOTO_CONFIG
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,41 +98,83 @@ def test_every_cold_start_figure_is_measured(bench_run: tuple[Path, Any]) -> Non
     assert "aws_lambda_powertools" not in profiles["floor:issue"]["packages"]
     for variant in ("as_built", "precompiled"):
         steps = cold["import_steps"][variant]
-        assert len(steps) == 9
+        assert len(steps) == 8
         assert all(ms >= 0 for ms in steps.values())
 
 
-def test_issuing_makes_two_aws_calls_and_no_secrets_manager_call_while_warm(
-    bench_run: tuple[Path, Any],
-) -> None:
+# Every AWS call of each warm route: the service's own, and the processor's (the sandbox ledger).
+# Exact, so that a call added to a route fails here before it reaches the report.
+SERVICE_CALLS = {
+    ISSUE: "dynamodb:PutItem x1, kms:GenerateDataKey x1",
+    # TransactWriteItems (key record + claim), GetItem (the claim), Decrypt, TransactWriteItems
+    # (payment + tombstone + the key's answer): 4, the issue's target (6 with Powertools).
+    PAY: "dynamodb:GetItem x1, dynamodb:TransactWriteItems x2, kms:Decrypt x1",
+    # UpdateItem (claim), Decrypt, TransactWriteItems (payment + tombstone): 3 (was 4).
+    PAY_NO_KEY: "dynamodb:TransactWriteItems x1, dynamodb:UpdateItem x1, kms:Decrypt x1",
+    # The claim's transaction fails on the key record and returns the stored answer.
+    REPLAY: "dynamodb:TransactWriteItems x1",
+    GET: "dynamodb:GetItem x1",
+}
+PROCESSOR_CALLS = {
+    ISSUE: "none",
+    PAY: "dynamodb:PutItem x1",
+    PAY_NO_KEY: "dynamodb:PutItem x1",
+    REPLAY: "none",
+    GET: "none",
+}
+
+
+def test_every_route_makes_exactly_its_aws_calls(bench_run: tuple[Path, Any]) -> None:
     _, results = bench_run
     series = results["warm"]["series"]
-    assert list(series[ISSUE]["calls"]) == ["dynamodb:PutItem x1, kms:GenerateDataKey x1"]
+    assert set(SERVICE_CALLS) == set(ROUTES)
     for route in ROUTES:
+        assert list(series[route]["calls"]) == [SERVICE_CALLS[route]], route
+        assert list(series[route]["processor_calls"]) == [PROCESSOR_CALLS[route]], route
         assert not any("secretsmanager" in pattern for pattern in series[route]["calls"])
-    assert "secretsmanager:GetSecretValue x1" in results["warm"]["first_call"][ISSUE]
+    assert "secretsmanager:GetSecretValue x1" in results["warm"]["first_call"][ISSUE]["service"]
 
 
-def test_paying_makes_its_documented_minimum_of_calls(bench_run: tuple[Path, Any]) -> None:
-    _, results = bench_run
-    series = results["warm"]["series"]
-    assert list(series[PAY_NO_KEY]["calls"]) == [
-        "dynamodb:PutItem x1, dynamodb:TransactWriteItems x1, "
-        "dynamodb:UpdateItem x1, kms:Decrypt x1"
-    ]
-    assert list(series[PAY]["calls"]) == [
-        "dynamodb:PutItem x2, dynamodb:TransactWriteItems x1, "
-        "dynamodb:UpdateItem x2, kms:Decrypt x1"
-    ]
+def test_the_report_states_the_call_targets(bench_run: tuple[Path, Any]) -> None:
+    out, _ = bench_run
+    text = (out / "results.md").read_text(encoding="utf-8")
+    for route, most in ((PAY, "≤ 4 (was 6)"), (PAY_NO_KEY, "≤ 3 (was 4)")):
+        (row,) = [line for line in text.splitlines() if line.startswith(f"| {route} | {most} |")]
+        assert "**no**" not in row
+    assert "not met" not in "".join(line for line in text.splitlines() if "AWS calls per" in line)
 
 
 def test_the_floor_makes_the_same_aws_calls_as_the_handler(bench_run: tuple[Path, Any]) -> None:
     _, results = bench_run
     series = results["warm"]["series"]
     for route in ROUTES:
-        assert series[route]["calls"] == series[f"floor {route}"]["calls"]
-        # The explicit hooks saw every call that any botocore session made.
-        assert series[route]["calls"] == series[route]["calls_everywhere"]
+        for kind in ("calls", "processor_calls"):
+            assert series[route][kind] == series[f"floor {route}"][kind], (route, kind)
+            # The explicit hooks saw every call that any botocore session made.
+            assert series[route][kind] == series[route][f"{kind}_everywhere"], (route, kind)
+
+
+def test_the_floor_makes_the_same_requests_as_the_handler(bench_run: tuple[Path, Any]) -> None:
+    """Expression by expression: the floor's copies of the layer's requests still agree."""
+    _, results = bench_run
+    requests = results["warm"]["requests"]
+    assert set(requests) == set(ROUTES)
+    for route in ROUTES:
+        handler, floor_side = requests[route]["handler"], requests[route]["floor"]
+        assert handler, route
+        assert floor_side == handler, route
+
+
+def test_the_floors_copies_match_the_layer() -> None:
+    """The floor never imports card_tokens (its cold start), so it copies; these must agree."""
+    assert floor.CLAIM_UPDATE == stores._CLAIM_UPDATE
+    assert floor.CLAIMABLE == stores._CLAIMABLE
+    assert floor.P256_ORDER == tokens.P256_ORDER
+    assert floor._IDEMPOTENCY_SECONDS == stores.IDEMPOTENCY_WINDOW_SECONDS
+    assert floor._TOMBSTONE_SECONDS == stores.TOMBSTONE_SECONDS
+    assert floor._SWEEP_SHARDS == stores.SWEEP_SHARDS
+    assert floor._CLOCK_LEEWAY_SECONDS == config.CLOCK_LEEWAY_SECONDS
+    assert floor._CLAIM_LEASE_SECONDS == payments.CLAIM_LEASE_SECONDS
 
 
 def test_both_algorithms_are_measured(bench_run: tuple[Path, Any]) -> None:
