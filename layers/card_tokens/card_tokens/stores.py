@@ -16,7 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -303,7 +303,7 @@ class DynamoDBPaymentStates:
                     if error_code(error) != "ConditionalCheckFailedException":
                         raise
                     self._refused(intent, _failed_item(error), now)
-            return self._claim_from(response.get("Attributes"), attempt_id)
+            return self._claim_from(response.get("Attributes"), attempt_id, intent)
         claim_items: list[Any] = [
             {"Put": self._key_in_progress(intent, attempt_id, now)},
             {"Update": update},
@@ -330,7 +330,7 @@ class DynamoDBPaymentStates:
                 ReturnConsumedCapacity="TOTAL",
             )
         _require(read, "ConsumedCapacity")
-        return self._claim_from(read.get("Item"), attempt_id)
+        return self._claim_from(read.get("Item"), attempt_id, intent)
 
     def _key_in_progress(self, intent: PaymentIntent, attempt_id: str, now: int) -> dict[str, Any]:
         return {
@@ -390,15 +390,24 @@ class DynamoDBPaymentStates:
             raise InvalidToken("expired")
         raise ServiceUnavailable("dynamodb")  # an answer we cannot read: nothing is decided
 
-    def _claim_from(self, item: dict[str, Any] | None, attempt_id: str) -> Claim:
+    def _claim_from(
+        self, item: dict[str, Any] | None, attempt_id: str, intent: PaymentIntent
+    ) -> Claim:
         if item is None:
             raise ServiceUnavailable("dynamodb")  # a success without the item: cut short
         stored = _from_item(item)
-        if stored.get("claim_attempt_id") != attempt_id:
-            # Between our transaction and this read, a retry of the same request took over.
-            raise ServiceUnavailable("dynamodb")
+        if stored.get("status") != "claimed" or (
+            stored.get("claim_fingerprint") != intent.fingerprint
+        ):
+            raise ServiceUnavailable("dynamodb")  # changed under us: a retry starts afresh
         others = set(stored.get("claim_attempts", ())) - {attempt_id}
-        return _claim_of(stored, inherited=bool(others))
+        claim = _claim_of(stored, inherited=bool(others))
+        if stored.get("claim_attempt_id") != attempt_id:
+            # Another attempt of the same request took over between our write and this read.
+            # Both may go on: they charge under one idempotency key with the same parameters,
+            # and whichever records first wins. This one asks the processor first.
+            return replace(claim, attempt_id=attempt_id, inherited=True)
+        return claim
 
     def claim_of(self, jti: str) -> Claim | None:
         """The claim on a token now (consistent read), or None if nobody holds it."""
