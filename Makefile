@@ -27,9 +27,11 @@ $(STAMP): requirements-dev.txt layers/card_tokens/requirements.txt
 .PHONY: venv
 venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 
+# make run AWS_ENDPOINT_URL=http://127.0.0.1:4566 uses that emulator instead of starting moto.
+# Only a value given on make's command line counts: one exported in the shell is ignored.
 .PHONY: run
-run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server, no Docker)
-	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)
+run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server, no Docker; AWS_ENDPOINT_URL=... uses yours)
+	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy

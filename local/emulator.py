@@ -1,10 +1,19 @@
-"""The embedded AWS emulator (moto server) and the process environment that points boto3 at it."""
+"""The embedded AWS emulator (moto server) and the process environment that points boto3 at it.
+
+`python -m local.emulator --port 5005` runs that emulator on its own, with the project's moto
+fixes, for `make run AWS_ENDPOINT_URL=http://127.0.0.1:5005` (or the fault proxy) to use.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import signal
 import socket
+import sys
+import threading
+from collections.abc import Sequence
 
 from moto.server import ThreadedMotoServer
 
@@ -91,3 +100,30 @@ def start_moto(host: str, port: int) -> ThreadedMotoServer:
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()
     return server
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.emulator",
+        description="moto's server with the project's fixes (local/moto_fixes.py), until Ctrl-C.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    parser.add_argument("--port", type=int, default=5005, help="default 5005")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        server = start_moto(args.host, args.port)
+    except PortInUseError as error:
+        print(f"error: {error}".replace("--moto-port", "--port"), file=sys.stderr)
+        return 2
+    print(f"AWS emulator (moto, with local/moto_fixes.py) on http://{args.host}:{args.port}")
+    print("Ctrl-C stops it.", flush=True)
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

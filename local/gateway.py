@@ -1,4 +1,8 @@
-"""A small in-process stand-in for API Gateway (HTTP API) in front of the local functions."""
+"""A small stand-in for API Gateway (HTTP API) in front of the local functions.
+
+Each connection has its own thread; an invocation goes to the function's execution environments
+(local.environments), so requests to one function, or to several, run at the same time.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
+from local.environments import FunctionError, FunctionTimeoutError
 from local.http_api import (
     INTERNAL_SERVER_ERROR,
     MAX_REQUEST_BYTES,
@@ -99,19 +104,42 @@ class LocalHttpApi:
             protocol=protocol,
             request_id=request_id,
         )
+        # A failed invocation (an unhandled error, a timeout, a runtime that exited) is a
+        # function error to Lambda, which API Gateway answers with its own 500.
         try:
             result = self.functions[route.function](event)
-        except Exception:  # noqa: BLE001 - an unhandled error is API Gateway's 500
+        except FunctionTimeoutError as error:
+            # One line, as Lambda's "Task timed out": the environment is gone, no traceback.
+            self._log_error(f"[ERROR] {error} (request {request_id})")
+            return INTERNAL_SERVER_ERROR, request_id
+        except FunctionError as error:
             # The Lambda runtime logs an unhandled error with its traceback; so does this, so
             # the log scan sees whatever an exception message would carry.
-            print(
+            self._log_error(
+                f"[ERROR] {route.function} raised (request {request_id}):\n{error.details}"
+            )
+            return INTERNAL_SERVER_ERROR, request_id
+        except Exception:  # noqa: BLE001 - a handler called in this process (tests)
+            self._log_error(
                 f"[ERROR] {route.function} raised (request {request_id}):\n"
-                + traceback.format_exc(),
-                file=self.errors or sys.stderr,
-                flush=True,
+                + traceback.format_exc()
             )
             return INTERNAL_SERVER_ERROR, request_id
         return response_from_lambda(result), request_id
+
+    def _log_error(self, text: str) -> None:
+        write_line(self.errors or sys.stderr, text.rstrip("\n"))
+
+
+def write_line(stream: TextIO, line: str) -> None:
+    """Write a line with one write call, so another process's output cannot split it.
+
+    The execution environments write to the same file at the same time; print() writes the
+    newline separately, and an unbuffered stream (PYTHONUNBUFFERED) passes that on as a second
+    write, between which another process's line could land.
+    """
+    stream.write(line + "\n")
+    stream.flush()
 
 
 class _RequestTooLarge(Exception):
@@ -215,7 +243,7 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
             (time.perf_counter() - started) * 1000,
             request_id,
         )
-        print(exchange.log_line(), file=self.server.access_log, flush=True)
+        write_line(self.server.access_log, exchange.log_line())
 
     def version_string(self) -> str:
         return "card-tokens-local-gateway"
@@ -226,11 +254,18 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
     def log_error(self, format: str, *args: Any) -> None:
         # The base class would echo the request line, which may carry anything a client sent.
         status = args[0] if args and isinstance(args[0], int) else "error"
-        print(f"gateway: rejected a malformed request ({status})", file=sys.stderr, flush=True)
+        write_line(sys.stderr, f"gateway: rejected a malformed request ({status})")
 
 
 class GatewayServer(ThreadingHTTPServer):
+    """One daemon thread per connection; a listen backlog deep enough for bursts of clients.
+
+    socketserver's default backlog of 5 made the kernel reset connections when 64 clients
+    connected at once; 1024 holds a burst of hundreds (the kernel caps it at somaxconn).
+    """
+
     daemon_threads = True
+    request_queue_size = 1024
 
     def __init__(
         self, address: tuple[str, int], api: LocalHttpApi, access_log: TextIO | None = None

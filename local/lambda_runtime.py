@@ -1,34 +1,42 @@
-"""Runs the template's functions in this process, the way the Lambda Python runtime calls them."""
+"""The template's functions as Lambda runs them: in execution environments, each its own process.
+
+`make run` gives every function a `local.environments.FunctionEnvironments`: an invocation goes
+to an idle execution environment of that function, or starts a new one (a worker process that
+imports the handler, a cold start) while the function has fewer than its limit (`--concurrency`),
+or waits for one to be free. Each environment serves one invocation at a time and has its own
+module-level state (cached boto3 clients, key caches, the Powertools logger), its own copy of
+the function's environment variables, and its own Timeout; environments of one function and of
+different functions run at the same time, all against the one AWS endpoint. So races between
+invocations reach the emulator as they would reach AWS.
+
+A `LocalFunction` without environments (`make rotate`, the benchmarks) runs the handler in the
+calling process instead; those callers invoke one function at a time.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from local.cfn import TEMPLATE_PATH, resources_of_type
+from local.environments import FunctionEnvironments, FunctionSpec
 from local.intrinsics import Resolver
 from local.provision import FUNCTION, LAYER, function_arn, physical_name
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# Lambda runs one invocation per execution environment at a time. Here every function shares
-# one process and the layer's module-level singletons (Powertools logger and metrics, cached
-# clients), so invocations are serialised across all functions to keep them from interleaving.
-_INVOCATION_LOCK = threading.Lock()
-
 
 class LambdaContext:
     """The attributes of the runtime's context object that handlers and Powertools read."""
 
-    def __init__(self, function_name: str, memory_limit_in_mb: int, timeout_seconds: int) -> None:
+    def __init__(self, function_name: str, memory_limit_in_mb: int, timeout_seconds: float) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = memory_limit_in_mb
@@ -53,17 +61,48 @@ class LocalFunction:
     memory_mb: int
     timeout_seconds: int
     _loaded: Handler | None = field(default=None, repr=False)
+    environments: FunctionEnvironments | None = field(default=None, repr=False)
+
+    @property
+    def source(self) -> Path:
+        """The handler's module file, under CodeUri."""
+        module_path = self.handler.rpartition(".")[0]
+        return self.code_uri / (module_path.replace(".", "/") + ".py")
+
+    def check(self) -> None:
+        """Fail now, not at the first request, if the handler's module is not there."""
+        if not self.source.is_file():
+            raise FileNotFoundError(f"{self.logical_id}: handler module {self.source} not found")
+
+    def spec(self, python_path: list[Path]) -> FunctionSpec:
+        return FunctionSpec(
+            logical_id=self.logical_id,
+            function_name=self.function_name,
+            code_uri=str(self.code_uri),
+            handler=self.handler,
+            memory_mb=self.memory_mb,
+            timeout_seconds=self.timeout_seconds,
+            python_path=tuple(str(path) for path in python_path),
+        )
+
+    def run_in_environments(
+        self, variables: Mapping[str, str], max_environments: int, python_path: list[Path]
+    ) -> FunctionEnvironments:
+        """From now on, invocations go to execution environments (worker processes)."""
+        self.check()
+        self.environments = FunctionEnvironments(
+            self.spec(python_path), variables, max_environments
+        )
+        return self.environments
 
     def load(self) -> Handler:
-        """Import the handler module from CodeUri under a name unique to this function."""
+        """Import the handler into this process, under a module name unique to this function."""
         if self._loaded is None:
+            self.check()
             module_path, _, attribute = self.handler.rpartition(".")
-            source = self.code_uri / (module_path.replace(".", "/") + ".py")
-            if not source.is_file():
-                raise FileNotFoundError(f"{self.logical_id}: handler module {source} not found")
             # Every function has an `app` module; distinct names keep them apart in sys.modules.
             module_name = f"_local_lambda_{self.logical_id}_{module_path.replace('.', '_')}"
-            module = sys.modules.get(module_name) or _import_file(module_name, source)
+            module = sys.modules.get(module_name) or _import_file(module_name, self.source)
             handler = getattr(module, attribute)
             if not callable(handler):
                 raise TypeError(f"{self.logical_id}: {self.handler} is not callable")
@@ -74,10 +113,14 @@ class LocalFunction:
         return LambdaContext(self.function_name, self.memory_mb, self.timeout_seconds)
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        """Call the handler like the runtime does: one event, a fresh context, one at a time."""
-        handler = self.load()
-        with _INVOCATION_LOCK:
-            return handler(event, self.context())
+        """Call the handler like the runtime does: one event, a fresh context.
+
+        In an execution environment if the function has them (local.environments raises
+        FunctionError, or FunctionTimeoutError past the Timeout), else in this process.
+        """
+        if self.environments is not None:
+            return self.environments.invoke(event)
+        return self.load()(event, self.context())
 
 
 def _import_file(module_name: str, source: Path) -> ModuleType:

@@ -1,8 +1,10 @@
 """`make run`: the template's API on http://127.0.0.1:3000, backed by an in-process moto server.
 
-Starts moto, provisions the template's tables, key and secrets on it, runs the signing-key
-rotation once (as the deploy does), then serves every HttpApi route of template.yaml through
-a small stand-in for API Gateway that calls the real handlers in this process.
+Starts moto (or uses the AWS endpoint given with --aws-endpoint-url), provisions the template's
+tables, key and secrets there, runs the signing-key rotation once (as the deploy does), then
+serves every HttpApi route of template.yaml through a small stand-in for API Gateway. Each
+function runs as Lambda runs it: in execution environments, worker processes started on demand
+(up to --concurrency per function), each with its own cold start and caches, all at once.
 """
 
 from __future__ import annotations
@@ -13,23 +15,49 @@ import functools
 import json
 import os
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit
 
-from local.cfn import load_deployed_template
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from local.cfn import load_deployed_template, resources_of_type
 from local.emulator import PortInUseError, check_port_free, start_moto, use_local_aws
+from local.environments import close_all
 from local.gateway import GatewayServer, LocalHttpApi
 from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
-from local.lambda_runtime import functions_from_template, put_layers_on_path
-from local.provision import STACK_NAME, provision_stack
+from local.intrinsics import REGION
+from local.lambda_runtime import (
+    LocalFunction,
+    functions_from_template,
+    layer_paths,
+    put_layers_on_path,
+)
+from local.provision import (
+    KMS_ALIAS,
+    SECRET,
+    STACK_NAME,
+    TABLE,
+    LocalStack,
+    discover_stack,
+    named_resolver,
+    provision_stack,
+)
 from local.rotation import rotate_all
 from web.checkout.page import PAGE_FILES, page_response
 
 EXIT_PORT_IN_USE = 2
+EXIT_AWS_ENDPOINT = 3
+DEFAULT_CONCURRENCY = 4
 # Local only: the sandbox processor's own record of charges, for reconciliation tests.
 LEDGER_PATH = "/_local/sandbox-ledger"
+# Local only: each function's execution environments (worker processes), for the tests.
+ENVIRONMENTS_PATH = "/_local/environments"
 
 
 def sandbox_ledger() -> GatewayResponse:
@@ -54,6 +82,17 @@ def sandbox_ledger() -> GatewayResponse:
         for entry in ledger
     ]
     body = json.dumps({"charges": charges}).encode()
+    return GatewayResponse(200, [("content-type", "application/json")], body)
+
+
+def environments_report(functions: Mapping[str, LocalFunction]) -> GatewayResponse:
+    """Each function's execution environments: how many, their pids, invocations, busy."""
+    report = {
+        logical_id: function.environments.snapshot()
+        for logical_id, function in functions.items()
+        if function.environments is not None
+    }
+    body = json.dumps({"functions": report}).encode()
     return GatewayResponse(200, [("content-type", "application/json")], body)
 
 
@@ -98,24 +137,135 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=5,
         help="how long the functions cache keys (AWS: 300); short so `make rotate` shows at once",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help="execution environments (worker processes) each function may use at once, like "
+        f"Lambda's reserved concurrency (default {DEFAULT_CONCURRENCY}); more requests wait",
+    )
+    parser.add_argument(
+        "--aws-endpoint-url",
+        type=_endpoint_url,
+        metavar="URL",
+        help="use this AWS endpoint (a moto server or LocalStack you run, the fault proxy) "
+        "instead of starting moto; the stack's resources are created there, or reused if a "
+        "previous run created them all",
+    )
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _endpoint_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError("expected http://host:port or https://host")
+    return text.rstrip("/")
+
+
+class StackConflictError(RuntimeError):
+    """The endpoint holds some, not all, of the stack's resources: neither create nor reuse."""
+
+
+class EndpointUnreachableError(RuntimeError):
+    """Nothing listens at the AWS endpoint given."""
+
+
+def resources_on_endpoint(stack_name: str, template: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The stack's named resources (tables, secrets, key alias) found there, and missing."""
+    names = named_resolver(stack_name, template).refs
+    present: list[str] = []
+    missing: list[str] = []
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    for logical_id in resources_of_type(template, TABLE):
+        found = _exists(dynamodb.describe_table, TableName=names[logical_id])
+        (present if found else missing).append(names[logical_id])
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    for logical_id in resources_of_type(template, SECRET):
+        found = _exists(secrets.describe_secret, SecretId=names[logical_id])
+        (present if found else missing).append(names[logical_id])
+    aliases = {
+        alias["AliasName"]
+        for page in boto3.client("kms", region_name=REGION).get_paginator("list_aliases").paginate()
+        for alias in page["Aliases"]
+    }
+    for logical_id in resources_of_type(template, KMS_ALIAS):
+        (present if names[logical_id] in aliases else missing).append(names[logical_id])
+    return present, missing
+
+
+def _exists(describe: Callable[..., Any], **request: str) -> bool:
+    try:
+        describe(**request)
+    except ClientError as error:
+        if error.response["Error"]["Code"] in ("ResourceNotFoundException", "NotFoundException"):
+            return False
+        raise
+    return True
+
+
+def check_reachable(endpoint: str, timeout: float = 3.0) -> None:
+    """Fail at once if nothing listens there (boto3 would retry for half a minute)."""
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as error:
+        raise EndpointUnreachableError(
+            f"nothing answered at {endpoint} ({error.strerror or type(error).__name__}): "
+            "start your emulator there, or give another --aws-endpoint-url."
+        ) from error
+
+
+def provision_or_reuse(
+    stack_name: str, template: dict[str, Any], endpoint: str
+) -> tuple[LocalStack, bool]:
+    """The stack on an endpoint this process did not start: created, or reused (True)."""
+    check_reachable(endpoint)
+    present, missing = resources_on_endpoint(stack_name, template)
+    if not present:
+        return provision_stack(stack_name, template), False
+    if missing:
+        raise StackConflictError(
+            f"{endpoint} holds {len(present)} of the {len(present) + len(missing)} resources of "
+            f"stack '{stack_name}' ({missing[0]} is missing), perhaps from an interrupted run: "
+            "choose another --stack-name, or restart that emulator."
+        )
+    return discover_stack(stack_name, template), True
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Keep each log line whole and in order when stdout is a pipe or a file.
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    # Keep each log line whole and in order when stdout is a pipe or a file, and written with
+    # one write call, as the execution environments (other processes) write to it too.
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     template = load_deployed_template()
     routes = routes_from_template(template)
     functions = functions_from_template(template, args.stack_name)
+    for function in functions.values():
+        function.check()
     api = LocalHttpApi(
         routes,
         {name: function.invoke for name, function in functions.items()},
-        local_routes={("GET", LEDGER_PATH): sandbox_ledger, **checkout_page_routes()},
+        local_routes={
+            ("GET", LEDGER_PATH): sandbox_ledger,
+            ("GET", ENVIRONMENTS_PATH): functools.partial(environments_report, functions),
+            **checkout_page_routes(),
+        },
     )
+    external = args.aws_endpoint_url
 
     try:
-        check_port_free(args.moto_host, args.moto_port, "AWS emulator (moto)", "--moto-port")
+        if external is None:
+            check_port_free(args.moto_host, args.moto_port, "AWS emulator (moto)", "--moto-port")
         # Bound now, before anything slow, so a taken port fails at once.
         server = GatewayServer((args.host, args.port), api)
     except PortInUseError as error:
@@ -141,35 +291,61 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    moto = None
+    if external is None:
+        try:
+            moto = start_moto(args.moto_host, args.moto_port)
+        except PortInUseError as error:
+            server.server_close()
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_PORT_IN_USE
     moto_url = f"http://{args.moto_host}:{args.moto_port}"
-    try:
-        moto = start_moto(args.moto_host, args.moto_port)
-    except PortInUseError as error:
-        server.server_close()
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_PORT_IN_USE
+    endpoint = external or moto_url.replace("0.0.0.0", "127.0.0.1")  # noqa: S104 - no bind
     serving: threading.Thread | None = None
     try:
-        use_local_aws(moto_url.replace("0.0.0.0", "127.0.0.1"))  # noqa: S104 - a URL, no bind
-        stack = provision_stack(args.stack_name, template)
-        # The functions read their configuration at cold start: set it before the first import.
+        use_local_aws(endpoint)
+        # What every execution environment starts from; each adds its own function's variables.
+        base_environment = dict(os.environ)
+        try:
+            if external is None:
+                stack, reused = provision_stack(args.stack_name, template), False
+            else:
+                stack, reused = provision_or_reuse(args.stack_name, template, external)
+        except (StackConflictError, EndpointUnreachableError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_AWS_ENDPOINT
+        except (BotoCoreError, ClientError) as error:
+            print(
+                f"error: provisioning the stack on {endpoint} failed "
+                f"({type(error).__name__}: {error}). Is an AWS emulator listening there?",
+                file=sys.stderr,
+            )
+            return EXIT_AWS_ENDPOINT
+        # This process reads the sandbox ledger itself (LEDGER_PATH): it needs the variables.
         os.environ.update(stack.environment)
-        os.environ["POWERTOOLS_PARAMETERS_MAX_AGE"] = str(args.key_cache_seconds)
         put_layers_on_path(template)
-        for function in functions.values():
-            function.load()
+        python_path = layer_paths(template)
+        for logical_id, function in functions.items():
+            variables = {
+                **base_environment,
+                **stack.function_environments[logical_id],
+                "POWERTOOLS_PARAMETERS_MAX_AGE": str(args.key_cache_seconds),
+            }
+            function.run_in_environments(variables, args.concurrency, python_path)
         rotate_all(template, stack.resolver.refs, functions)
 
         serving = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
         serving.start()
-        print_banner(args, routes_text(routes), moto_url)
+        print_banner(args, routes_text(routes), endpoint if external else moto_url, reused)
         stop.wait()
         print("Stopping.", flush=True)
     finally:
         if serving is not None:
             server.shutdown()
         server.server_close()
-        moto.stop()
+        close_all([f.environments for f in functions.values() if f.environments is not None])
+        if moto is not None:
+            moto.stop()
     return 0
 
 
@@ -177,11 +353,26 @@ def routes_text(routes: list[Route]) -> list[str]:
     return [f"  {route.route_key:<32} {route.function}" for route in routes]
 
 
-def print_banner(args: argparse.Namespace, routes: list[str], moto_url: str) -> None:
+def print_banner(
+    args: argparse.Namespace, routes: list[str], aws_url: str, reused: bool = False
+) -> None:
     base_url = f"http://{args.host}:{args.port}"
+    if args.aws_endpoint_url is None:
+        aws_lines = [
+            f"  AWS emulator (moto): {aws_url}   (KMS, Secrets Manager, DynamoDB; in memory)"
+        ]
+    else:
+        aws_lines = [
+            f"  AWS endpoint: {aws_url}   (given; "
+            + ("reused the stack's resources there)" if reused else "the stack was created there)"),
+            "  The moto fixes (local/moto_fixes.py) apply only to a moto this process starts;"
+            " for a moto of your own, run `python -m local.emulator`.",
+        ]
     lines = [
         f"card-tokens local stack '{args.stack_name}' on {base_url}",
-        f"  AWS emulator (moto): {moto_url}   (KMS, Secrets Manager, DynamoDB; in memory)",
+        *aws_lines,
+        f"  Execution environments: up to {args.concurrency} per function (--concurrency), "
+        f"each a worker process started on demand; see {base_url}{ENVIRONMENTS_PATH}",
         f"  Checkout page: {base_url}/",
         "Routes:",
         *routes,

@@ -295,7 +295,10 @@ def local_only_reason(module: str, function: str) -> str | None:
     return LOCAL_ONLY.get((module, function)) or LOCAL_ONLY.get((module, None))
 
 
-def start_stack(port: int, moto_port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_stack(
+    port: int, moto_port: int, log_path: Path, *options: str
+) -> subprocess.Popen[bytes]:
+    """`python -m local.stack` on these ports, with any further options (--aws-endpoint-url)."""
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [
@@ -306,6 +309,7 @@ def start_stack(port: int, moto_port: int, log_path: Path) -> subprocess.Popen[b
                 str(port),
                 "--moto-port",
                 str(moto_port),
+                *options,
             ],
             cwd=REPO_ROOT,
             stdout=log,

@@ -1,26 +1,47 @@
 """Concurrency over HTTP against the local stack: one token, many requests, exactly one charge.
 
-The local stack runs one invocation at a time (the functions share one process), so these tests
-race requests through the HTTP server, Powertools idempotency and the token claim in the order
-the server admits them; the interleavings inside one invocation are covered by the fault tests.
+The local stack runs each function as Lambda does, in several execution environments (worker
+processes, each with its own caches) at once, all against one AWS emulator. So these races are
+real: racing requests run in different processes, and their conditional writes meet in the
+emulator as they would in DynamoDB. Each race test also checks, through the stack's local-only
+/_local/environments, that more than one environment served it.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
-from local.stack import LEDGER_PATH
-from tests.e2e.stack_process import VISA, LocalStack, Reply
+from local import moto_fixes
+from local.emulator import local_aws_environment
+from local.intrinsics import REGION
+from local.stack import ENVIRONMENTS_PATH, LEDGER_PATH, curl_example
+from tests.e2e.stack_process import (
+    VISA,
+    LocalStack,
+    Reply,
+    card_data_leaks,
+    free_port,
+    start_stack,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.e2e
 
 PARALLEL = 8
+CONNECTIONS = 128
+PAYMENTS = "ProcessPaymentFunction"
 
 
 def ledger(local_stack: LocalStack) -> list[dict[str, Any]]:
@@ -34,20 +55,51 @@ def charges_for(local_stack: LocalStack, payment_id: str) -> int:
     return sum(1 for charge in ledger(local_stack) if charge["payment_id"] == payment_id)
 
 
-def in_parallel(calls: list[Any]) -> list[Reply]:
-    with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-        return list(pool.map(lambda call: call(), calls))
+def invocations_by_environment(local_stack: LocalStack, function: str = PAYMENTS) -> dict[int, int]:
+    """Environment number → invocations it served, for one function of the running stack."""
+    reply = local_stack.request("GET", ENVIRONMENTS_PATH)
+    assert reply.status == 200
+    environments = reply.json()["functions"][function]["environments"]
+    return {environment["number"]: environment["invocations"] for environment in environments}
+
+
+def environments_that_served(before: dict[int, int], after: dict[int, int]) -> set[int]:
+    return {number for number, count in after.items() if count > before.get(number, 0)}
+
+
+def in_parallel(calls: list[Callable[[], Reply]]) -> list[Reply]:
+    # All calls wait for one another, so they reach the stack together.
+    barrier = threading.Barrier(len(calls))
+
+    def together(call: Callable[[], Reply]) -> Reply:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(together, calls))
+
+
+def race_for_one_token(local_stack: LocalStack) -> tuple[list[Reply], set[int]]:
+    """Eight different payments race for one token; the replies, the environments that ran them."""
+    token = local_stack.issue_token()
+    before = invocations_by_environment(local_stack)
+    replies = in_parallel(
+        [
+            lambda amount=amount: local_stack.pay(token, amount=amount)
+            for amount in range(1, PARALLEL + 1)
+        ]
+    )
+    return replies, environments_that_served(before, invocations_by_environment(local_stack))
 
 
 def test_parallel_payments_with_one_token_and_different_bodies_charge_once(
     local_stack: LocalStack,
 ) -> None:
     # Given one token, When eight different payments race for it
-    token = local_stack.issue_token()
-    replies = in_parallel(
-        [lambda amount=amount: local_stack.pay(token, amount=amount) for amount in range(1, 9)]
-    )
-    # Then one is paid and the others are refused as a second use
+    replies, environments = race_for_one_token(local_stack)
+    # Then they ran in more than one execution environment
+    assert len(environments) > 1, "the race ran in one environment: it did not race"
+    # and one is paid and the others are refused as a second use
     statuses = Counter(reply.status for reply in replies)
     assert statuses == {201: 1, 409: PARALLEL - 1}
     assert {r.error_code for r in replies if r.status == 409} == {"token_already_used"}
@@ -58,17 +110,66 @@ def test_parallel_payments_with_one_token_and_different_bodies_charge_once(
 def test_parallel_retries_with_one_idempotency_key_charge_once(local_stack: LocalStack) -> None:
     token = local_stack.issue_token()
     key = f"race-{uuid.uuid4()}"
+    before = invocations_by_environment(local_stack)
     replies = in_parallel([lambda: local_stack.pay(token, idempotency_key=key)] * PARALLEL)
-    # Each gets the payment, or is told the first is still in progress (409 + Retry-After)
-    payments = {reply.json()["payment_id"] for reply in replies if reply.status == 201}
-    assert len(payments) == 1
+    assert len(environments_that_served(before, invocations_by_environment(local_stack))) > 1
+    # Each gets the payment, or a 503 that says when to retry (a transaction conflict in AWS)
+    paid = [reply.json() for reply in replies if reply.status == 201]
+    assert paid, [reply.status for reply in replies]
+    assert all(payment == paid[0] for payment in paid)
     for reply in replies:
-        assert reply.status == 201 or (
-            reply.status == 409
-            and reply.error_code == "request_in_progress"
-            and "retry-after" in reply.headers
-        )
-    assert charges_for(local_stack, payments.pop()) == 1
+        assert reply.status == 201 or (reply.status == 503 and "retry-after" in reply.headers)
+    # and their retries get that same payment: never token_already_used, never a second charge
+    for reply in replies:
+        if reply.status != 201:
+            retry = local_stack.pay(token, idempotency_key=key)
+            assert retry.status == 201
+            assert retry.json() == paid[0]
+    assert charges_for(local_stack, paid[0]["payment_id"]) == 1
+
+
+def test_each_execution_environment_is_a_process_of_its_own(local_stack: LocalStack) -> None:
+    # Given a race that kept several environments of the payment function busy
+    race_for_one_token(local_stack)
+    # Then each environment is its own process, and the stack never used more than its limit
+    report = local_stack.request("GET", ENVIRONMENTS_PATH).json()["functions"][PAYMENTS]
+    pids = [environment["pid"] for environment in report["environments"]]
+    assert len(pids) > 1
+    assert len(set(pids)) == len(pids)
+    assert local_stack.process.pid not in pids
+    assert report["peak_busy"] > 1
+    assert len(pids) <= report["max_environments"]
+
+
+def test_128_concurrent_connections_are_all_answered_without_a_reset(
+    local_stack: LocalStack,
+) -> None:
+    # Given 128 clients, each with its own open connection
+    connections = [
+        http.client.HTTPConnection("127.0.0.1", local_stack.port, timeout=60)
+        for _ in range(CONNECTIONS)
+    ]
+    barrier = threading.Barrier(CONNECTIONS)
+
+    def fetch_keys(connection: http.client.HTTPConnection) -> int | str:
+        try:
+            connection.connect()
+            barrier.wait()
+            # When all of them send a request at once
+            connection.request("GET", "/.well-known/jwks.json")
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        except OSError as error:
+            return f"{type(error).__name__}: {error}"
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=CONNECTIONS) as pool:
+        outcomes = list(pool.map(fetch_keys, connections))
+
+    # Then every one is answered, none reset
+    assert Counter(outcomes) == {200: CONNECTIONS}
 
 
 def test_a_soak_of_concurrent_payments_reconciles_with_the_processor_ledger(
@@ -87,10 +188,12 @@ def test_a_soak_of_concurrent_payments_reconciles_with_the_processor_ledger(
         token = local_stack.issue_token(cards[index % len(cards)])
         return local_stack.pay(token, amount=100 + index, idempotency_key=f"soak-{uuid.uuid4()}")
 
+    before = invocations_by_environment(local_stack)
     with ThreadPoolExecutor(max_workers=PARALLEL) as pool:
         replies = list(pool.map(issue_and_pay, range(count)))
 
     assert [reply.status for reply in replies] == [201] * count, "errors during the soak"
+    assert len(environments_that_served(before, invocations_by_environment(local_stack))) > 1
     charges = {charge["payment_id"]: charge for charge in ledger(local_stack)}
     for reply in replies:
         payment = reply.json()
@@ -106,3 +209,85 @@ def test_a_soak_of_concurrent_payments_reconciles_with_the_processor_ledger(
             charge["currency"],
             charge["last4"],
         )
+
+
+# ---------------------------------------------------------------- an emulator of our own
+
+
+@pytest.fixture
+def own_emulator() -> Iterator[str]:
+    """A moto server in this process, with the project's fixes, as a developer would run one."""
+    patched_here = moto_fixes.apply()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+        if patched_here:  # leave moto as whoever else patched it expects
+            moto_fixes.remove()
+
+
+def start_on(endpoint: str, stack_name: str, log_path: Path) -> LocalStack:
+    port, endpoint_port = free_port(), int(endpoint.rsplit(":", 1)[1])
+    process = start_stack(
+        port, endpoint_port, log_path, "--aws-endpoint-url", endpoint, "--stack-name", stack_name
+    )
+    stack = LocalStack(process, port, endpoint_port, log_path)
+    wait_until_serving(stack)
+    return stack
+
+
+def stop_and_scan(stack: LocalStack) -> str:
+    """Ctrl-C; it exits 0 and printed no card data. Its output."""
+    exit_code = stack.stop()
+    output = stack.log()
+    assert exit_code == 0, output[-4000:]
+    leaks = card_data_leaks(output.replace(curl_example(stack.base_url), ""), stack.issued_tokens)
+    assert not leaks, f"the stack's output holds {leaks}"
+    return output
+
+
+def test_the_stack_provisions_on_a_given_endpoint_races_there_and_reuses_it_on_restart(
+    own_emulator: str, tmp_path: Path
+) -> None:
+    stack_name = f"e2e-own-emulator-{uuid.uuid4().hex[:8]}"
+    # Given the stack started against an emulator it did not start
+    first = start_on(own_emulator, stack_name, tmp_path / "first.log")
+    try:
+        spare = first.issue_token()
+        # When payments race for one token through it
+        replies, environments = race_for_one_token(first)
+    finally:
+        output = stop_and_scan(first)
+    # Then the race ran in several environments and charged once
+    assert len(environments) > 1
+    assert Counter(reply.status for reply in replies) == {201: 1, 409: PARALLEL - 1}
+    # on that emulator: the stack's tables and the processor's charge are there
+    aws = local_aws_environment(own_emulator)
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=own_emulator,
+        region_name=REGION,
+        aws_access_key_id=aws["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws["AWS_SECRET_ACCESS_KEY"],
+    )
+    ledger_table = f"{stack_name}-SandboxLedgerTable"
+    assert ledger_table in dynamodb.list_tables()["TableNames"]
+    assert dynamodb.scan(TableName=ledger_table)["Count"] == 1
+    # and the stack said where it ran, that it started no emulator, and what that means
+    assert f"AWS endpoint: {own_emulator}" in output
+    assert "AWS emulator (moto)" not in output
+    assert "moto fixes" in output
+    assert "up to 4 per function" in output
+
+    # When it is started again against the same emulator
+    second = start_on(own_emulator, stack_name, tmp_path / "second.log")
+    try:
+        # Then it reuses the stack there: a token of the first run pays
+        assert second.pay(spare).status == 201
+    finally:
+        second.issued_tokens.append(spare)
+        output = stop_and_scan(second)
+    assert "reused the stack's resources there" in output

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from local.gateway import Exchange, LocalHttpApi
+from local.environments import FunctionError, FunctionTimeoutError
+from local.gateway import Exchange, GatewayServer, LocalHttpApi
 from local.http_api import Route
 
 ROUTES = [Route("POST", "/items", "Create"), Route("GET", "/items/{id}", "Read")]
@@ -68,6 +69,47 @@ def test_a_handler_that_raises_is_500_and_its_traceback_goes_to_the_error_stream
     )
     assert "RuntimeError: the handler failed" in errors.getvalue()
     assert request_id in errors.getvalue()
+
+
+def timed_out(event: dict[str, Any]) -> dict[str, Any]:
+    raise FunctionTimeoutError("Create: Task timed out after 3.00 seconds; environment 2 stopped")
+
+
+def failed_in_its_environment(event: dict[str, Any]) -> dict[str, Any]:
+    raise FunctionError("Create: RuntimeError", "Traceback ...\nRuntimeError: the handler failed\n")
+
+
+def test_a_function_timeout_is_500_with_one_log_line_and_no_traceback() -> None:
+    errors = io.StringIO()
+    api = LocalHttpApi(ROUTES, {"Create": timed_out, "Read": echo}, errors=errors)
+
+    response, request_id = call(api, "POST", "/items", b"{}")
+
+    assert (response.status, json.loads(response.body)) == (
+        500,
+        {"message": "Internal Server Error"},
+    )
+    assert errors.getvalue().splitlines() == [
+        f"[ERROR] Create: Task timed out after 3.00 seconds; environment 2 stopped "
+        f"(request {request_id})"
+    ]
+
+
+def test_an_error_in_an_execution_environment_logs_that_environments_traceback() -> None:
+    errors = io.StringIO()
+    api = LocalHttpApi(ROUTES, {"Create": failed_in_its_environment, "Read": echo}, errors=errors)
+
+    response, request_id = call(api, "POST", "/items", b"{}")
+
+    assert response.status == 500
+    assert errors.getvalue().startswith(f"[ERROR] Create raised (request {request_id}):\n")
+    assert "RuntimeError: the handler failed" in errors.getvalue()
+
+
+def test_the_server_holds_a_burst_of_hundreds_of_connections() -> None:
+    # socketserver's default backlog is 5: a burst of clients got connection resets.
+    assert GatewayServer.request_queue_size >= 512
+    assert GatewayServer.daemon_threads
 
 
 def test_routes_that_name_a_missing_function_are_refused() -> None:
