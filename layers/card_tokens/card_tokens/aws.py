@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ def worst_case_call_seconds() -> float:
     attempts = TOTAL_MAX_ATTEMPTS * (CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS)
     backoff = sum(2.0 ** (retry - 1) for retry in range(1, TOTAL_MAX_ATTEMPTS))
     return float(attempts + backoff)
+
+
+def no_deadline() -> float:
+    """Time left when nothing bounds it (tests, tools): the default of every `time_left`."""
+    return math.inf
 
 
 def _client(service: str) -> Any:

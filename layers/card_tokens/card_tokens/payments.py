@@ -8,7 +8,6 @@ payment, and whoever finds another attempt's claim asks the processor before cha
 
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from card_tokens.aws import worst_case_call_seconds
+from card_tokens.aws import no_deadline, worst_case_call_seconds
 from card_tokens.config import PaymentSettings, payment_settings
 from card_tokens.errors import (
     CardTokensError,
@@ -63,10 +62,6 @@ AWS_CALLS_TO_PAY = 7
 _PAYMENT_ID = re.compile(r"pay_[a-z2-7]{24}", re.ASCII)
 
 
-def _unbounded() -> float:
-    return math.inf
-
-
 @dataclass(frozen=True)
 class Cashier:
     """POST /payments: verify, claim, open, charge once, record, destroy the data key."""
@@ -84,7 +79,7 @@ class Cashier:
         request: PaymentRequest,
         *,
         idempotency_key: str | None = None,
-        time_left: Callable[[], float] = _unbounded,
+        time_left: Callable[[], float] = no_deadline,
     ) -> PaymentRecord:
         now = self.clock()
         claims = verify_token(
@@ -242,7 +237,7 @@ def cashier() -> Cashier:
 def pay(
     document: dict[str, Any],
     idempotency_key: str | None,
-    time_left: Callable[[], float] = _unbounded,
+    time_left: Callable[[], float] = no_deadline,
 ) -> dict[str, Any]:
     """One payment for one token; a retry of the same request gets the same payment."""
     request = parse_payment_request(document)  # a 400 is never stored as an answer

@@ -11,12 +11,11 @@ outlives its token by more than the sweep interval; DynamoDB's TTL can take days
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from card_tokens.aws import worst_case_call_seconds
+from card_tokens.aws import no_deadline, worst_case_call_seconds
 from card_tokens.errors import CardTokensError
 from card_tokens.observability import count, logger
 from card_tokens.processor import PaymentProcessor, ProcessorOutcomeUnknown
@@ -28,17 +27,13 @@ from card_tokens.stores import PaymentStates
 _CALLS_PER_TOKEN = 4
 
 
-def _unbounded() -> float:
-    return math.inf
-
-
 @dataclass(frozen=True)
 class Reconciler:
     states: PaymentStates
     processor: PaymentProcessor
     clock: Callable[[], int] = epoch_seconds
 
-    def run(self, time_left: Callable[[], float] = _unbounded) -> Counter[str]:
+    def run(self, time_left: Callable[[], float] = no_deadline) -> Counter[str]:
         """One sweep: how many tokens ended in each outcome (recorded, released, stripped, ...)."""
         now = self.clock()
         outcomes: Counter[str] = Counter()
