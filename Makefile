@@ -116,6 +116,11 @@ fuzz: $(STAMP) ## Fuzz the HTTP contract (openapi.yaml) against a fresh local st
 soak: $(STAMP) ## A longer concurrent soak against a fresh local stack (PAYMENTS=400)
 	SOAK_PAYMENTS=$(or $(PAYMENTS),400) $(PY) -m pytest tests/e2e/test_concurrency.py -p no:randomly
 
+.PHONY: chaos
+chaos: $(STAMP) ## Fault-proxy chaos test against a fresh local stack, longer (INTENTS=300 per mode), and the payment model (EXAMPLES=200)
+	CHAOS_INTENTS=$(or $(INTENTS),300) CHAOS_REPORT=$(or $(REPORT),docs/reliability-chaos.md) $(PY) -m pytest tests/e2e/test_chaos.py -p no:randomly -s
+	CHAOS_EXAMPLES=$(or $(EXAMPLES),200) $(PY) -m pytest tests/integration/test_payment_model.py -p no:randomly
+
 .PHONY: deploy
 deploy: build ## sam deploy (ENV=default|staging|prod)
 	$(VENV)/bin/sam deploy --config-env $(or $(ENV),default)

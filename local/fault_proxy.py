@@ -295,6 +295,35 @@ class FaultProxy:
         with self._lock:
             self._plans.append(_Plan(operation, chosen, times, delay_seconds))
 
+    def set_policy(
+        self,
+        mode: Fault | str,
+        rate: float,
+        *,
+        operations: Iterable[str] | None = None,
+        seed: int | None = None,
+        max_delay: float | None = None,
+    ) -> None:
+        """Replace the random policy while serving; planned faults and counts are kept.
+
+        A request already decided keeps its fault. With a seed, the draws restart from it, so
+        the fault sequence from here on is the one a proxy built with these values would draw.
+        """
+        chosen = Fault(mode)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate must be within [0, 1], got {rate}")
+        if max_delay is not None and max_delay < 0:
+            raise ValueError(f"max_delay must be >= 0, got {max_delay}")
+        names = None if operations is None else frozenset(map(_checked_operation, operations))
+        with self._lock:
+            self.mode = chosen
+            self.rate = rate
+            self.operations = names
+            if max_delay is not None:
+                self.max_delay = max_delay
+            if seed is not None:
+                self._rng = random.Random(seed)  # noqa: S311 - fault choice, not security
+
     def stats(self) -> ProxyStats:
         with self._lock:
             return ProxyStats(

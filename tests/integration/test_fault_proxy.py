@@ -355,6 +355,57 @@ def test_random_policy_is_deterministic_for_a_seed(
     assert other != first
 
 
+def test_set_policy_switches_the_random_policy_while_serving(
+    proxy: FaultProxy, make_client: MakeClient, table: str
+) -> None:
+    client = make_client(proxy.url, attempts=1)
+    # Given a proxy serving in pass mode
+    client.get_item(TableName=table, Key={"pk": {"S": "absent"}})
+    # When its policy is switched on for GetItem only, every one of them is hollowed
+    proxy.set_policy("hollow", 1.0, operations=["GetItem"], seed=3)
+    client.get_item(TableName=table, Key={"pk": {"S": "absent"}})
+    client.describe_table(TableName=table)
+    # and when it is switched off again, requests pass; the counts were kept throughout
+    proxy.set_policy("pass", 0.0)
+    client.get_item(TableName=table, Key={"pk": {"S": "absent"}})
+    assert proxy.stats().events == (
+        ("GetItem", "pass"),
+        ("GetItem", "hollow"),
+        ("DescribeTable", "pass"),
+        ("GetItem", "pass"),
+    )
+    assert (proxy.mode, proxy.rate, proxy.operations) == (Fault.PASS, 0.0, None)
+
+
+def test_set_policy_with_a_seed_draws_as_a_new_proxy_would(
+    moto_url: str, make_client: MakeClient, table: str
+) -> None:
+    expected = fault_sequence(moto_url, make_client, table, seed=7, with_noise=False)
+    with FaultProxy(moto_url) as faulty:
+        faulty.set_policy("hollow", 0.5, operations=["GetItem"], seed=7)
+        client = make_client(faulty.url, attempts=1)
+        for _ in range(24):
+            client.get_item(TableName=table, Key={"pk": {"S": "absent"}})
+        assert tuple(fault for _, fault in faulty.stats().events) == expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "rate", "options"),
+    [
+        ("explode", 0.5, {}),
+        ("drop", 1.5, {}),
+        ("delay", 0.5, {"max_delay": -1.0}),
+        ("drop", 0.5, {"operations": ["Put Item!"]}),
+    ],
+)
+def test_set_policy_refuses_what_could_never_apply(
+    witness: FaultProxy, mode: str, rate: float, options: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+        witness.set_policy(mode, rate, **options)
+    assert (witness.mode, witness.rate) == (Fault.PASS, 0.0)
+
+
 def test_planned_faults_come_before_the_policy_and_run_out(
     proxy: FaultProxy, make_client: MakeClient, table: str
 ) -> None:
