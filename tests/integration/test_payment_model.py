@@ -308,6 +308,23 @@ class PaymentModel(RuleBasedStateMachine):
             self.world.faults.plan(operation, fault)
         self.processor.planned = deque(processor)
 
+    def pay_with_faults(
+        self,
+        token: Token,
+        amount: int,
+        key: str | None,
+        faults: list[tuple[str, Fault]],
+        processor: list[tuple[str, str]],
+    ) -> Answer:
+        """One payment with these faults planned, its answer checked against the contract."""
+        self.plan_faults(faults, processor)
+        try:
+            answer = self.pay(token, amount, key)
+        finally:
+            self.clear_faults()
+        self.check_answer(token, amount, answer)
+        return answer
+
     def clear_faults(self) -> None:
         self.world.faults.clear()
         self.processor.planned.clear()
@@ -347,12 +364,7 @@ class PaymentModel(RuleBasedStateMachine):
         processor: tuple[tuple[str, str], ...],
     ) -> None:
         token = self.tokens[index % len(self.tokens)]
-        self.plan_faults(faults, list(processor))
-        try:
-            answer = self.pay(token, amount, key)
-        finally:
-            self.clear_faults()
-        self.check_answer(token, amount, answer)
+        self.pay_with_faults(token, amount, key, faults, list(processor))
 
     @precondition(lambda self: self.tokens)
     @rule(
@@ -367,16 +379,12 @@ class PaymentModel(RuleBasedStateMachine):
         """The charge happens, and then the request cannot learn or record it."""
         token = self.tokens[index % len(self.tokens)]
         if lose == "the charge's answer":
-            self.plan_faults([], [("charge", "after")])
+            self.pay_with_faults(token, amount, key, [], [("charge", "after")])
         else:
             # With a key the first transaction is the claim; the finishing one loses both answers.
             finish: list[tuple[str, Fault]] = [("TransactWriteItems", "lost")] * 2
-            self.plan_faults(([("TransactWriteItems", "pass")] if key else []) + finish, [])
-        try:
-            answer = self.pay(token, amount, key)
-        finally:
-            self.clear_faults()
-        self.check_answer(token, amount, answer)
+            claim: list[tuple[str, Fault]] = [("TransactWriteItems", "pass")] if key else []
+            self.pay_with_faults(token, amount, key, claim + finish, [])
 
     @precondition(lambda self: self.tokens)
     @rule(
@@ -459,12 +467,9 @@ class PaymentModel(RuleBasedStateMachine):
     ) -> None:
         """The original request again: with its key, or the same body without one."""
         token, amount, key = self.in_doubt[which % len(self.in_doubt)]
-        self.plan_faults(faults, list(processor))
-        try:
-            answer = self.pay(token, amount, key if keep_key else None)
-        finally:
-            self.clear_faults()
-        self.check_answer(token, amount, answer)
+        answer = self.pay_with_faults(
+            token, amount, key if keep_key else None, faults, list(processor)
+        )
         if not faults and not processor and self.now <= token.expires_at:
             # With nothing failing, the retry settles it: its payment, or why it has none.
             charge = self.charge_of(token.jti)
