@@ -216,16 +216,14 @@ def _create_keys(kms: KMSClient, resolver: Resolver) -> None:
 def _create_secrets(secrets: SecretsManagerClient, resolver: Resolver) -> None:
     for logical_id, resource in resources_of_type(resolver.template, SECRET).items():
         properties = resolver.resolve(resource.get("Properties", {})) or {}
-        if "SecretString" not in properties:
+        if "GenerateSecretString" in properties:
             raise NotImplementedError(
-                f"{logical_id}: the local stack needs an explicit SecretString "
+                f"{logical_id}: the local stack needs an explicit SecretString or none "
                 "(GenerateSecretString is not supported)"
             )
-        request: dict[str, Any] = {
-            "Name": physical_name(resolver.stack_name, logical_id),
-            "SecretString": properties["SecretString"],
-        }
-        for name in ("Description", "KmsKeyId"):
+        # No SecretString: an empty secret, as CloudFormation creates it (the rotation fills it).
+        request: dict[str, Any] = {"Name": physical_name(resolver.stack_name, logical_id)}
+        for name in ("Description", "KmsKeyId", "SecretString"):
             if name in properties:
                 request[name] = properties[name]
         resolver.refs[logical_id] = secrets.create_secret(**request)["ARN"]

@@ -56,6 +56,11 @@ def process_payment_app(stack: LocalStack) -> ModuleType:
     return importlib.import_module("process_payment.app")
 
 
+@pytest.fixture(scope="session")
+def publish_jwks_app(stack: LocalStack) -> ModuleType:
+    return importlib.import_module("publish_jwks.app")
+
+
 def _invoker(module: ModuleType, function_name: str) -> Invoke:
     # The template's timeout: the payment path checks the time left before its rarer steps.
     timeout = int(load_template()["Resources"][function_name]["Properties"]["Timeout"])
@@ -77,3 +82,8 @@ def issue(issue_token_app: ModuleType) -> Invoke:
 @pytest.fixture
 def payments(process_payment_app: ModuleType) -> Invoke:
     return _invoker(process_payment_app, "ProcessPaymentFunction")
+
+
+@pytest.fixture
+def jwks(publish_jwks_app: ModuleType) -> Invoke:
+    return _invoker(publish_jwks_app, "PublishJwksFunction")

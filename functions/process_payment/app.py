@@ -1,4 +1,4 @@
-"""POST /payments, GET /payments/{payment_id}, GET /.well-known/jwks.json."""
+"""POST /payments, GET /payments/{payment_id}."""
 
 from __future__ import annotations
 
@@ -13,11 +13,9 @@ from card_tokens.config import payment_settings
 from card_tokens.observability import logger, metrics, tracer
 from card_tokens.payments import get_payment, pay
 from card_tokens.request_body import idempotency_key, read_json_object
-from card_tokens.signing_keys import published_jwks
 
-settings = payment_settings()  # a missing variable fails the cold start, not the first customer
+payment_settings()  # a missing variable fails the cold start, not the first customer
 app = create_app()
-JWKS_MAX_AGE_SECONDS = 300
 
 
 @app.post("/payments")
@@ -34,14 +32,6 @@ def create_payment() -> Response[str]:
 @app.get("/payments/<payment_id>")
 def read_payment(payment_id: str) -> Response[str]:
     return json_response(200, get_payment(payment_id))
-
-
-@app.get("/.well-known/jwks.json")
-def jwks() -> Response[str]:
-    document = published_jwks(settings.verification_keys_secret_id)
-    return json_response(
-        200, document, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
-    )
 
 
 # The request carries a token: never log the event, never trace the response.

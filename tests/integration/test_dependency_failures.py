@@ -132,7 +132,7 @@ def test_secrets_manager_down_with_a_warm_cache_still_issues(issue: Invoke) -> N
 
 
 def test_an_unusable_verification_keys_secret_makes_the_jwks_503(
-    payments: Invoke, stack: Any
+    jwks: Invoke, stack: Any
 ) -> None:
     # Given the public-keys secret holds something that is not a key set
     secrets = boto3.client("secretsmanager")
@@ -142,7 +142,7 @@ def test_an_unusable_verification_keys_secret_makes_the_jwks_503(
     forget_cached_keys()
     try:
         # Then the JWKS route says the dependency is unavailable, not 500
-        assert_503(payments(load_event("jwks.json")))
+        assert_503(jwks(load_event("jwks.json")))
     finally:
         secrets.put_secret_value(SecretId=secret_id, SecretString=good)
         forget_cached_keys()

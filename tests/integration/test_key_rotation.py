@@ -69,9 +69,9 @@ def current_kid(stack: LocalStack) -> str:
     return kid
 
 
-def published_kids(payments: Invoke) -> list[str]:
+def published_kids(jwks: Invoke) -> list[str]:
     forget_cached_keys()
-    return [key["kid"] for key in body(payments(load_event("jwks.json")))["keys"]]
+    return [key["kid"] for key in body(jwks(load_event("jwks.json")))["keys"]]
 
 
 def test_a_token_issued_before_one_rotation_still_pays(
@@ -97,17 +97,17 @@ def test_after_two_more_rotations_the_old_key_is_no_longer_accepted(
 
 
 def test_the_jwks_lists_current_and_previous_keys_after_a_rotation(
-    payments: Invoke, stack: LocalStack
+    jwks: Invoke, stack: LocalStack
 ) -> None:
     before = current_kid(stack)
     rotate(stack.environment["SIGNING_KEY_SECRET_ID"])
     after = current_kid(stack)
     assert before != after
-    assert sorted(published_kids(payments)) == sorted([before, after])
+    assert sorted(published_kids(jwks)) == sorted([before, after])
 
 
 def test_every_step_can_run_twice_without_harm(
-    issue: Invoke, payments: Invoke, stack: LocalStack
+    issue: Invoke, payments: Invoke, jwks: Invoke, stack: LocalStack
 ) -> None:
     forget_cached_keys()
     token_before = new_token(issue)
@@ -118,7 +118,7 @@ def test_every_step_can_run_twice_without_harm(
         steps.run(step, stack.environment["SIGNING_KEY_SECRET_ID"], token)
     finish_cleanup(stack, token)
     forget_cached_keys()
-    assert len(published_kids(payments)) == 2
+    assert len(published_kids(jwks)) == 2
     assert payments(payment_event(token_before))["statusCode"] == 201
     assert payments(payment_event(new_token(issue)))["statusCode"] == 201
 
@@ -189,12 +189,12 @@ def test_rs256_keys_rotate_in_and_their_tokens_pay(
 
 
 def test_an_independent_jose_library_verifies_tokens_from_the_jwks_alone(
-    issue: Invoke, payments: Invoke, stack: LocalStack
+    issue: Invoke, jwks: Invoke, stack: LocalStack
 ) -> None:
     # Given only the public JWKS document, as any relying party would fetch it
     forget_cached_keys()
-    jwks = payments(load_event("jwks.json"))["body"]
-    keyset = jwcrypto.jwk.JWKSet.from_json(jwks)
+    document = jwks(load_event("jwks.json"))["body"]
+    keyset = jwcrypto.jwk.JWKSet.from_json(document)
     token = body(issue(token_event()))["token"]
     # When jwcrypto verifies the token (it picks the key by kid)
     verified = jwcrypto.jwt.JWT(

@@ -30,7 +30,9 @@ CARDS = {
 }
 
 
-def run_every_flow(issue: Invoke, payments: Invoke, stack: LocalStack) -> list[str]:
+def run_every_flow(
+    issue: Invoke, payments: Invoke, jwks: Invoke, stack: LocalStack
+) -> list[str]:
     """Returns the tokens and sealed blobs that were handed out, to scan for them too."""
     secrets: list[str] = []
     for number, cvv in CARDS.items():
@@ -57,7 +59,7 @@ def run_every_flow(issue: Invoke, payments: Invoke, stack: LocalStack) -> list[s
     not_json["body"] = '{"card_number": "4242424242424242", "cvv": "739",'
     issue(not_json)
     payments(get_event("pay_unknown"))
-    payments(load_event("jwks.json"))
+    jwks(load_event("jwks.json"))
     rotate(stack.environment["SIGNING_KEY_SECRET_ID"])
     return secrets
 
@@ -67,11 +69,12 @@ def test_no_card_data_token_or_key_reaches_any_output(
     caplog: pytest.LogCaptureFixture,
     issue: Invoke,
     payments: Invoke,
+    jwks: Invoke,
     stack: LocalStack,
 ) -> None:
     # Given every flow, success and each error path, has run with all output captured
     with everything_written(capsys, caplog) as outputs:
-        handed_out = run_every_flow(issue, payments, stack)
+        handed_out = run_every_flow(issue, payments, jwks, stack)
     out = "\n".join(outputs)
     # Then the scan saw the logs (so it can fail) ...
     for line in ("token issued", "payment authorized", "token rejected", "request refused"):

@@ -183,8 +183,8 @@ def test_a_payment_body_that_is_not_json_is_415_or_400(payments: Invoke) -> None
     assert payments(event)["statusCode"] == 400
 
 
-def test_the_jwks_lists_public_keys_with_a_short_cache(payments: Invoke) -> None:
-    response = payments(load_event("jwks.json"))
+def test_the_jwks_lists_public_keys_with_a_short_cache(jwks: Invoke) -> None:
+    response = jwks(load_event("jwks.json"))
     assert response["statusCode"] == 200
     assert response["headers"]["Cache-Control"].startswith("public, max-age=")
     keys = body(response)["keys"]

@@ -20,17 +20,34 @@ Template = dict[str, Any]
 ISSUER, PAYMENTS, ROTATION = "IssueTokenRole", "ProcessPaymentRole", "RotateSigningKeyRole"
 RECONCILER = "ReconcilePaymentsRole"  # the scheduled sweep that settles in-doubt payments
 CHECKOUT = "CheckoutPageRole"  # the optional checkout page (CheckoutPage=enabled)
-ROLES = (ISSUER, PAYMENTS, ROTATION, RECONCILER, CHECKOUT)
+JWKS = "PublishJwksRole"  # the public keys, on a function that holds nothing else
+ROLES = (ISSUER, PAYMENTS, ROTATION, RECONCILER, CHECKOUT, JWKS)
 FUNCTION_ROLES = {
     "IssueTokenFunction": ISSUER,
     "ProcessPaymentFunction": PAYMENTS,
     "RotateSigningKeyFunction": ROTATION,
     "ReconcilePaymentsFunction": RECONCILER,
     "CheckoutPageFunction": CHECKOUT,
+    "PublishJwksFunction": JWKS,
 }
 # The only Query anywhere: the reconciler's, on the token table's sparse sweep index.
 SWEEP_INDEX = "TokenTable/index/sweep"
-PURPOSE_CONDITION = {"StringEquals": {"kms:EncryptionContext:purpose": "card-token"}}
+# Exactly the encryption context sealing.py binds (purpose, jti, aud), and no other key.
+PURPOSE_CONDITION = {
+    "StringEquals": {
+        "kms:EncryptionContext:purpose": "card-token",
+        "kms:EncryptionContext:aud": {"Ref": "TokenAudience"},
+    },
+    "Null": {"kms:EncryptionContext:jti": "false"},
+    "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["purpose", "jti", "aud"]},
+}
+# The private signing key's own KMS key: usable only through Secrets Manager, with the
+# context Secrets Manager sets (SecretARN, SecretVersionId).
+SIGNING_SECRET_KEY = "SigningKeySecretKey"
+VIA_SECRETS_MANAGER = {
+    "StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}},
+    "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["SecretARN", "SecretVersionId"]},
+}
 
 # Actions that reveal or produce key material under the card key.
 KMS_DECRYPT_ACTIONS = ("kms:Decrypt", "kms:ReEncryptFrom")
@@ -61,6 +78,8 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     ISSUER: {
         ("kms:generatedatakey", "CardKey"),
         ("secretsmanager:getsecretvalue", "SigningKeySecret"),
+        # Secrets Manager decrypts the private key's data key as the caller (key policy only).
+        ("kms:decrypt", SIGNING_SECRET_KEY),
         ("dynamodb:putitem", "TokenTable"),
         *_logs("IssueTokenLogGroup"),
         *XRAY,
@@ -88,16 +107,16 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         *XRAY,
     },
     ROTATION: {
-        *{
-            (action, secret)
-            for action in (
-                "secretsmanager:describesecret",
-                "secretsmanager:getsecretvalue",
-                "secretsmanager:putsecretvalue",
-                "secretsmanager:updatesecretversionstage",
-            )
-            for secret in ("SigningKeySecret", "VerificationKeysSecret")
-        },
+        ("secretsmanager:describesecret", "SigningKeySecret"),
+        ("secretsmanager:getsecretvalue", "SigningKeySecret"),
+        ("secretsmanager:putsecretvalue", "SigningKeySecret"),
+        ("secretsmanager:updatesecretversionstage", "SigningKeySecret"),
+        # The public keys are read and rewritten whole, never described or re-staged.
+        ("secretsmanager:getsecretvalue", "VerificationKeysSecret"),
+        ("secretsmanager:putsecretvalue", "VerificationKeysSecret"),
+        # PutSecretValue generates a data key, GetSecretValue decrypts it (key policy only).
+        ("kms:decrypt", SIGNING_SECRET_KEY),
+        ("kms:generatedatakey", SIGNING_SECRET_KEY),
         *_logs("RotateSigningKeyLogGroup"),
         *XRAY,
     },
@@ -119,6 +138,12 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
     },
     # Static files packaged with the code: its own logs and nothing else (not even X-Ray).
     CHECKOUT: {*_logs("CheckoutPageLogGroup")},
+    # The public keys and nothing else: no KMS, no private key, no table.
+    JWKS: {
+        ("secretsmanager:getsecretvalue", "VerificationKeysSecret"),
+        *_logs("PublishJwksLogGroup"),
+        *XRAY,
+    },
 }
 
 
@@ -312,8 +337,89 @@ def payments_cannot_generate_data_keys(t: Template) -> list[str]:
 
 
 def rotation_has_no_kms_or_dynamodb(t: Template) -> list[str]:
+    """No table, and KMS only on the signing key's own key, only through Secrets Manager."""
     return [
-        str(s) for s in role_statements(t, ROTATION) if s.touches("kms") or s.touches("dynamodb")
+        str(s)
+        for s in role_statements(t, ROTATION)
+        if s.touches("dynamodb")
+        or (s.touches("kms") and not _only_via_secrets_manager_on_signing_key(s))
+    ]
+
+
+def _only_via_secrets_manager_on_signing_key(s: Statement) -> bool:
+    return s.targets == {SIGNING_SECRET_KEY} and s.body.get("Condition") == VIA_SECRETS_MANAGER
+
+
+def jwks_has_no_kms_or_private_key(t: Template) -> list[str]:
+    return [
+        str(s)
+        for s in role_statements(t, JWKS)
+        if s.touches("kms")
+        or s.touches("dynamodb")
+        or any(s.allows_on(a, "SigningKeySecret") for a in SECRET_READ_ACTIONS)
+    ]
+
+
+def only_issuer_and_rotation_open_the_private_key(t: Template) -> list[str]:
+    """The second gate: no other role, and no IAM policy at all, can decrypt under the
+    signing key's own key; the key policy grants it through Secrets Manager only."""
+    violations = [
+        f"{role}: {s}"
+        for role in ROLES
+        if role not in (ISSUER, ROTATION)
+        for s in role_statements(t, role)
+        if any(s.allows_on(a, SIGNING_SECRET_KEY) for a in KMS_USE_ACTIONS)
+    ]
+    key_policy = [s for s in key_policy_statements(t) if SIGNING_SECRET_KEY in s.targets]
+    violations += [
+        str(s)
+        for s in key_policy
+        if any(s.allows(a) for a in KMS_USE_ACTIONS)
+        and (
+            _is_account_root(s.body["Principal"]) or not _only_via_secrets_manager_on_signing_key(s)
+        )
+    ]
+    iam_policies = [s for s in all_iam_statements(t) if not s.source.endswith("key policy")]
+    violations += [
+        f"IAM policy {s}"
+        for s in iam_policies
+        if any(s.allows_on(a, SIGNING_SECRET_KEY) for a in KMS_USE_ACTIONS)
+    ]
+    return violations
+
+
+def _deny_others(statement: dict[str, Any], actions: set[str], allowed_roles: set[str]) -> bool:
+    condition = statement.get("Condition", {}).get("ArnNotEquals", {})
+    return (
+        statement.get("Effect") == "Deny"
+        and statement.get("Principal") == "*"
+        and {a.lower() for a in _as_list(statement.get("Action"))} >= actions
+        and set(condition) == {"aws:PrincipalArn"}
+        and {next(iter(referenced_ids(p))) for p in _as_list(condition["aws:PrincipalArn"])}
+        == allowed_roles
+    )
+
+
+def secret_policies_deny_everyone_else(t: Template) -> list[str]:
+    """Resource policies: only the issuer and rotation read the private key; only the rotation
+    writes or re-stages either secret, whatever IAM grants elsewhere in the account."""
+    policies: dict[str, list[dict[str, Any]]] = {}
+    for policy in resources_of_type(t, "AWS::SecretsManager::ResourcePolicy").values():
+        properties = policy["Properties"]
+        secret = next(iter(referenced_ids(properties["SecretId"])))
+        policies[secret] = _as_list(properties["ResourcePolicy"]["Statement"])
+        if properties.get("BlockPublicPolicy") is not True:
+            return [f"{secret}: BlockPublicPolicy is not on"]
+    write = {"secretsmanager:putsecretvalue", "secretsmanager:updatesecretversionstage"}
+    wanted = {
+        ("SigningKeySecret", "read"): ({"secretsmanager:getsecretvalue"}, {ISSUER, ROTATION}),
+        ("SigningKeySecret", "write"): (write, {ROTATION}),
+        ("VerificationKeysSecret", "write"): (write, {ROTATION}),
+    }
+    return [
+        f"{secret}: no statement denies {sorted(actions)} to all but {sorted(roles)}"
+        for (secret, _), (actions, roles) in wanted.items()
+        if not any(_deny_others(s, actions, roles) for s in policies.get(secret, []))
     ]
 
 
@@ -326,12 +432,12 @@ def reconciler_has_no_kms_or_secrets(t: Template) -> list[str]:
 
 
 def kms_grants_require_purpose(t: Template) -> list[str]:
-    """Every statement that can use the key (role or key policy) carries the condition."""
+    """Every statement that can use the card key (role or key policy) carries the condition."""
     candidates = all_iam_statements(t) + list(key_policy_statements(t))
     return [
         str(s)
         for s in candidates
-        if any(s.allows(a) for a in KMS_USE_ACTIONS)
+        if any(s.allows_on(a, "CardKey") for a in KMS_USE_ACTIONS)
         and s.body.get("Condition") != PURPOSE_CONDITION
     ]
 
@@ -393,6 +499,9 @@ CHECKS: dict[str, Callable[[Template], list[str]]] = {
         payments_cannot_generate_data_keys,
         rotation_has_no_kms_or_dynamodb,
         reconciler_has_no_kms_or_secrets,
+        jwks_has_no_kms_or_private_key,
+        only_issuer_and_rotation_open_the_private_key,
+        secret_policies_deny_everyone_else,
         kms_grants_require_purpose,
         account_root_cannot_use_key,
         no_wildcard_resource_on_kms_or_secrets,
@@ -452,6 +561,24 @@ def _inline(role: str, statement: dict[str, Any]) -> Callable[[Template], None]:
 def _key_policy(statement: dict[str, Any]) -> Callable[[Template], None]:
     def mutate(t: Template) -> None:
         t["Resources"]["CardKey"]["Properties"]["KeyPolicy"]["Statement"].append(statement)
+
+    return mutate
+
+
+def _signing_key_policy(statement: dict[str, Any]) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        key = t["Resources"][SIGNING_SECRET_KEY]
+        key["Properties"]["KeyPolicy"]["Statement"].append(statement)
+
+    return mutate
+
+
+def _secret_policy_exempts(policy_id: str, role: str) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        for statement in t["Resources"][policy_id]["Properties"]["ResourcePolicy"]["Statement"]:
+            condition = statement["Condition"]["ArnNotEquals"]
+            arns = _as_list(condition["aws:PrincipalArn"])
+            condition["aws:PrincipalArn"] = [*arns, {"Fn::GetAtt": [role, "Arn"]}]
 
     return mutate
 
@@ -610,6 +737,74 @@ OVER_BROAD: list[tuple[str, str, Callable[[Template], None]]] = [
                 "Condition": {"StringEquals": {"kms:EncryptionContext:jti": "card-token"}},
             }
         ),
+    ),
+    (
+        "jwks_has_no_kms_or_private_key",
+        "the JWKS reads the private key",
+        _inline(
+            JWKS,
+            {
+                "Effect": ALLOW,
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": {"Ref": "SigningKeySecret"},
+            },
+        ),
+    ),
+    (
+        "jwks_has_no_kms_or_private_key",
+        "the JWKS may describe the card key",
+        _role_policy(
+            JWKS, {"Effect": ALLOW, "Action": "kms:DescribeKey", "Resource": CARD_KEY_ARN}
+        ),
+    ),
+    (
+        "only_issuer_and_rotation_open_the_private_key",
+        "payments decrypt under the signing key's key",
+        _role_policy(
+            PAYMENTS,
+            {
+                "Effect": ALLOW,
+                "Action": "kms:Decrypt",
+                "Resource": {"Fn::GetAtt": [SIGNING_SECRET_KEY, "Arn"]},
+            },
+        ),
+    ),
+    (
+        "only_issuer_and_rotation_open_the_private_key",
+        "the account may decrypt (IAM policies then can)",
+        _signing_key_policy(
+            {
+                "Effect": ALLOW,
+                "Principal": {
+                    "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+                },
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": VIA_SECRETS_MANAGER,
+            }
+        ),
+    ),
+    (
+        "only_issuer_and_rotation_open_the_private_key",
+        "the issuer decrypts directly, not through Secrets Manager",
+        _signing_key_policy(
+            {
+                "Effect": ALLOW,
+                "Principal": {"AWS": {"Fn::GetAtt": [ISSUER, "Arn"]}},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+            }
+        ),
+    ),
+    (
+        "secret_policies_deny_everyone_else",
+        "payments exempted from the read deny",
+        _secret_policy_exempts("SigningKeySecretPolicy", PAYMENTS),
+    ),
+    (
+        "secret_policies_deny_everyone_else",
+        "no policy on the verification keys",
+        lambda t: t["Resources"].pop("VerificationKeysSecretPolicy"),
     ),
     ("account_root_cannot_use_key", "root may decrypt", _admin_also("kms:Decrypt")),
     ("account_root_cannot_use_key", "root may create grants", _admin_also("kms:Create*")),

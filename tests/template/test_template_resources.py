@@ -17,7 +17,7 @@ ROUTES = {
     ("POST", "/tokens"): "IssueTokenFunction",
     ("POST", "/payments"): "ProcessPaymentFunction",
     ("GET", "/payments/{payment_id}"): "ProcessPaymentFunction",
-    ("GET", "/.well-known/jwks.json"): "ProcessPaymentFunction",
+    ("GET", "/.well-known/jwks.json"): "PublishJwksFunction",
     # Only with CheckoutPage=enabled: the demo page and its assets (web/checkout/).
     ("GET", "/"): "CheckoutPageFunction",
     ("GET", "/app.js"): "CheckoutPageFunction",
@@ -273,7 +273,11 @@ def test_the_sweep_index_is_the_one_the_reconciler_queries_and_may_query(
 def test_secrets_start_empty_and_signing_key_rotates_at_deploy(template: Template) -> None:
     resources = template["Resources"]
 
-    assert resources["SigningKeySecret"]["Properties"]["SecretString"] == "{}"
+    # Created empty, under its own key: the deployer never writes (or overwrites) key material.
+    signing = resources["SigningKeySecret"]["Properties"]
+    assert "SecretString" not in signing
+    assert "GenerateSecretString" not in signing
+    assert signing["KmsKeyId"] == {"Ref": "SigningKeySecretKey"}
     assert resources["VerificationKeysSecret"]["Properties"]["SecretString"] == '{"keys": []}'
     schedule = resources["SigningKeyRotationSchedule"]["Properties"]
     assert schedule == {

@@ -65,6 +65,7 @@ def test_env_json_points_every_function_at_the_emulator_from_docker() -> None:
     assert set(environments) == {
         "IssueTokenFunction",
         "ProcessPaymentFunction",
+        "PublishJwksFunction",
         "RotateSigningKeyFunction",
         "ReconcilePaymentsFunction",
     }

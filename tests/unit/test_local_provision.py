@@ -88,10 +88,13 @@ def test_the_card_key_is_usable_through_its_alias_arn_with_an_encryption_context
 def test_secrets_start_with_the_template_values(stack: LocalStack) -> None:
     secrets = boto3.client("secretsmanager", region_name="us-east-1")
 
-    signing = secrets.get_secret_value(SecretId=f"{stack.stack_name}-SigningKeySecret")
+    signing = secrets.describe_secret(SecretId=f"{stack.stack_name}-SigningKeySecret")
     verification = secrets.get_secret_value(SecretId=f"{stack.stack_name}-VerificationKeysSecret")
 
-    assert signing["SecretString"] == "{}"
+    # The signing-key secret starts empty (no version), under its own KMS key; the rotation
+    # writes its first value.
+    assert not signing.get("VersionIdsToStages")
+    assert signing["KmsKeyId"] == stack.resolver.refs["SigningKeySecretKey"]
     assert verification["SecretString"] == '{"keys": []}'
 
 

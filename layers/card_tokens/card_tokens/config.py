@@ -68,6 +68,11 @@ class ReconcilerSettings:
 
 
 @dataclass(frozen=True)
+class JwksSettings:
+    verification_keys_secret_id: str
+
+
+@dataclass(frozen=True)
 class RotationSettings:
     token: TokenSettings
     signing_key_secret_id: str
@@ -111,6 +116,11 @@ def reconciler_settings() -> ReconcilerSettings:
         idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
         sandbox_ledger_table=_required("SANDBOX_LEDGER_TABLE_NAME"),
     )
+
+
+@cache
+def jwks_settings() -> JwksSettings:
+    return JwksSettings(verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"))
 
 
 @cache

@@ -49,7 +49,10 @@ class SigningKeyRotation:
         if self._settings.signing_key_secret_id not in (described["ARN"], described["Name"]):
             raise RotationError("this function rotates the signing-key secret only")
         stages = described.get("VersionIdsToStages", {})
-        if token in stages and "AWSCURRENT" in stages[token]:
+        # Done and cleaned up. A version that is both current and pending is not done: the
+        # first value of an empty secret becomes AWSCURRENT as it is put, before its public key
+        # is published, and every step is safe to redo.
+        if "AWSCURRENT" in stages.get(token, []) and "AWSPENDING" not in stages[token]:
             logger.info("rotation step already complete", extra={"step": step})
             return
         if step != "createSecret" and "AWSPENDING" not in stages.get(token, []):
@@ -117,10 +120,13 @@ class SigningKeyRotation:
     def _finish_secret(self, secret_id: str, token: str) -> None:
         stages = self._sm.describe_secret(SecretId=secret_id)["VersionIdsToStages"]
         current = next((v for v, s in stages.items() if "AWSCURRENT" in s), None)
-        move: dict[str, Any] = {"MoveToVersionId": token}
-        if current is not None:
-            move["RemoveFromVersionId"] = current
-        self._sm.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSCURRENT", **move)
+        if current != token:
+            move: dict[str, Any] = {"MoveToVersionId": token}
+            if current is not None:
+                move["RemoveFromVersionId"] = current
+            self._sm.update_secret_version_stage(
+                SecretId=secret_id, VersionStage="AWSCURRENT", **move
+            )
         # Now current = the new key, previous = the retired one; anything older is dropped.
         self._publish(
             self._live_keys(secret_id),

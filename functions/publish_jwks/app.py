@@ -1,0 +1,34 @@
+"""GET /.well-known/jwks.json: the public verification keys, for anyone who verifies tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from card_tokens.api import create_app, json_response
+from card_tokens.config import jwks_settings
+from card_tokens.observability import logger, metrics, tracer
+from card_tokens.signing_keys import published_jwks
+
+# A function of its own: the public route runs with no KMS grant and no private key.
+settings = jwks_settings()  # a missing variable fails the cold start, not the first verifier
+app = create_app()
+JWKS_MAX_AGE_SECONDS = 300
+
+
+@app.get("/.well-known/jwks.json")
+def jwks() -> Response[str]:
+    document = published_jwks(settings.verification_keys_secret_id)
+    return json_response(
+        200, document, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
