@@ -14,7 +14,8 @@ from card_tokens.observability import logger, tracer
 settings = rotation_settings()  # a missing variable fails the cold start
 
 
-@logger.inject_lambda_context
+# log_event=False: POWERTOOLS_LOGGER_LOG_EVENT=true must not log the event whole.
+@logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
     rotation = SigningKeyRotation(secretsmanager_client(), settings)

@@ -131,9 +131,7 @@ def test_secrets_manager_down_with_a_warm_cache_still_issues(issue: Invoke) -> N
         assert issue(token_event())["statusCode"] == 201
 
 
-def test_an_unusable_verification_keys_secret_makes_the_jwks_503(
-    jwks: Invoke, stack: Any
-) -> None:
+def test_an_unusable_verification_keys_secret_makes_the_jwks_503(jwks: Invoke, stack: Any) -> None:
     # Given the public-keys secret holds something that is not a key set
     secrets = boto3.client("secretsmanager")
     secret_id = stack.environment["VERIFICATION_KEYS_SECRET_ID"]

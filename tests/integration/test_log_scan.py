@@ -30,9 +30,7 @@ CARDS = {
 }
 
 
-def run_every_flow(
-    issue: Invoke, payments: Invoke, jwks: Invoke, stack: LocalStack
-) -> list[str]:
+def run_every_flow(issue: Invoke, payments: Invoke, jwks: Invoke, stack: LocalStack) -> list[str]:
     """Returns the tokens and sealed blobs that were handed out, to scan for them too."""
     secrets: list[str] = []
     for number, cvv in CARDS.items():

@@ -44,7 +44,8 @@ def error_response(error: CardTokensError) -> Response[str]:
 
 def create_app() -> APIGatewayHttpResolver:
     """A resolver whose errors all take the documented shape, and never carry input."""
-    app = APIGatewayHttpResolver()
+    # debug=False: POWERTOOLS_DEV=true would otherwise print every raw event (card data, tokens).
+    app = APIGatewayHttpResolver(debug=False)
 
     @app.exception_handler(CardTokensError)
     def handle_domain_error(error: CardTokensError) -> Response[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -11,6 +12,25 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+
+# At DEBUG the AWS SDK logs whole requests and responses: KMS data keys in the clear
+# (GenerateDataKey, Decrypt), the signing key's private PEM (GetSecretValue, PutSecretValue).
+# Lambda's ApplicationLogLevel=DEBUG puts the root logger at DEBUG before this module is
+# imported, and a logging.basicConfig(level=DEBUG) can do so later. A level set on these loggers
+# wins over the root's for them and every child (botocore.parsers, urllib3.connectionpool, ...),
+# whenever and however the root is changed; warnings and errors still get through.
+SDK_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
+SDK_LOG_LEVEL = logging.WARNING
+
+
+def pin_sdk_loggers() -> None:
+    """Keep the SDK loggers at WARNING or above (a stricter level set elsewhere is kept)."""
+    for name in SDK_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        sdk_logger.setLevel(max(SDK_LOG_LEVEL, sdk_logger.level))
+
+
+pin_sdk_loggers()
 
 
 def count(name: str, **dimensions: str) -> None:
