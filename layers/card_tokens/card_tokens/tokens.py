@@ -109,6 +109,19 @@ def _is_low_s_es256(signature: bytes) -> bool:
     return len(signature) == 64 and int.from_bytes(signature[32:], "big") <= _P256_HALF_ORDER
 
 
+def verify_signature(key: VerificationKey, signing_input: bytes, signature: bytes) -> None:
+    """The signature rules of `verify_token`, alone: InvalidToken("high_s" | "bad_signature").
+
+    ES256 takes exactly r || s with s <= n/2 (see P256_ORDER); the check itself is PyJWT's
+    algorithm, as `jwt.decode` runs it, for the key's own alg (never the token's).
+    """
+    if key.alg == "ES256" and not _is_low_s_es256(signature):
+        raise InvalidToken("high_s")
+    algorithm = jwt.get_algorithm_by_name(key.alg)
+    if not algorithm.verify(signing_input, algorithm.prepare_key(key.public_key), signature):
+        raise InvalidToken("bad_signature")
+
+
 def _decode_json_segment(segment: str) -> dict[str, Any]:
     try:
         document = parse_strict_json(_b64url_decode_canonical(segment))
@@ -169,6 +182,9 @@ def verify_token(
         raise InvalidToken("high_s")
     # Parsed here for duplicate members, which PyJWT's json.loads would silently accept.
     claims = _decode_json_segment(payload_segment)
+    # The one signature check: PyJWT's algorithm for the kid's alg, as jwt.decode would run it,
+    # and the function the Wycheproof vectors exercise (tests/security/test_wycheproof.py).
+    verify_signature(key, f"{header_segment}.{payload_segment}".encode("ascii"), signature)
     try:
         jwt.decode(
             token,
@@ -177,8 +193,13 @@ def verify_token(
             audience=settings.audience,
             issuer=settings.issuer,
             leeway=CLOCK_LEEWAY_SECONDS,
-            # Times are checked below against the injected clock, as exact JSON integers.
+            # The signature is verified above; the claim checks stay on explicitly (PyJWT turns
+            # them off by default without a signature check). Times are checked below against
+            # the injected clock, as exact JSON integers.
             options={
+                "verify_signature": False,
+                "verify_aud": True,
+                "verify_iss": True,
                 "require": list(REQUIRED_CLAIMS),
                 "strict_aud": True,
                 "verify_exp": False,
