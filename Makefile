@@ -96,6 +96,27 @@ scan: $(STAMP) ## checkov over template.yaml and deploy/ (own venv: checkov pins
 	$(VENV)/checkov/bin/checkov --framework cloudformation --quiet --compact --skip-download \
 		--file template.yaml --file deploy/github-oidc-role.yaml
 
+# pip-audit --strict over each requirements file as pip installs it: .ci/audit.py resolves the file
+# with pip (it pins direct dependencies only), audits that full list and checks that every package
+# came back audited. It first checks that an advisory database answers, before pip-audit is even
+# installed, and fails saying so where none does: pip-audit alone would skip every package and
+# pass. Own venv (.venv/pip-audit), its pip included, so its dependencies stay out of .venv.
+# AUDIT_SERVICE=pypi|osv|esms picks one (default: the first that answers); OSV_URL=... an OSV mirror.
+AUDIT_VENV  := $(VENV)/pip-audit
+AUDIT_FILES := layers/card_tokens/requirements.txt requirements-dev.txt requirements-scan.txt requirements-audit.txt
+AUDIT_ARGS  := --service $(or $(AUDIT_SERVICE),auto)$(if $(OSV_URL), --osv-url $(OSV_URL))
+
+.PHONY: audit
+audit: ## pip-audit --strict over the layer's and the tools' pins (fails if no advisory database answers)
+	@if [ -z "$(PYTHON313)" ]; then echo "error: Python 3.13 not found. Install it (e.g. pyenv install 3.13.0) or run make PYTHON=/path/to/python3.13" >&2; exit 1; fi
+	$(PYTHON313) .ci/audit.py --probe-only $(AUDIT_ARGS) $(AUDIT_FILES)
+	@cmp -s requirements-audit.txt $(AUDIT_VENV)/requirements-audit.txt || { \
+		rm -rf $(AUDIT_VENV) && $(PYTHON313) -m venv $(AUDIT_VENV) && \
+		$(AUDIT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-audit.txt && \
+		cp requirements-audit.txt $(AUDIT_VENV)/requirements-audit.txt; }
+	$(AUDIT_VENV)/bin/python .ci/audit.py $(AUDIT_ARGS) --pip-audit $(AUDIT_VENV)/bin/pip-audit \
+		$(AUDIT_FILES) -- --strict
+
 .PHONY: events
 events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT))
