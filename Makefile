@@ -119,7 +119,7 @@ audit: ## pip-audit --strict over the layer's and the tools' pins (fails if no a
 
 .PHONY: events
 events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
-	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT))
+	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT)) --moto-port $(MOTO_PORT)
 
 .PHONY: rotate
 rotate: $(STAMP) ## Rotate the signing key of the running local stack (make run)

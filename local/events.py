@@ -92,8 +92,9 @@ def sample_event(request: SampleRequest, routes: list[Route]) -> dict[str, Any]:
 def env_json(moto_port: int = 5005, stack_name: str = STACK_NAME) -> dict[str, dict[str, str]]:
     """`sam local invoke --env-vars` file: each function's variables, pointed at `make run`.
 
-    SAM applies only variables the template declares for the function; AWS_ENDPOINT_URL is
-    written for every function but takes effect only where the template declares it.
+    SAM applies only variables the template declares for the function: AWS_ENDPOINT_URL is
+    written for every function and takes effect with `--parameter-overrides
+    LocalEndpointUrl=...`, which makes the template declare it.
     """
     environments = function_environments(named_resolver(stack_name, load_deployed_template()))
     endpoint = DOCKER_HOST_ENDPOINT.format(port=moto_port)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -31,8 +32,10 @@ COMMON_ENV = {
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
     "TOKEN_ISSUER": {"Ref": "TokenIssuer"},
     "TOKEN_AUDIENCE": {"Ref": "TokenAudience"},
-    # empty in AWS; lets `sam local invoke --env-vars events/env.json` reach the emulator
-    "AWS_ENDPOINT_URL": "",
+    # absent on AWS; `sam local invoke --parameter-overrides LocalEndpointUrl=...` declares it
+    "AWS_ENDPOINT_URL": {
+        "Fn::If": ["HasLocalEndpoint", {"Ref": "LocalEndpointUrl"}, {"Ref": "AWS::NoValue"}]
+    },
 }
 FUNCTION_ENV = {
     "IssueTokenFunction": {
@@ -71,7 +74,7 @@ CODE_URIS = {
 # (hash key, TTL attribute or None) per table: every table of the template, nothing else.
 TABLES = {
     "TokenTable": ("jti", "ttl"),
-    "PaymentTable": ("payment_id", "ttl"),
+    "PaymentTable": ("payment_id", None),  # nothing expires a payment record
     "IdempotencyTable": ("id", "expiration"),
     # The sandbox processor's books: a charge stays findable, so no TTL.
     "SandboxLedgerTable": ("idempotency_key", None),
@@ -131,6 +134,37 @@ def test_layer_is_built_by_sam_for_python313_arm64(template: Template) -> None:
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    # Per stack: two stacks in one account must not publish versions of one layer.
+    assert layer["Properties"]["LayerName"] == {"Fn::Sub": "${AWS::StackName}-card-tokens"}
+
+
+def test_payment_records_are_protected_from_deletion(template: Template) -> None:
+    payments = template["Resources"]["PaymentTable"]
+
+    assert payments["DeletionPolicy"] == payments["UpdateReplacePolicy"] == "Retain"
+    assert payments["Properties"]["DeletionProtectionEnabled"] is True
+    assert "TimeToLiveSpecification" not in payments["Properties"]
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("http://host.docker.internal:5005", True),
+        ("http://127.0.0.1:4566", True),
+        ("http://localhost", True),
+        ("https://kms.us-east-1.amazonaws.com", False),
+        ("http://attacker.example:5005", False),
+        ("http://host.docker.internal.attacker.example", False),
+    ],
+)
+def test_the_local_endpoint_accepts_nothing_but_a_local_address(
+    template: Template, value: str, accepted: bool
+) -> None:
+    # CloudFormation matches AllowedPattern against the whole value.
+    pattern = template["Parameters"]["LocalEndpointUrl"]["AllowedPattern"]
+    assert (re.fullmatch(pattern, value) is not None) is accepted
+    assert template["Parameters"]["LocalEndpointUrl"]["Default"] == ""
 
 
 def test_http_api_routes_are_exactly_the_designed_ones(template: Template) -> None:
@@ -326,6 +360,8 @@ def test_parameters_have_the_contract_defaults(template: Template) -> None:
 def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> None:
     assert set(template["Outputs"]) == {
         "ApiUrl",
+        "ApiId",
+        "JwksUrl",
         "CardKeyArn",
         "TokenTableName",
         "PaymentTableName",

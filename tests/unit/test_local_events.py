@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -87,3 +89,18 @@ def test_the_generator_builds_events_with_the_stacks_own_builder() -> None:
 
     assert event["pathParameters"] == {"payment_id": "pay_x"}
     assert event["routeKey"] == "GET /payments/{payment_id}"
+
+
+def test_make_events_passes_the_emulator_port_on_to_env_json() -> None:
+    # `make events MOTO_PORT=...` once wrote the default port into events/env.json.
+    root = Path(__file__).resolve().parents[2]
+    dry_run = subprocess.run(
+        ["make", "-n", "-C", str(root), "events", "PORT=3100", "MOTO_PORT=6006"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    command = [line for line in dry_run.stdout.splitlines() if "local.events" in line]
+    assert command, dry_run.stdout
+    assert "--port 3100" in command[-1]
+    assert "--moto-port 6006" in command[-1]
