@@ -7,7 +7,9 @@ account ids, reserved example e-mail domains) are refused by the parameters them
 
 from __future__ import annotations
 
+import ast
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -260,3 +262,314 @@ def test_no_alarm_depends_on_a_topic_condition(template: Template) -> None:
         assert "Condition" not in alarm, alarm_id
         assert alarm["Properties"]["AlarmActions"] == [CHOSEN_TOPIC], alarm_id
         assert alarm["Properties"]["OKActions"] == [CHOSEN_TOPIC], alarm_id
+
+
+# ---------------------------------------------------------------- what the layer emits
+
+LAYER = Path(__file__).resolve().parents[2] / "layers" / "card_tokens" / "card_tokens"
+
+
+def _module_constants(tree: ast.Module) -> dict[str, str]:
+    return {
+        target.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        for target in node.targets
+        if isinstance(target, ast.Name) and isinstance(node.value.value, str)
+    }
+
+
+def emitted_metrics() -> dict[str, frozenset[str]]:
+    """Metric name → its dimension keys, read from every count(...) call in the layer's source.
+
+    card_tokens.observability.count is the one place that writes metrics (checked below); it
+    turns keyword arguments into dimensions, and Powertools adds `service` to each metric.
+    """
+    found: dict[str, set[frozenset[str]]] = {}
+    for source in sorted(LAYER.glob("*.py")):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        constants = _module_constants(tree)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            if node.func.id != "count" or not node.args:
+                continue
+            argument = node.args[0]
+            if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+                name = argument.value
+            elif isinstance(argument, ast.Name) and argument.id in constants:
+                name = constants[argument.id]
+            else:
+                raise AssertionError(f"{source.name}:{node.lineno}: count() of a computed name")
+            keys = frozenset(
+                {keyword.arg for keyword in node.keywords if keyword.arg} | {"service"}
+            )
+            found.setdefault(name, set()).add(keys)
+    for name, dimension_sets in found.items():
+        assert len(dimension_sets) == 1, f"{name} is emitted with several dimension sets"
+    return {name: next(iter(sets)) for name, sets in found.items()}
+
+
+def test_the_layer_writes_metrics_through_count_only() -> None:
+    # Otherwise emitted_metrics() would miss some.
+    writers = {
+        source.name
+        for source in LAYER.glob("*.py")
+        if re.search(r"\b(add_metric|single_metric)\(", source.read_text(encoding="utf-8"))
+    }
+
+    assert writers == {"observability.py"}
+    assert emitted_metrics()["TokenRejected"] == {"reason", "service"}
+    assert emitted_metrics()["DependencyUnavailable"] == {"service"}
+
+
+def powertools_environment(template: Template) -> dict[str, str]:
+    variables: dict[str, str] = template["Globals"]["Function"]["Environment"]["Variables"]
+    return variables
+
+
+def test_token_rejected_as_powertools_writes_it(
+    template: Template, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The EMF record the functions print for one refused token: its namespace and dimension set
+    # are what the spike alarm's query selects.
+    from card_tokens.observability import count
+
+    environment = powertools_environment(template)
+    for name in ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"):
+        monkeypatch.setenv(name, environment[name])
+    capsys.readouterr()
+
+    count("TokenRejected", reason="expired")
+
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    (directive,) = record["_aws"]["CloudWatchMetrics"]
+    query = metrics_insights_query(token_rejected_query(template))
+    assert directive["Namespace"] == query["namespace"]
+    assert [metric["Name"] for metric in directive["Metrics"]] == [query["metric"]]
+    assert [set(dimensions) for dimensions in directive["Dimensions"]] == [query["schema"]]
+    assert record["service"] == query["where"]["service"]
+
+
+# ---------------------------------------------------------------- the new alarms
+
+
+def alarm(template: Template, alarm_id: str) -> dict[str, Any]:
+    properties: dict[str, Any] = template["Resources"][alarm_id]["Properties"]
+    assert template["Resources"][alarm_id]["Type"] == "AWS::CloudWatch::Alarm"
+    return properties
+
+
+THIS_API = [{"Name": "ApiId", "Value": {"Ref": "CardTokensApi"}}]
+
+
+def test_latency_alarm_watches_the_apis_p99(template: Template) -> None:
+    latency = alarm(template, "ApiLatencyP99Alarm")
+
+    assert (latency["Namespace"], latency["MetricName"]) == ("AWS/ApiGateway", "Latency")
+    assert latency["Dimensions"] == THIS_API
+    assert latency["ExtendedStatistic"] == "p99"
+    assert "Statistic" not in latency
+    assert latency["Period"] == 60
+    assert (latency["EvaluationPeriods"], latency["DatapointsToAlarm"]) == (5, 3)
+    assert latency["Threshold"] == {"Ref": "ApiLatencyP99ThresholdMilliseconds"}
+    assert latency["ComparisonOperator"] == "GreaterThanThreshold"
+    # A percentile of three requests is noise: such periods leave the state as it was.
+    assert latency["EvaluateLowSampleCountPercentile"] == "ignore"
+
+
+def test_the_4xx_rate_alarm_divides_4xx_by_requests_of_this_api(template: Template) -> None:
+    rate = alarm(template, "ApiClientErrorRateAlarm")
+    queries = {query["Id"]: query for query in rate["Metrics"]}
+
+    assert rate["Threshold"] == {"Ref": "Api4xxRatePercentThreshold"}
+    assert [query["Id"] for query in rate["Metrics"] if query.get("ReturnData")] == ["rate"]
+    assert queries["rate"]["Expression"] == "IF(requests >= 20, 100 * errors / requests, 0)"
+    for metric_id, name in (("errors", "4xx"), ("requests", "Count")):
+        stat = queries[metric_id]["MetricStat"]
+        assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"]) == (
+            "AWS/ApiGateway",
+            name,
+        )
+        assert stat["Metric"]["Dimensions"] == THIS_API
+        assert (stat["Stat"], stat["Period"]) == ("Sum", 60)
+
+
+_METRICS_INSIGHTS = re.compile(
+    r"SELECT SUM\((?P<metric>\w+)\) FROM SCHEMA\((?P<namespace>\w+), (?P<schema>[\w, ]+)\)"
+    r"(?: WHERE (?P<where>.+))?"
+)
+
+
+def metrics_insights_query(expression: str) -> dict[str, Any]:
+    """The parts of a `SELECT SUM(m) FROM SCHEMA(ns, d1, d2) WHERE d = 'v' AND ...` query."""
+    match = _METRICS_INSIGHTS.fullmatch(" ".join(expression.split()))
+    assert match, expression
+    where = dict(re.findall(r"(\w+) = '([^']*)'", match["where"] or ""))
+    return {
+        "metric": match["metric"],
+        "namespace": match["namespace"],
+        "schema": {key.strip() for key in match["schema"].split(",")},
+        "where": where,
+    }
+
+
+def token_rejected_query(template: Template) -> str:
+    (query,) = alarm(template, "TokenRejectedSpikeAlarm")["Metrics"]
+    expression: str = query["Expression"]
+    return expression
+
+
+def test_token_rejected_spike_sums_every_reason_of_the_metric_the_layer_emits(
+    template: Template,
+) -> None:
+    spike = alarm(template, "TokenRejectedSpikeAlarm")
+    (query,) = spike["Metrics"]
+    parsed = metrics_insights_query(query["Expression"])
+    environment = powertools_environment(template)
+
+    # SCHEMA(namespace, keys) selects the series with exactly these dimension keys: every reason.
+    assert parsed["metric"] == "TokenRejected"
+    assert parsed["namespace"] == environment["POWERTOOLS_METRICS_NAMESPACE"]
+    assert parsed["schema"] == emitted_metrics()["TokenRejected"]
+    assert parsed["where"] == {"service": environment["POWERTOOLS_SERVICE_NAME"]}
+    # A Metrics Insights alarm query carries its own period and is the value alarmed on.
+    assert (query["Period"], query["ReturnData"]) == (60, True)
+    assert spike["Threshold"] == {"Ref": "TokenRejectedPerMinuteThreshold"}
+    assert (spike["EvaluationPeriods"], spike["DatapointsToAlarm"]) == (5, 3)
+
+
+# ---------------------------------------------------------------- rotation failures
+
+SIGNING_KEY_SECRET_ARN = (
+    "arn:aws:secretsmanager:us-east-1:210987654321:secret:SigningKeySecret-AbCdEf"
+)
+
+
+def rotation_event(
+    event_name: str = "RotationFailed",
+    secret_arn: str = SIGNING_KEY_SECRET_ARN,
+    detail_type: str = "AWS Service Event via CloudTrail",
+) -> dict[str, Any]:
+    """A Secrets Manager rotation event as EventBridge delivers it (CloudTrail service event)."""
+    return {
+        "version": "0",
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": detail_type,
+        "source": "aws.secretsmanager",
+        "account": "210987654321",
+        "time": "2026-11-28T10:15:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "accountId": "210987654321",
+                "invokedBy": "secretsmanager.amazonaws.com",
+            },
+            "eventTime": "2026-11-28T10:15:00Z",
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": event_name,
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "secretsmanager.amazonaws.com",
+            "userAgent": "secretsmanager.amazonaws.com",
+            "requestParameters": None,
+            "responseElements": None,
+            "additionalEventData": {"SecretId": secret_arn},
+            "eventID": "0b8a3b3e-3f3a-4b4e-9c1e-5b2f0c6d7e8f",
+            "readOnly": False,
+            "eventType": "AwsServiceEvent",
+            "managementEvent": True,
+            "recipientAccountId": "210987654321",
+            "eventCategory": "Management",
+        },
+    }
+
+
+def rotation_rule(template: Template) -> dict[str, Any]:
+    rule = template["Resources"]["SigningKeyRotationFailedRule"]
+    assert rule["Type"] == "AWS::Events::Rule"
+    assert "Condition" not in rule
+    properties: dict[str, Any] = rule["Properties"]
+    return properties
+
+
+def rule_pattern(template: Template) -> Any:
+    """The rule's EventPattern as EventBridge evaluates it (moto's matcher)."""
+    from moto.events.models import EventPattern
+
+    resolver = Resolver(template, "card-tokens-prod")
+    resolver.refs["SigningKeySecret"] = SIGNING_KEY_SECRET_ARN
+    return EventPattern.load(json.dumps(resolver.resolve(rotation_rule(template)["EventPattern"])))
+
+
+def test_the_rule_is_the_documented_rotation_failed_pattern_for_the_signing_key(
+    template: Template,
+) -> None:
+    pattern = rotation_rule(template)["EventPattern"]
+
+    assert rotation_rule(template)["State"] == "ENABLED"
+    assert pattern == {
+        "source": ["aws.secretsmanager"],
+        "detail-type": ["AWS Service Event via CloudTrail", "AWS API Call via CloudTrail"],
+        "detail": {
+            "eventSource": ["secretsmanager.amazonaws.com"],
+            "eventName": ["RotationFailed"],
+            "additionalEventData": {"SecretId": [{"Ref": "SigningKeySecret"}]},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        rotation_event(),
+        rotation_event(detail_type="AWS API Call via CloudTrail"),
+    ],
+)
+def test_the_rule_matches_a_failed_rotation_of_the_signing_key(
+    template: Template, event: dict[str, Any]
+) -> None:
+    assert rule_pattern(template).matches_event(event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        rotation_event(event_name="RotationSucceeded"),
+        rotation_event(event_name="RotationStarted"),
+        rotation_event(
+            secret_arn="arn:aws:secretsmanager:us-east-1:210987654321:secret:other-AbCdEf"
+        ),
+        {**rotation_event(), "source": "aws.kms"},
+        {**rotation_event(), "detail-type": "Secret Label Updated"},
+    ],
+)
+def test_the_rule_ignores_other_events(template: Template, event: dict[str, Any]) -> None:
+    assert not rule_pattern(template).matches_event(event)
+
+
+def test_the_rule_tells_the_chosen_topic_which_may_be_told_by_it_only(
+    template: Template,
+) -> None:
+    (target,) = rotation_rule(template)["Targets"]
+    statement = topic_policy_statements(template)["TheRotationFailedRulePublishes"]
+    paths = target["InputTransformer"]["InputPathsMap"]
+
+    assert target["Arn"] == CHOSEN_TOPIC
+    assert "RoleArn" not in target  # SNS targets are authorized by the topic policy
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    assert statement["Resource"] == {"Ref": "AlarmTopic"}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+        "ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["SigningKeyRotationFailedRule", "Arn"]}},
+    }
+    # The message quotes fields the event has.
+    event = rotation_event()
+    for path in paths.values():
+        value: Any = event
+        for key in path.removeprefix("$.").split("."):
+            value = value[key]
+        assert isinstance(value, str), path
