@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -573,3 +573,194 @@ def test_the_rule_tells_the_chosen_topic_which_may_be_told_by_it_only(
         for key in path.removeprefix("$.").split("."):
             value = value[key]
         assert isinstance(value, str), path
+
+
+# ---------------------------------------------------------------- the dashboard
+
+_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
+_SEARCH = re.compile(
+    r"SEARCH\('\{(?P<namespace>[^,}]+),(?P<keys>[^}]*)\} MetricName=\"(?P<metric>\w+)\""
+    r"(?P<filters>(?: \w+=\"[^\"]*\")*)', '(?P<stat>\w+)', (?P<period>\d+)\)"
+)
+
+
+def dashboard_body(template: Template) -> dict[str, Any]:
+    """DashboardBody as CloudFormation hands it to CloudWatch, with placeholder physical ids."""
+    text: str = template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"][
+        "Fn::Sub"
+    ]
+    parameters, resources = template["Parameters"], template["Resources"]
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "AWS::Region":
+            return "us-east-1"
+        if name in parameters:
+            return str(parameters[name]["Default"])
+        assert name.split(".")[0] in resources, f"${{{name}}} names nothing in the template"
+        assert "Condition" not in resources[name.split(".")[0]], f"{name} may not exist"
+        return f"<{name}>"
+
+    body: dict[str, Any] = json.loads(_SUB_VARIABLE.sub(substitute, text))
+    return body
+
+
+def dashboard_metrics(template: Template) -> list[dict[str, Any]]:
+    """Every metric a graph of the dashboard draws: namespace, name, dimensions, stat."""
+    found = []
+    for widget in dashboard_body(template)["widgets"]:
+        if widget["type"] != "metric":
+            continue
+        properties = widget["properties"]
+        for entry in properties["metrics"]:
+            if isinstance(entry[0], dict) and "expression" in entry[0]:
+                search = _SEARCH.fullmatch(entry[0]["expression"])
+                assert search, entry[0]["expression"]
+                found.append(
+                    {
+                        "namespace": search["namespace"],
+                        "name": search["metric"],
+                        "keys": {key for key in search["keys"].split(",") if key},
+                        "dimensions": dict(re.findall(r'(\w+)="([^"]*)"', search["filters"])),
+                        "stat": search["stat"],
+                    }
+                )
+                continue
+            options = entry[-1] if isinstance(entry[-1], dict) else {}
+            fields = entry[:-1] if options else entry
+            assert "." not in fields, f"spell out every metric: {entry}"
+            namespace, name, *pairs = fields
+            dimensions = dict(zip(pairs[::2], pairs[1::2], strict=True))
+            found.append(
+                {
+                    "namespace": namespace,
+                    "name": name,
+                    "keys": set(dimensions),
+                    "dimensions": dimensions,
+                    "stat": options.get("stat", properties.get("stat")),
+                }
+            )
+    return found
+
+
+def alarm_service_metrics(template: Template) -> list[dict[str, Any]]:
+    """Every CardTokens metric an alarm reads, in the same shape as dashboard_metrics()."""
+    namespace = powertools_environment(template)["POWERTOOLS_METRICS_NAMESPACE"]
+    found = []
+    for properties in (
+        a["Properties"] for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+    ):
+        metrics = [properties] if "MetricName" in properties else []
+        metrics += [
+            q["MetricStat"]["Metric"] for q in properties.get("Metrics", []) if "MetricStat" in q
+        ]
+        for metric in metrics:
+            dimensions = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+            found.append(
+                {
+                    "namespace": metric["Namespace"],
+                    "name": metric["MetricName"],
+                    "keys": set(dimensions),
+                    "dimensions": dimensions,
+                }
+            )
+        for query in properties.get("Metrics", []):
+            if query.get("Expression", "").startswith("SELECT"):
+                parsed = metrics_insights_query(query["Expression"])
+                found.append(
+                    {
+                        "namespace": parsed["namespace"],
+                        "name": parsed["metric"],
+                        "keys": parsed["schema"],
+                        "dimensions": parsed["where"],
+                    }
+                )
+    return [metric for metric in found if metric["namespace"] == namespace]
+
+
+def test_every_service_metric_on_the_dashboard_and_in_alarms_is_one_the_layer_emits(
+    template: Template,
+) -> None:
+    from card_tokens.records import PaymentStatus
+
+    namespace = powertools_environment(template)["POWERTOOLS_METRICS_NAMESPACE"]
+    service = powertools_environment(template)["POWERTOOLS_SERVICE_NAME"]
+    emitted = emitted_metrics()
+    referenced = [
+        metric for metric in dashboard_metrics(template) if metric["namespace"] == namespace
+    ] + alarm_service_metrics(template)
+
+    assert referenced
+    for metric in referenced:
+        # The name, and exactly the dimension keys it is emitted with: CloudWatch keeps one
+        # series per dimension set, and a graph or alarm on another set stays empty.
+        assert metric["name"] in emitted, f"{metric['name']} is not emitted by the layer"
+        assert metric["keys"] == emitted[metric["name"]], metric
+        assert metric["dimensions"]["service"] == service, metric
+        if metric["name"] == "Payments" and "status" in metric["dimensions"]:
+            assert metric["dimensions"]["status"] in get_args(PaymentStatus), metric
+
+
+def test_the_dashboard_shows_every_metric_the_service_emits(template: Template) -> None:
+    namespace = powertools_environment(template)["POWERTOOLS_METRICS_NAMESPACE"]
+    shown = {m["name"] for m in dashboard_metrics(template) if m["namespace"] == namespace}
+
+    assert shown == set(emitted_metrics())
+
+
+def test_the_dashboard_shows_the_api_every_function_and_every_table(template: Template) -> None:
+    shown = {
+        (m["namespace"], m["name"], tuple(sorted(m["dimensions"].items())), m["stat"])
+        for m in dashboard_metrics(template)
+    }
+    functions = [
+        function_id
+        for function_id, function in resources_of_type(
+            template, "AWS::Serverless::Function"
+        ).items()
+        if "Condition" not in function
+    ]
+    tables = resources_of_type(template, "AWS::DynamoDB::Table")
+    api = (("ApiId", "<CardTokensApi>"),)
+
+    expected = {
+        ("AWS/ApiGateway", "Count", api, "Sum"),
+        ("AWS/ApiGateway", "4xx", api, "Sum"),
+        ("AWS/ApiGateway", "5xx", api, "Sum"),
+        ("AWS/ApiGateway", "Latency", api, "p50"),
+        ("AWS/ApiGateway", "Latency", api, "p99"),
+    }
+    for function_id in functions:
+        dimensions = (("FunctionName", f"<{function_id}>"),)
+        expected |= {
+            ("AWS/Lambda", "Errors", dimensions, "Sum"),
+            ("AWS/Lambda", "Throttles", dimensions, "Sum"),
+            ("AWS/Lambda", "Duration", dimensions, "p99"),
+            ("AWS/Lambda", "ConcurrentExecutions", dimensions, "Maximum"),
+        }
+    for table_id in tables:
+        dimensions = (("TableName", f"<{table_id}>"),)
+        expected |= {
+            ("AWS/DynamoDB", "ReadThrottleEvents", dimensions, "Sum"),
+            ("AWS/DynamoDB", "WriteThrottleEvents", dimensions, "Sum"),
+        }
+    assert expected <= shown, expected - shown
+
+
+def test_the_dashboard_lists_every_alarm_and_its_url_is_an_output(template: Template) -> None:
+    (alarm_widget,) = [w for w in dashboard_body(template)["widgets"] if w["type"] == "alarm"]
+    dashboard = template["Resources"]["OperationsDashboard"]["Properties"]
+    url = template["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+
+    listed = alarm_widget["properties"]["alarms"]
+    assert len(listed) == len(set(listed))
+    assert set(listed) == {
+        f"<{alarm_id}.Arn>" for alarm_id in resources_of_type(template, "AWS::CloudWatch::Alarm")
+    }
+    # Dashboards are per account, not per region.
+    assert dashboard["DashboardName"] == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}"}
+    assert url == (
+        "https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}"
+        "#dashboards/dashboard/${OperationsDashboard}"
+    )
+    assert template["Outputs"]["AlarmNotificationTopicArn"]["Value"] == CHOSEN_TOPIC
