@@ -263,15 +263,16 @@ def test_cors_allows_a_checkout_page_to_post_json_and_nothing_that_could_sign(
 
 
 def test_alarm_topic_is_an_optional_sns_arn_parameter(template: Template) -> None:
+    # Placeholder ARNs and the stack's own topic: tests/template/test_alerts.py.
     parameter = template["Parameters"]["AlarmTopicArn"]
     pattern = re.compile(parameter["AllowedPattern"])
 
     assert parameter["Default"] == ""
     assert pattern.fullmatch("")
-    assert pattern.fullmatch("arn:aws:sns:eu-west-1:111122223333:card-tokens-alarms")
+    assert pattern.fullmatch("arn:aws:sns:eu-west-1:210987654321:card-tokens-alarms")
     assert not pattern.fullmatch("card-tokens-alarms")
-    assert template["Conditions"]["HasAlarmTopic"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    assert template["Conditions"]["CreatesAlarmTopic"] == {
+        "Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]
     }
 
 
@@ -281,16 +282,20 @@ def test_alarm_topic_is_an_optional_sns_arn_parameter(template: Template) -> Non
 MISSING_DATA_BREACHES = {"ReconcilerErrorsAlarm"}
 
 
-def test_every_alarm_exists_only_with_a_topic_and_notifies_it(template: Template) -> None:
+# The stack's own topic, or the one AlarmTopicArn names.
+CHOSEN_TOPIC = {"Fn::If": ["CreatesAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
+
+
+def test_every_alarm_always_exists_and_notifies_the_chosen_topic(template: Template) -> None:
     found = alarms(template)
 
     assert found
     assert set(found) >= MISSING_DATA_BREACHES
     for alarm_id, alarm in found.items():
         properties = alarm["Properties"]
-        assert alarm["Condition"] == "HasAlarmTopic", alarm_id
-        assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}], alarm_id
-        assert properties["OKActions"] == [{"Ref": "AlarmTopicArn"}], alarm_id
+        assert "Condition" not in alarm, alarm_id
+        assert properties["AlarmActions"] == [CHOSEN_TOPIC], alarm_id
+        assert properties["OKActions"] == [CHOSEN_TOPIC], alarm_id
         expected = "breaching" if alarm_id in MISSING_DATA_BREACHES else "notBreaching"
         assert properties["TreatMissingData"] == expected, alarm_id
         assert "Runbook: README" in properties["AlarmDescription"], alarm_id
@@ -395,12 +400,16 @@ def test_dynamodb_throttle_alarm_covers_reads_and_writes_of_every_table(
     }
 
 
-def test_no_alarm_without_a_topic_after_the_transform(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_alarm_survives_the_transform_unconditionally(
+    template: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
     output = translated({}, monkeypatch)
+    transformed = resources_of_type(output, "AWS::CloudWatch::Alarm")
 
-    # The transform keeps the Condition; CloudFormation drops the alarms when it is false.
-    for alarm in resources_of_type(output, "AWS::CloudWatch::Alarm").values():
-        assert alarm["Condition"] == "HasAlarmTopic"
+    assert set(transformed) == set(alarms(template))
+    for alarm_id, alarm in transformed.items():
+        assert "Condition" not in alarm, alarm_id
+        assert alarm["Properties"]["AlarmActions"] == [CHOSEN_TOPIC], alarm_id
 
 
 # ---------------------------------------------------------------- tracing and scanning

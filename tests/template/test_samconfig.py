@@ -64,11 +64,20 @@ def test_only_prod_asks_a_person_to_confirm_the_change_set() -> None:
     }
 
 
+# Placeholders the template refuses on purpose: a deploy fails until they are replaced, rather
+# than send every alarm to an address nobody reads.
+ALARM_EMAIL_PLACEHOLDER = re.compile(
+    r"card-tokens-(staging|prod)-oncall@REPLACE-BEFORE-DEPLOY\.invalid"
+)
+
+
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_overrides_name_template_parameters_with_values_they_accept(environment: str) -> None:
     parameters = load_template()["Parameters"]
 
     for name, value in overrides(environment).items():
+        if name == "AlarmEmail" and ALARM_EMAIL_PLACEHOLDER.fullmatch(value):
+            continue  # refused on purpose: test_staging_and_prod_cannot_deploy_a_placeholder_...
         assert name in parameters, f"{environment}: {name} is not a template parameter"
         spec = parameters[name]
         if "AllowedValues" in spec:
@@ -81,8 +90,21 @@ def test_overrides_name_template_parameters_with_values_they_accept(environment:
 
 
 @pytest.mark.parametrize("environment", ["staging", "prod"])
-def test_staging_and_prod_send_alarms_somewhere(environment: str) -> None:
-    assert overrides(environment)["AlarmTopicArn"].startswith("arn:aws:sns:")
+def test_staging_and_prod_cannot_deploy_a_placeholder_alarm_recipient(environment: str) -> None:
+    # The stack's own topic (no AlarmTopicArn), subscribed by AlarmEmail. The committed value is
+    # a placeholder the template's AllowedPattern refuses, so CloudFormation rejects the deploy
+    # until someone writes the real on-call address (or an existing topic's ARN) here.
+    settings = overrides(environment)
+    pattern = load_template()["Parameters"]["AlarmEmail"]["AllowedPattern"]
+
+    assert "AlarmTopicArn" not in settings
+    assert ALARM_EMAIL_PLACEHOLDER.fullmatch(settings["AlarmEmail"])
+    assert not re.fullmatch(pattern, settings["AlarmEmail"])
+
+
+def test_no_environment_points_at_a_documentation_account() -> None:
+    # 111122223333 is the account id of AWS's documentation examples: nothing there is ours.
+    assert "111122223333" not in SAMCONFIG.read_text(encoding="utf-8")
 
 
 def test_prod_keeps_a_year_of_logs() -> None:

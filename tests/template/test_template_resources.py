@@ -370,4 +370,6 @@ def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> N
         "SigningKeySecretArn",
         "VerificationKeysSecretArn",
         "CheckoutPageUrl",
+        "DashboardUrl",
+        "AlarmNotificationTopicArn",
     }

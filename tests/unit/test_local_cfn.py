@@ -9,9 +9,12 @@ def test_a_default_deploy_leaves_out_the_resources_whose_condition_is_false() ->
     everything = load_template()["Resources"]
     deployed = load_deployed_template()["Resources"]
 
-    # CheckoutPage defaults to disabled, AlarmTopicArn to empty.
+    # CheckoutPage defaults to disabled; AlarmTopicArn to empty, so the stack has its own topic
+    # (without a subscription: AlarmEmail is empty too), and the alarms exist either way.
     assert "CheckoutPageFunction" in everything
     assert "CheckoutPageFunction" not in deployed
-    assert not [r for r in deployed.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    own_topic = {"AlarmTopic", "AlarmTopicKey", "AlarmTopicPolicy"}
+    assert "AlarmEmailSubscription" not in deployed
+    assert [r for r in deployed.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     # Everything unconditional stays.
-    assert {k for k, r in everything.items() if "Condition" not in r} == set(deployed)
+    assert {k for k, r in everything.items() if "Condition" not in r} | own_topic == set(deployed)
