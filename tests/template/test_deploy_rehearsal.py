@@ -659,6 +659,36 @@ def _check_functions(
         ), logical_id
 
 
+def _check_logs_and_tables(
+    template: Template, values: dict[str, str], conditions: dict[str, bool], resources: Resources
+) -> None:
+    """Log groups keep their logs as long as the parameter says; tables have their keys."""
+    logs, dynamodb = _client("logs"), _client("dynamodb")
+    for logical_id, resource in _of_type(template, "AWS::Logs::LogGroup", conditions).items():
+        name = resources[logical_id][1]
+        (group,) = [
+            group
+            for group in logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+            if group["logGroupName"] == name
+        ]
+        retention = _resolve(
+            resource["Properties"].get("RetentionInDays"), template, values, conditions
+        )
+        assert str(group.get("retentionInDays")) == str(retention), logical_id
+    for logical_id, resource in _of_type(template, "AWS::DynamoDB::Table", conditions).items():
+        properties = resource["Properties"]
+        table = dynamodb.describe_table(TableName=resources[logical_id][1])["Table"]
+        assert table["KeySchema"] == properties["KeySchema"], logical_id
+        indexes = {
+            index["IndexName"]: index["KeySchema"]
+            for index in table.get("GlobalSecondaryIndexes", [])
+        }
+        assert indexes == {
+            index["IndexName"]: index["KeySchema"]
+            for index in properties.get("GlobalSecondaryIndexes", [])
+        }, logical_id
+
+
 def _role_references(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_role_references(item) for item in value))
@@ -828,6 +858,7 @@ def test_the_stack_is_created_updated_and_deleted(rehearsal: Rehearsal, environm
     _check_outputs(template, conditions, rehearsal.stack(stack_id), resources)
     # the functions run the packaged code with every variable the template gives them
     _check_functions(template, values, conditions, resources)
+    _check_logs_and_tables(template, values, conditions, resources)
     _check_key_policies(template, conditions, resources)
     alarms = _check_alarms(template, values, conditions, resources)
     if environment == "prod-like":
