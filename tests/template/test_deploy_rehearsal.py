@@ -872,7 +872,8 @@ def test_the_stack_is_created_updated_and_deleted(rehearsal: Rehearsal, environm
         ),
     }
     assert constraint_violations(source, updated) == []
-    rehearsal.update(stack_id, _transform(rehearsal.packaged, updated), updated)
+    template = _transform(rehearsal.packaged, updated)
+    rehearsal.update(stack_id, template, updated)
 
     # Then the update is complete, replaced nothing, and the functions have the new values
     stack = rehearsal.stack(stack_id)
