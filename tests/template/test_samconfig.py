@@ -110,3 +110,14 @@ def test_no_environment_points_at_a_documentation_account() -> None:
 def test_prod_keeps_a_year_of_logs() -> None:
     # PCI DSS 10.5.1: twelve months of audit history.
     assert int(overrides("prod")["LogRetentionDays"]) >= 365
+
+
+def test_each_environment_has_its_own_issuer_and_audience() -> None:
+    # A token issued by dev must never verify in staging or prod: iss and aud differ.
+    issuers = [overrides(environment).get("TokenIssuer") for environment in ENVIRONMENTS]
+    audiences = [overrides(environment).get("TokenAudience") for environment in ENVIRONMENTS]
+
+    assert None not in issuers
+    assert None not in audiences
+    assert len(set(issuers)) == len(ENVIRONMENTS)
+    assert len(set(audiences)) == len(ENVIRONMENTS)
