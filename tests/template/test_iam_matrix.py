@@ -410,7 +410,12 @@ def secret_policies_deny_everyone_else(t: Template) -> list[str]:
         policies[secret] = _as_list(properties["ResourcePolicy"]["Statement"])
         if properties.get("BlockPublicPolicy") is not True:
             return [f"{secret}: BlockPublicPolicy is not on"]
-    write = {"secretsmanager:putsecretvalue", "secretsmanager:updatesecretversionstage"}
+    # UpdateSecret can carry a new value as well as PutSecretValue.
+    write = {
+        "secretsmanager:putsecretvalue",
+        "secretsmanager:updatesecret",
+        "secretsmanager:updatesecretversionstage",
+    }
     wanted = {
         ("SigningKeySecret", "read"): ({"secretsmanager:getsecretvalue"}, {ISSUER, ROTATION}),
         ("SigningKeySecret", "write"): (write, {ROTATION}),
