@@ -772,6 +772,7 @@ FUNCTION_LOG_GROUP = re.compile(r"^/aws/lambda/\$\{([A-Za-z0-9]+)\}$")
 
 def test_the_stacks_resources_carry_the_names_the_grants_expect() -> None:
     misnamed = []
+    sam_resources = load_template()["Resources"]
     for resource_type, name_property in NAME_PROPERTIES.items():
         for logical_id, resource in resources(resource_type):
             name = resource["Properties"].get(name_property)
@@ -781,7 +782,7 @@ def test_the_stacks_resources_carry_the_names_the_grants_expect() -> None:
         name = resource["Properties"].get("LogGroupName")
         match = FUNCTION_LOG_GROUP.match(_resource_text(name)) if name is not None else None
         if name is not None and not (
-            match and "FunctionName" not in load_template()["Resources"][match[1]]["Properties"]
+            match and "FunctionName" not in sam_resources[match[1]]["Properties"]
         ):
             misnamed.append(f"{logical_id}: {name}")
     for logical_id, resource in resources("AWS::Lambda::LayerVersion"):
