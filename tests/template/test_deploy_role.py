@@ -52,12 +52,31 @@ def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def actions(role: dict[str, Any]) -> set[str]:
+    """What the role may do: the actions of its Allow statements (a Deny only narrows them)."""
     found: set[str] = set()
     for statement in statements(role):
-        action = statement["Action"]
-        found.update([action] if isinstance(action, str) else action)
+        if statement["Effect"] == "Allow":
+            found.update(_as_list(statement["Action"]))
     return found
+
+
+def statements_allowing(role: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [
+        s for s in statements(role) if s["Effect"] == "Allow" and action in _as_list(s["Action"])
+    ]
+
+
+def statements_denying(role: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [
+        s
+        for s in statements(role)
+        if s["Effect"] == "Deny" and ({action, "iam:*"} & set(_as_list(s["Action"])))
+    ]
 
 
 def test_cfn_lint_passes_on_the_deploy_template() -> None:
@@ -105,11 +124,196 @@ def test_the_deploy_role_can_only_run_change_sets_upload_code_and_pass_one_role(
 
     assert {action.split(":")[0] for action in allowed} == {"cloudformation", "s3", "iam"}
     assert {a for a in allowed if a.startswith("iam:")} == {"iam:PassRole"}
-    (pass_role,) = [s for s in statements(deploy) if s["Action"] == "iam:PassRole"]
+    (pass_role,) = statements_allowing(deploy, "iam:PassRole")
     assert pass_role["Resource"] == {"Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}
     assert pass_role["Condition"] == {
         "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
     }
+
+
+def test_change_sets_run_as_the_execution_role_and_never_import(
+    roles: dict[str, dict[str, Any]],
+) -> None:
+    deploy = roles["DeployRole"]
+    on_the_stack = [
+        s
+        for s in statements_allowing(deploy, "cloudformation:CreateChangeSet")
+        if "transform/" not in s["Resource"]["Fn::Sub"]
+    ]
+    (import_deny,) = statements_denying(deploy, "cloudformation:CreateChangeSet")
+
+    assert [s["Condition"] for s in on_the_stack] == [
+        {
+            "StringEquals": {
+                "cloudformation:RoleArn": {"Fn::GetAtt": ["CloudFormationExecutionRole", "Arn"]}
+            }
+        }
+    ]
+    assert import_deny["Resource"] == "*"
+    assert import_deny["Condition"] == {"Null": {"cloudformation:ImportResourceTypes": "false"}}
+
+
+# ------------------------------------------------------------------ the permissions boundary
+# Every role the execution role creates carries PermissionsBoundary, and keeps it.
+
+BOUNDARY = {"Ref": "PermissionsBoundary"}
+# Actions whose request names (CreateRole, PutRolePermissionsBoundary) or whose role carries
+# (the others) a boundary: IAM's iam:PermissionsBoundary condition key applies to exactly these.
+BOUNDED_ACTIONS = {
+    "iam:CreateRole",
+    "iam:PutRolePermissionsBoundary",
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+}
+# What a role's policies can be widened with, boundary or not: never granted.
+NEVER_GRANTED = {
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:DeleteRolePermissionsBoundary",
+    "iam:CreatePolicy",
+    "iam:CreatePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+    "iam:CreateUser",
+    "iam:CreateAccessKey",
+}
+
+
+def boundary_is_required(template: dict[str, Any]) -> list[str]:
+    """Every grant of a bounded action requires exactly the stack's boundary."""
+    execution = template["Resources"]["CloudFormationExecutionRole"]
+    return [
+        f"{action} without the boundary: {statement}"
+        for action in sorted(BOUNDED_ACTIONS)
+        for statement in statements_allowing(execution, action)
+        if statement.get("Condition") != {"StringEquals": {"iam:PermissionsBoundary": BOUNDARY}}
+        or statement["Resource"]
+        != {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AppStackName}-*"}
+    ] + [
+        f"{action} allowed"
+        for action in sorted(NEVER_GRANTED)
+        if statements_allowing(execution, action)
+    ]
+
+
+def boundary_cannot_be_removed(template: dict[str, Any]) -> list[str]:
+    """Unconditional Deny of removing it; Deny of any other boundary; the policy untouchable."""
+    execution = template["Resources"]["CloudFormationExecutionRole"]
+    violations = []
+    if not any(
+        s["Resource"] == "*" and "Condition" not in s
+        for s in statements_denying(execution, "iam:DeleteRolePermissionsBoundary")
+    ):
+        violations.append("DeleteRolePermissionsBoundary is not denied on every role")
+    for action in ("iam:CreateRole", "iam:PutRolePermissionsBoundary"):
+        if not any(
+            s["Resource"] == "*"
+            and s.get("Condition") == {"StringNotEquals": {"iam:PermissionsBoundary": BOUNDARY}}
+            for s in statements_denying(execution, action)
+        ):
+            violations.append(f"{action} with another boundary is not denied")
+    boundary_arn = {
+        "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/"
+        "${AppStackName}-permissions-boundary"
+    }
+    if not any(
+        boundary_arn in _as_list(s["Resource"]) and s["Action"] == ["iam:*"]
+        for s in statements(execution)
+        if s["Effect"] == "Deny"
+    ):
+        violations.append("the boundary policy itself is not off limits")
+    return violations
+
+
+BOUNDARY_CHECKS = {"required": boundary_is_required, "kept": boundary_cannot_be_removed}
+
+
+@pytest.mark.parametrize("check", BOUNDARY_CHECKS)
+def test_the_boundary_is_required_and_cannot_be_removed(check: str) -> None:
+    assert BOUNDARY_CHECKS[check](load_template(DEPLOY_TEMPLATE)) == []
+
+
+def _execution_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    execution = template["Resources"]["CloudFormationExecutionRole"]
+    return statements(execution)
+
+
+def _drop_condition(action: str) -> Any:
+    def mutate(template: dict[str, Any]) -> None:
+        for statement in _execution_statements(template):
+            if statement["Effect"] == "Allow" and action in _as_list(statement["Action"]):
+                statement.pop("Condition", None)
+
+    return mutate
+
+
+def _allow(action: str) -> Any:
+    def mutate(template: dict[str, Any]) -> None:
+        execution = template["Resources"]["CloudFormationExecutionRole"]
+        execution["Properties"]["Policies"][0]["PolicyDocument"]["Statement"].append(
+            {"Effect": "Allow", "Action": action, "Resource": "*"}
+        )
+
+    return mutate
+
+
+def _drop_deny(action: str) -> Any:
+    def mutate(template: dict[str, Any]) -> None:
+        for statement in _execution_statements(template):
+            if statement["Effect"] == "Deny" and action in _as_list(statement["Action"]):
+                statement["Effect"] = "Allow"
+
+    return mutate
+
+
+def _other_boundary(template: dict[str, Any]) -> None:
+    for statement in _execution_statements(template):
+        condition = statement.get("Condition", {}).get("StringEquals", {})
+        if "iam:PermissionsBoundary" in condition:
+            condition["iam:PermissionsBoundary"] = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+WEAKENED = [
+    ("required", "CreateRole without a condition", _drop_condition("iam:CreateRole")),
+    ("required", "PutRolePolicy without a condition", _drop_condition("iam:PutRolePolicy")),
+    ("required", "the boundary is AdministratorAccess", _other_boundary),
+    ("required", "managed policies may be attached", _allow("iam:AttachRolePolicy")),
+    ("required", "the boundary may be deleted", _allow("iam:DeleteRolePermissionsBoundary")),
+    (
+        "kept",
+        "no Deny of DeleteRolePermissionsBoundary",
+        _drop_deny("iam:DeleteRolePermissionsBoundary"),
+    ),
+    ("kept", "no Deny of another boundary", _drop_deny("iam:PutRolePermissionsBoundary")),
+    ("kept", "the boundary policy is not protected", _drop_deny("iam:*")),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "weaken"),
+    [pytest.param(check, weaken, id=f"{check}-{name}") for check, name, weaken in WEAKENED],
+)
+def test_the_boundary_checks_catch_a_weakened_role(check: str, weaken: Any) -> None:
+    template = load_template(DEPLOY_TEMPLATE)
+
+    weaken(template)
+
+    assert BOUNDARY_CHECKS[check](template) != []
+
+
+def test_the_boundary_is_shipped_exported_and_named_where_samconfig_expects_it() -> None:
+    template = load_template(DEPLOY_TEMPLATE)
+    boundary = template["Resources"]["PermissionsBoundary"]
+    output = template["Outputs"]["PermissionsBoundaryArn"]
+
+    assert boundary["Type"] == "AWS::IAM::ManagedPolicy"
+    assert boundary["Properties"]["ManagedPolicyName"] == {
+        "Fn::Sub": "${AppStackName}-permissions-boundary"
+    }
+    assert "Roles" not in boundary["Properties"]  # a ceiling, never a grant
+    assert output["Value"] == BOUNDARY
+    assert output["Export"] == {"Name": {"Fn::Sub": "${AppStackName}-permissions-boundary"}}
 
 
 @pytest.mark.parametrize("role_id", ["DeployRole", "CloudFormationExecutionRole", "E2eRole"])

@@ -1012,7 +1012,15 @@ def test_the_only_role_sam_adds_lets_the_scheduler_invoke_the_reconciler_and_not
     properties = roles["ReconcilePaymentsFunctionSweepRole"]["Properties"]
     (trust,) = properties["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
-    assert set(properties) == {"AssumeRolePolicyDocument", "Policies"}
+    assert set(properties) == {"AssumeRolePolicyDocument", "Policies", "PermissionsBoundary"}
+    # The boundary of every role in the stack (tests/template/test_pipeline_permissions.py).
+    assert properties["PermissionsBoundary"] == {
+        "Fn::If": [
+            "HasPermissionsBoundary",
+            {"Ref": "PermissionsBoundaryArn"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    }
     statements = [s for p in properties["Policies"] for s in p["PolicyDocument"]["Statement"]]
     assert statements == [
         {

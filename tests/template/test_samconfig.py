@@ -69,6 +69,13 @@ def test_only_prod_asks_a_person_to_confirm_the_change_set() -> None:
 ALARM_EMAIL_PLACEHOLDER = re.compile(
     r"card-tokens-(staging|prod)-oncall@REPLACE-BEFORE-DEPLOY\.invalid"
 )
+BOUNDARY_PLACEHOLDER = re.compile(
+    r"arn:aws:iam::000000000000:policy/card-tokens-(staging|prod)-permissions-boundary"
+)
+PLACEHOLDERS = {
+    "AlarmEmail": ALARM_EMAIL_PLACEHOLDER,
+    "PermissionsBoundaryArn": BOUNDARY_PLACEHOLDER,
+}
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -76,7 +83,7 @@ def test_overrides_name_template_parameters_with_values_they_accept(environment:
     parameters = load_template()["Parameters"]
 
     for name, value in overrides(environment).items():
-        if name == "AlarmEmail" and ALARM_EMAIL_PLACEHOLDER.fullmatch(value):
+        if name in PLACEHOLDERS and PLACEHOLDERS[name].fullmatch(value):
             continue  # refused on purpose: test_staging_and_prod_cannot_deploy_a_placeholder_...
         assert name in parameters, f"{environment}: {name} is not a template parameter"
         spec = parameters[name]
@@ -121,3 +128,16 @@ def test_each_environment_has_its_own_issuer_and_audience() -> None:
     assert None not in audiences
     assert len(set(issuers)) == len(ENVIRONMENTS)
     assert len(set(audiences)) == len(ENVIRONMENTS)
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_staging_and_prod_cannot_deploy_a_placeholder_boundary(environment: str) -> None:
+    # The boundary is an output of deploy/github-oidc-role.yaml in the target account; the
+    # committed placeholder names account 000000000000, which the template refuses.
+    value = overrides(environment)["PermissionsBoundaryArn"]
+    pattern = load_template()["Parameters"]["PermissionsBoundaryArn"]["AllowedPattern"]
+
+    assert BOUNDARY_PLACEHOLDER.fullmatch(value)
+    assert not re.fullmatch(pattern, value)
+    # ... while the same ARN in a real account passes.
+    assert re.fullmatch(pattern, value.replace("000000000000", "210987654321"))

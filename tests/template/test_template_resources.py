@@ -199,6 +199,14 @@ def test_the_only_event_besides_the_routes_is_the_reconcilers_schedule(template:
                 "ScheduleExpression": "rate(5 minutes)",
                 # CloudFormation names the schedule: SAM's fixed name would collide across stacks.
                 "OmitName": True,
+                # The role SAM makes for it carries the stack's permissions boundary.
+                "PermissionsBoundary": {
+                    "Fn::If": [
+                        "HasPermissionsBoundary",
+                        {"Ref": "PermissionsBoundaryArn"},
+                        {"Ref": "AWS::NoValue"},
+                    ]
+                },
             },
         }
     }
