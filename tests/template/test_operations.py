@@ -69,8 +69,23 @@ def openapi_body(output: Template) -> dict[str, Any]:
     return body
 
 
+def rollback_alarm_ids(template: Template) -> set[str]:
+    """The alarms CodeDeploy rolls a deploy back on: tests/template/test_rollout.py's."""
+    return {
+        alarm["Ref"]
+        for function in resources_of_type(template, "AWS::Serverless::Function").values()
+        for alarm in function["Properties"].get("DeploymentPreference", {}).get("Alarms", [])
+    }
+
+
 def alarms(template: Template) -> dict[str, dict[str, Any]]:
-    return resources_of_type(template, "AWS::CloudWatch::Alarm")
+    """The operational alarms, which notify AlarmTopicArn (rollback alarms left out)."""
+    rollback = rollback_alarm_ids(template)
+    return {
+        alarm_id: alarm
+        for alarm_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items()
+        if alarm_id not in rollback
+    }
 
 
 # ---------------------------------------------------------------- throttling and concurrency
@@ -397,10 +412,13 @@ def test_dynamodb_throttle_alarm_covers_reads_and_writes_of_every_table(
 
 def test_no_alarm_without_a_topic_after_the_transform(monkeypatch: pytest.MonkeyPatch) -> None:
     output = translated({}, monkeypatch)
+    rollback = rollback_alarm_ids(load_template())
 
     # The transform keeps the Condition; CloudFormation drops the alarms when it is false.
-    for alarm in resources_of_type(output, "AWS::CloudWatch::Alarm").values():
-        assert alarm["Condition"] == "HasAlarmTopic"
+    # Rollback alarms are not among them: a deploy needs them with or without a topic.
+    for alarm_id, alarm in resources_of_type(output, "AWS::CloudWatch::Alarm").items():
+        if alarm_id not in rollback:
+            assert alarm["Condition"] == "HasAlarmTopic", alarm_id
 
 
 # ---------------------------------------------------------------- tracing and scanning
