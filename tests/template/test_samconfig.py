@@ -75,6 +75,8 @@ def test_overrides_name_template_parameters_with_values_they_accept(environment:
             assert value in [str(allowed) for allowed in spec["AllowedValues"]], (name, value)
         if "AllowedPattern" in spec:
             assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
+        if "MaxLength" in spec:
+            assert len(value) <= int(spec["MaxLength"]), (name, value)
         if spec["Type"] == "Number":
             number = float(value)
             assert spec.get("MinValue", number) <= number <= spec.get("MaxValue", number), name
@@ -88,3 +90,13 @@ def test_staging_and_prod_send_alarms_somewhere(environment: str) -> None:
 def test_prod_keeps_a_year_of_logs() -> None:
     # PCI DSS 10.5.1: twelve months of audit history.
     assert int(overrides("prod")["LogRetentionDays"]) >= 365
+
+
+def test_each_environment_rolls_out_as_designed() -> None:
+    # docs/rollout.md: dev all at once, staging shifts step by step (so every merge runs the
+    # traffic shifting first), prod a canary that the rollback alarms watch for 10 minutes.
+    assert {env: overrides(env)["DeploymentStrategy"] for env in ENVIRONMENTS} == {
+        "default": "AllAtOnce",
+        "staging": "Linear10PercentEvery1Minute",
+        "prod": "Canary10Percent10Minutes",
+    }
