@@ -13,8 +13,10 @@ from card_tokens.config import payment_settings
 from card_tokens.observability import logger, metrics, tracer
 from card_tokens.payments import get_payment, pay
 from card_tokens.request_body import idempotency_key, read_json_object
+from card_tokens.snapstart import register_hooks
 
 payment_settings()  # a missing variable fails the cold start, not the first customer
+register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 app = create_app()
 
 

@@ -12,9 +12,11 @@ from card_tokens.api import create_app, json_response
 from card_tokens.config import jwks_settings
 from card_tokens.observability import logger, metrics, tracer
 from card_tokens.signing_keys import published_jwks
+from card_tokens.snapstart import register_hooks
 
 # A function of its own: the public route runs with no KMS grant and no private key.
 settings = jwks_settings()  # a missing variable fails the cold start, not the first verifier
+register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 app = create_app()
 JWKS_MAX_AGE_SECONDS = 300
 

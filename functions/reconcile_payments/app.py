@@ -10,9 +10,11 @@ from card_tokens.config import reconciler_settings
 from card_tokens.observability import logger, metrics, tracer
 from card_tokens.processor import SandboxProcessor
 from card_tokens.reconciliation import Reconciler
+from card_tokens.snapstart import register_hooks
 from card_tokens.stores import DynamoDBPaymentStates
 
 settings = reconciler_settings()  # a missing variable fails the cold start
+register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 reconciler = Reconciler(
     states=DynamoDBPaymentStates(
         token_table=settings.token_table,

@@ -10,8 +10,10 @@ from card_tokens.aws import secretsmanager_client
 from card_tokens.config import rotation_settings
 from card_tokens.key_rotation import SigningKeyRotation
 from card_tokens.observability import logger, tracer
+from card_tokens.snapstart import register_hooks
 
 settings = rotation_settings()  # a missing variable fails the cold start
+register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 
 
 # log_event=False: POWERTOOLS_LOGGER_LOG_EVENT=true must not log the event whole.

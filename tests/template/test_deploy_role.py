@@ -32,6 +32,10 @@ CARD_DATA_ACTIONS = {
     "dynamodb:Query",
     "dynamodb:Scan",
 }
+# The only managed policy the deploy may attach: SAM's CodeDeploy service role's.
+CODEDEPLOY_LAMBDA_POLICY = (
+    "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
+)
 
 
 @pytest.fixture(scope="module")
@@ -343,3 +347,48 @@ def test_the_e2e_role_exists_for_staging_only_and_may_call_the_payment_routes(
     assert actions(e2e) == {"cloudformation:DescribeStacks", "execute-api:Invoke"}
     granted = {arn["Fn::Sub"].split("/$default/")[1] for arn in invoke["Resource"]}
     assert granted == {route.replace("{payment_id}", "*") for route in template_routes}
+
+
+def test_the_execution_role_can_roll_out_through_codedeploy_and_no_further(
+    roles: dict[str, dict[str, Any]],
+) -> None:
+    # docs/rollout.md: versions and `live` aliases, CodeDeploy's application, deployment groups
+    # and deployments, and SAM's CodeDeploy service role with AWS's Lambda policy only.
+    execution = statements(roles["CloudFormationExecutionRole"])
+    allowed = actions(roles["CloudFormationExecutionRole"])
+    stack = "${AppStackName}-*"
+
+    assert {
+        "lambda:PublishVersion",
+        "lambda:CreateAlias",
+        "lambda:UpdateAlias",
+        "codedeploy:CreateApplication",
+        "codedeploy:CreateDeploymentGroup",
+        "codedeploy:CreateDeployment",
+        "codedeploy:GetDeployment",
+        "codedeploy:GetDeploymentConfig",
+    } <= allowed
+    for statement in execution:
+        action = statement["Action"]
+        if any(
+            a.startswith("codedeploy:") for a in ([action] if isinstance(action, str) else action)
+        ):
+            assert stack in statement["Resource"]["Fn::Sub"] or (
+                statement["Resource"]["Fn::Sub"].endswith(
+                    ":deploymentconfig:CodeDeployDefault.Lambda*"
+                )
+            ), statement["Sid"]
+    (attach,) = [s for s in execution if "iam:AttachRolePolicy" in s["Action"]]
+    assert attach["Condition"] == {
+        "ArnEquals": {"iam:PolicyARN": {"Fn::Sub": CODEDEPLOY_LAMBDA_POLICY}}
+    }
+    passed_to = {
+        s["Condition"]["StringEquals"]["iam:PassedToService"]
+        for s in execution
+        if s["Action"] == "iam:PassRole"
+    }
+    assert passed_to == {
+        "lambda.amazonaws.com",
+        "scheduler.amazonaws.com",
+        "codedeploy.amazonaws.com",
+    }

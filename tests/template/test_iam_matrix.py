@@ -982,6 +982,10 @@ def test_each_function_runs_as_its_own_hand_written_role(template: Template) -> 
         assert properties["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}, function_id
         # SAM policy templates and managed policies would add grants this file cannot see.
         assert "Policies" not in properties, function_id
+        # CodeDeploy shifts traffic as SAM's CodeDeployServiceRole (checked after the transform
+        # below): no Role of our own for it, and no traffic hooks (functions with roles).
+        preference = properties.get("DeploymentPreference", {})
+        assert set(preference) <= {"Type", "Alarms", "PassthroughCondition"}, function_id
     assert set(resources_of_type(template, "AWS::IAM::Role")) == set(ROLES)
 
 
@@ -990,10 +994,15 @@ class _NoManagedPolicies:
         return {}
 
 
-def test_the_only_role_sam_adds_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Given template.yaml through the AWS::Serverless transform, as CloudFormation runs it
+# SAM adds a role for each of two things the template asks of it: the reconciler's schedule
+# (ScheduleV2) and CodeDeploy's traffic shifting (DeploymentPreference, docs/rollout.md).
+SCHEDULE_ROLE = "ReconcilePaymentsFunctionSweepRole"
+CODEDEPLOY_ROLE = "CodeDeployServiceRole"
+CODEDEPLOY_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
+
+
+def _transformed(monkeypatch: pytest.MonkeyPatch) -> Template:
+    """template.yaml through the AWS::Serverless transform, as CloudFormation runs it."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     sam = load_template()
     for resource in sam["Resources"].values():
@@ -1001,15 +1010,31 @@ def test_the_only_role_sam_adds_lets_the_scheduler_invoke_the_reconciler_and_not
             resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
         if resource["Type"] == "AWS::Serverless::LayerVersion":
             resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
-    output = transform(sam, {}, _NoManagedPolicies())
-    roles = resources_of_type(output, "AWS::IAM::Role")
+    # The stub answers no managed-policy name: the template's functions name none (above), and
+    # SAM writes the CodeDeploy role's policy ARN itself, without asking the loader.
+    output: Template = transform(sam, {}, _NoManagedPolicies())
+    return output
 
-    # Then the hand-written roles are unchanged and the schedule's role is the only new one
+
+def test_the_only_roles_sam_adds_are_the_schedules_and_codedeploys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    roles = resources_of_type(_transformed(monkeypatch), "AWS::IAM::Role")
+
+    # The hand-written roles are unchanged, and SAM adds exactly two
     assert {role_id: roles[role_id] for role_id in ROLES} == {
         role_id: load_template()["Resources"][role_id] for role_id in ROLES
     }
-    assert set(roles) - set(ROLES) == {"ReconcilePaymentsFunctionSweepRole"}
-    properties = roles["ReconcilePaymentsFunctionSweepRole"]["Properties"]
+    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE, CODEDEPLOY_ROLE}
+
+
+def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    properties = resources_of_type(_transformed(monkeypatch), "AWS::IAM::Role")[SCHEDULE_ROLE][
+        "Properties"
+    ]
+
     (trust,) = properties["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
     assert set(properties) == {"AssumeRolePolicyDocument", "Policies", "PermissionsBoundary"}
@@ -1029,6 +1054,37 @@ def test_the_only_role_sam_adds_lets_the_scheduler_invoke_the_reconciler_and_not
             "Resource": {"Fn::GetAtt": ["ReconcilePaymentsFunction", "Arn"]},
         }
     ]
+
+
+def test_the_codedeploy_role_is_sams_lambda_role_and_nothing_broader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    output = _transformed(monkeypatch)
+    role = resources_of_type(output, "AWS::IAM::Role")[CODEDEPLOY_ROLE]
+    properties = role["Properties"]
+
+    # Only CodeDeploy may assume it, with AWS's policy for Lambda deployments (shift an alias,
+    # read alarm states) and no grant of ours: no inline policy, no other managed policy
+    assert properties["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Action": ["sts:AssumeRole"],
+            "Effect": "Allow",
+            "Principal": {"Service": ["codedeploy.amazonaws.com"]},
+        }
+    ]
+    assert set(properties) == {"AssumeRolePolicyDocument", "ManagedPolicyArns"}
+    assert properties["ManagedPolicyArns"] == [CODEDEPLOY_MANAGED_POLICY]
+    for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+        for policy_id, policy in resources_of_type(output, policy_type).items():
+            attached = policy["Properties"].get("Roles", policy["Properties"].get("RoleName"))
+            assert CODEDEPLOY_ROLE not in referenced_ids(attached), policy_id
+    # and it is what every deployment group runs as
+    groups = resources_of_type(output, "AWS::CodeDeploy::DeploymentGroup")
+    assert groups
+    for group_id, group in groups.items():
+        assert group["Properties"]["ServiceRoleArn"] == {"Fn::GetAtt": [CODEDEPLOY_ROLE, "Arn"]}, (
+            group_id
+        )
 
 
 @pytest.mark.parametrize("role_id", ROLES)

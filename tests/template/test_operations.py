@@ -69,8 +69,23 @@ def openapi_body(output: Template) -> dict[str, Any]:
     return body
 
 
+def rollback_alarm_ids(template: Template) -> set[str]:
+    """The alarms CodeDeploy rolls a deploy back on: tests/template/test_rollout.py's."""
+    return {
+        alarm["Ref"]
+        for function in resources_of_type(template, "AWS::Serverless::Function").values()
+        for alarm in function["Properties"].get("DeploymentPreference", {}).get("Alarms", [])
+    }
+
+
 def alarms(template: Template) -> dict[str, dict[str, Any]]:
-    return resources_of_type(template, "AWS::CloudWatch::Alarm")
+    """The operational alarms, which notify AlarmTopicArn (rollback alarms left out)."""
+    rollback = rollback_alarm_ids(template)
+    return {
+        alarm_id: alarm
+        for alarm_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items()
+        if alarm_id not in rollback
+    }
 
 
 # ---------------------------------------------------------------- throttling and concurrency

@@ -91,6 +91,8 @@ def test_overrides_name_template_parameters_with_values_they_accept(environment:
             assert value in [str(allowed) for allowed in spec["AllowedValues"]], (name, value)
         if "AllowedPattern" in spec:
             assert re.fullmatch(spec["AllowedPattern"], value), (name, value)
+        if "MaxLength" in spec:
+            assert len(value) <= int(spec["MaxLength"]), (name, value)
         if spec["Type"] == "Number":
             number = float(value)
             assert spec.get("MinValue", number) <= number <= spec.get("MaxValue", number), name
@@ -141,3 +143,13 @@ def test_staging_and_prod_cannot_deploy_a_placeholder_boundary(environment: str)
     assert not re.fullmatch(pattern, value)
     # ... while the same ARN in a real account passes.
     assert re.fullmatch(pattern, value.replace("000000000000", "210987654321"))
+
+
+def test_each_environment_rolls_out_as_designed() -> None:
+    # docs/rollout.md: dev all at once, staging shifts step by step (so every merge runs the
+    # traffic shifting first), prod a canary that the rollback alarms watch for 10 minutes.
+    assert {env: overrides(env)["DeploymentStrategy"] for env in ENVIRONMENTS} == {
+        "default": "AllAtOnce",
+        "staging": "Linear10PercentEvery1Minute",
+        "prod": "Canary10Percent10Minutes",
+    }

@@ -10,11 +10,22 @@ def test_a_default_deploy_leaves_out_the_resources_whose_condition_is_false() ->
     deployed = load_deployed_template()["Resources"]
 
     # CheckoutPage defaults to disabled; AlarmTopicArn to empty, so the stack has its own topic
-    # (without a subscription: AlarmEmail is empty too), and the alarms exist either way.
+    # (without a subscription: AlarmEmail is empty too), and the alarms exist either way,
+    # among them the ones CodeDeploy rolls a deploy back on (docs/rollout.md).
     assert "CheckoutPageFunction" in everything
     assert "CheckoutPageFunction" not in deployed
     own_topic = {"AlarmTopic", "AlarmTopicKey", "AlarmTopicPolicy"}
     assert "AlarmEmailSubscription" not in deployed
-    assert [r for r in deployed.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    rollback_alarms = {
+        alarm["Ref"]
+        for resource in deployed.values()
+        for alarm in resource.get("Properties", {})
+        .get("DeploymentPreference", {})
+        .get("Alarms", [])
+    }
+    assert rollback_alarms
+    assert rollback_alarms <= {
+        k for k, r in deployed.items() if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
     # Everything unconditional stays.
     assert {k for k, r in everything.items() if "Condition" not in r} | own_topic == set(deployed)

@@ -6,8 +6,10 @@ import math
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
+import botocore.session
+from botocore import UNSIGNED
 from botocore.config import Config
+from botocore.loaders import Loader, create_loader
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -42,9 +44,30 @@ def no_deadline() -> float:
     return math.inf
 
 
+# The services the layer calls; one client each, built on first use and kept (below).
+SERVICES = ("dynamodb", "kms", "secretsmanager")
+
+
+@cache
+def _data_loader() -> Loader:
+    """botocore's parsed service models and endpoint rules, shared by every client.
+
+    Read-only data, with no credential or connection in it: it may go into a SnapStart
+    snapshot (card_tokens.snapstart), and a client rebuilt after a restore reuses it.
+    """
+    return create_loader()
+
+
+def _session() -> botocore.session.Session:
+    session = botocore.session.Session()
+    session.register_component("data_loader", _data_loader())
+    return session
+
+
 def _client(service: str) -> Any:
-    # AWS_ENDPOINT_URL (the local stack) is honoured by boto3 itself.
-    return boto3.session.Session().client(service, config=BOTO_CONFIG)  # type: ignore[call-overload]
+    # A fresh session per client, as boto3.session.Session().client(...) made: each client
+    # resolves its own credentials. AWS_ENDPOINT_URL (the local stack) is honoured by botocore.
+    return _session().create_client(service, config=BOTO_CONFIG)
 
 
 @cache
@@ -63,3 +86,22 @@ def dynamodb_client() -> DynamoDBClient:
 def secretsmanager_client() -> SecretsManagerClient:
     client: SecretsManagerClient = _client("secretsmanager")
     return client
+
+
+def forget_clients() -> None:
+    """Drop the cached clients, with their connection pools and credentials; the next
+    kms_client() (and the others) builds a new one."""
+    for client in (kms_client, dynamodb_client, secretsmanager_client):
+        client.cache_clear()
+
+
+def load_service_models() -> None:
+    """Parse what building the clients needs into the shared loader, and keep no client.
+
+    Each service gets a throwaway unsigned client: no credential is resolved, no request is
+    sent, no connection is opened. Run before a SnapStart snapshot (card_tokens.snapstart).
+    """
+    session = _session()
+    unsigned = BOTO_CONFIG.merge(Config(signature_version=UNSIGNED))
+    for service in SERVICES:
+        session.create_client(service, config=unsigned)

@@ -292,7 +292,15 @@ def find_verification_key(secret_id: str, kid: str) -> VerificationKey | None:
 
 def forget_cached_keys() -> None:
     """Drop every cached key and secret, as if the cache lifetime had passed."""
-    _secrets().clear_cache()  # type: ignore[no-untyped-call]
+    if _secrets.cache_info().currsize:  # never build a provider (and its client) just to clear it
+        _secrets().clear_cache()  # type: ignore[no-untyped-call]
     _signing_keys.clear()
     _rings.clear()
     _forced_at.clear()
+
+
+def forget_secrets_provider() -> None:
+    """Drop the cached keys and the provider itself, with the Secrets Manager client it holds;
+    the next fetch builds a new one on the current secretsmanager_client()."""
+    forget_cached_keys()
+    _secrets.cache_clear()
