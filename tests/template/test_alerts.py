@@ -254,12 +254,33 @@ def test_alarm_email_subscribes_to_the_own_topic_only_when_set(template: Templat
     ).condition("SubscribesAlarmEmail")
 
 
+def _watched(alarm: dict[str, Any]) -> set[str]:
+    """Logical ids of what an alarm's metrics are about (function, API, table)."""
+    properties = alarm["Properties"]
+    metrics = [properties] + [
+        query["MetricStat"]["Metric"]
+        for query in properties.get("Metrics", [])
+        if "MetricStat" in query
+    ]
+    return {
+        dimension["Value"]["Ref"]
+        for metric in metrics
+        for dimension in metric.get("Dimensions", [])
+        if isinstance(dimension["Value"], dict) and "Ref" in dimension["Value"]
+    }
+
+
 def test_no_alarm_depends_on_a_topic_condition(template: Template) -> None:
+    # An alarm exists whenever what it watches exists (only the checkout page's come and go,
+    # with the page), whatever the topic, and always notifies the chosen one.
     alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    resources = template["Resources"]
 
     assert alarms
     for alarm_id, alarm in alarms.items():
-        assert "Condition" not in alarm, alarm_id
+        watched_conditions = {resources[r].get("Condition") for r in _watched(alarm)} - {None}
+        assert watched_conditions <= {"ServesCheckoutPage"}, alarm_id
+        assert alarm.get("Condition") == next(iter(watched_conditions), None), alarm_id
         assert alarm["Properties"]["AlarmActions"] == [CHOSEN_TOPIC], alarm_id
         assert alarm["Properties"]["OKActions"] == [CHOSEN_TOPIC], alarm_id
 
@@ -577,32 +598,43 @@ def test_the_rule_tells_the_chosen_topic_which_may_be_told_by_it_only(
 
 # ---------------------------------------------------------------- the dashboard
 
-_SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
 _SEARCH = re.compile(
     r"SEARCH\('\{(?P<namespace>[^,}]+),(?P<keys>[^}]*)\} MetricName=\"(?P<metric>\w+)\""
     r"(?P<filters>(?: \w+=\"[^\"]*\")*)', '(?P<stat>\w+)', (?P<period>\d+)\)"
 )
 
 
-def dashboard_body(template: Template) -> dict[str, Any]:
-    """DashboardBody as CloudFormation hands it to CloudWatch, with placeholder physical ids."""
-    text: str = template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"][
-        "Fn::Sub"
-    ]
-    parameters, resources = template["Parameters"], template["Resources"]
+class _PlaceholderIds(Resolver):
+    """Placeholder physical ids ("<Id>", "<Id.Arn>") for the resources a value names, each of
+    which must exist under the parameter values (its Condition holds)."""
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name == "AWS::Region":
-            return "us-east-1"
-        if name in parameters:
-            return str(parameters[name]["Default"])
-        assert name.split(".")[0] in resources, f"${{{name}}} names nothing in the template"
-        assert "Condition" not in resources[name.split(".")[0]], f"{name} may not exist"
-        return f"<{name}>"
+    def _named(self, logical_id: str) -> None:
+        resources = self.template["Resources"]
+        assert logical_id in resources, f"${{{logical_id}}} names nothing in the template"
+        condition = resources[logical_id].get("Condition")
+        assert condition is None or self.condition(condition), f"{logical_id} may not exist"
 
-    body: dict[str, Any] = json.loads(_SUB_VARIABLE.sub(substitute, text))
-    return body
+    def ref(self, name: str) -> str:
+        if name in self.template["Resources"]:
+            self._named(name)
+            return f"<{name}>"
+        return super().ref(name)
+
+    def get_att(self, logical_id: str, attribute: str) -> str:
+        self._named(logical_id)
+        return f"<{logical_id}.{attribute}>"
+
+
+def dashboard_body(template: Template, **parameters: str) -> dict[str, Any]:
+    """DashboardBody as CloudFormation hands it to CloudWatch with these parameter values (the
+    defaults otherwise), with placeholder physical ids."""
+    template = copy.deepcopy(template)
+    for name, value in parameters.items():
+        template["Parameters"][name]["Default"] = value
+    resolver = _PlaceholderIds(template, "card-tokens-prod")
+    body = template["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]
+    parsed: dict[str, Any] = json.loads(resolver.resolve(body))
+    return parsed
 
 
 def dashboard_metrics(template: Template) -> list[dict[str, Any]]:
@@ -747,16 +779,27 @@ def test_the_dashboard_shows_the_api_every_function_and_every_table(template: Te
     assert expected <= shown, expected - shown
 
 
-def test_the_dashboard_lists_every_alarm_and_its_url_is_an_output(template: Template) -> None:
-    (alarm_widget,) = [w for w in dashboard_body(template)["widgets"] if w["type"] == "alarm"]
+@pytest.mark.parametrize("page", ["disabled", "enabled"])
+def test_the_dashboard_lists_every_alarm_and_its_url_is_an_output(
+    template: Template, page: str
+) -> None:
+    # The checkout page's rollback alarms exist with the page only, and are listed then.
+    (alarm_widget,) = [
+        w for w in dashboard_body(template, CheckoutPage=page)["widgets"] if w["type"] == "alarm"
+    ]
     dashboard = template["Resources"]["OperationsDashboard"]["Properties"]
     url = template["Outputs"]["DashboardUrl"]["Value"]["Fn::Sub"]
+    resolver = resolver_with(template, CheckoutPage=page)
+    existing = {
+        alarm_id
+        for alarm_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items()
+        if "Condition" not in alarm or resolver.condition(alarm["Condition"])
+    }
 
     listed = alarm_widget["properties"]["alarms"]
     assert len(listed) == len(set(listed))
-    assert set(listed) == {
-        f"<{alarm_id}.Arn>" for alarm_id in resources_of_type(template, "AWS::CloudWatch::Alarm")
-    }
+    assert set(listed) == {f"<{alarm_id}.Arn>" for alarm_id in existing}
+    assert any("CheckoutPage" in alarm_id for alarm_id in existing) is (page == "enabled")
     # Dashboards are per account, not per region.
     assert dashboard["DashboardName"] == {"Fn::Sub": "${AWS::StackName}-${AWS::Region}"}
     assert url == (

@@ -69,22 +69,24 @@ def openapi_body(output: Template) -> dict[str, Any]:
     return body
 
 
-def rollback_alarm_ids(template: Template) -> set[str]:
-    """The alarms CodeDeploy rolls a deploy back on: tests/template/test_rollout.py's."""
+def version_alarm_ids(template: Template) -> set[str]:
+    """The rollback alarms that watch one version behind `live` (tests/template/test_rollout.py):
+    their runbook is docs/rollout.md. ApiServerErrorRateAlarm rolls deploys back too, and is
+    operational."""
     return {
-        alarm["Ref"]
-        for function in resources_of_type(template, "AWS::Serverless::Function").values()
-        for alarm in function["Properties"].get("DeploymentPreference", {}).get("Alarms", [])
+        alarm_id
+        for alarm_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items()
+        if any(d["Name"] == "ExecutedVersion" for d in alarm["Properties"].get("Dimensions", []))
     }
 
 
 def alarms(template: Template) -> dict[str, dict[str, Any]]:
-    """The operational alarms, which notify AlarmTopicArn (rollback alarms left out)."""
-    rollback = rollback_alarm_ids(template)
+    """The operational alarms (README "Operate"): every alarm but the per-version ones."""
+    per_version = version_alarm_ids(template)
     return {
         alarm_id: alarm
         for alarm_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items()
-        if alarm_id not in rollback
+        if alarm_id not in per_version
     }
 
 
@@ -415,16 +417,21 @@ def test_dynamodb_throttle_alarm_covers_reads_and_writes_of_every_table(
     }
 
 
-def test_every_alarm_survives_the_transform_unconditionally(
+def test_every_alarm_survives_the_transform_with_its_condition(
     template: Template, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     output = translated({}, monkeypatch)
     transformed = resources_of_type(output, "AWS::CloudWatch::Alarm")
+    written = resources_of_type(template, "AWS::CloudWatch::Alarm")
 
-    assert set(transformed) == set(alarms(template))
+    assert set(transformed) == set(written)
+    assert set(alarms(template)) < set(written)
     for alarm_id, alarm in transformed.items():
-        assert "Condition" not in alarm, alarm_id
+        # No topic condition: only the checkout page's rollback alarms come and go, with it
+        assert alarm.get("Condition") == written[alarm_id].get("Condition"), alarm_id
+        assert alarm.get("Condition") in (None, "ServesCheckoutPage"), alarm_id
         assert alarm["Properties"]["AlarmActions"] == [CHOSEN_TOPIC], alarm_id
+        assert alarm["Properties"]["OKActions"] == [CHOSEN_TOPIC], alarm_id
 
 
 # ---------------------------------------------------------------- tracing and scanning

@@ -1,6 +1,6 @@
 """template.yaml's rollout (docs/rollout.md): the API functions publish a version per change,
-the HTTP API calls their `live` alias, CodeDeploy shifts it under rollback alarms that exist
-with or without an alarm topic, and SnapStart is one parameter away.
+the HTTP API calls their `live` alias, CodeDeploy shifts it under rollback alarms that always
+exist and notify the alarm topic, and SnapStart is one parameter away.
 
 Most checks run the SAM transform (samtranslator, offline): aliases, versions, deployment
 groups and the integrations with the alias exist only in the transformed template.
@@ -8,6 +8,7 @@ groups and the integrations with the alias exist only in the transformed templat
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,10 @@ API_FUNCTIONS = {
 BACKGROUND_FUNCTIONS = {"RotateSigningKeyFunction", "ReconcilePaymentsFunction"}
 # The functions that import the layer at init, where a snapshot saves the most.
 SNAPSTART_FUNCTIONS = {"IssueTokenFunction", "ProcessPaymentFunction", "PublishJwksFunction"}
-API_ROLLBACK_ALARM = "ApiRollback5xxRateAlarm"
+# The handlers answer a bug with a 500, which Errors misses: every deployment group also
+# watches the operational 5xx rate alarm itself (it notifies on-call; no twin of it).
+API_ROLLBACK_ALARM = "ApiServerErrorRateAlarm"
+CHOSEN_TOPIC = {"Fn::If": ["CreatesAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}
 CHECKOUT = {"CheckoutPage": "enabled"}
 # Where a property's parameters go into the function's configuration but not into a version.
 UNVERSIONED_PROPERTIES = {
@@ -155,7 +159,7 @@ def _rollback_alarm_ids(template: Template) -> set[str]:
     }
 
 
-def test_rollback_alarms_exist_without_a_topic_and_notify_it_when_there_is_one(
+def test_rollback_alarms_always_exist_and_notify_the_chosen_topic(
     template: Template,
 ) -> None:
     resources = template["Resources"]
@@ -167,18 +171,14 @@ def test_rollback_alarms_exist_without_a_topic_and_notify_it_when_there_is_one(
         # Only the checkout page's come and go, with the page
         expected = {"Condition": "ServesCheckoutPage"} if "CheckoutPage" in alarm_id else {}
         assert {k: v for k, v in alarm.items() if k == "Condition"} == expected, alarm_id
-        if alarm_id == API_ROLLBACK_ALARM:
-            # Its twin ApiServerErrorRateAlarm (the same rate) notifies the topic already
-            assert "AlarmActions" not in properties
-            assert "OKActions" not in properties
-        else:
-            assert properties["AlarmActions"] == {
-                "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
-            }, alarm_id
+        # Like every alarm (tests/template/test_alerts.py): a rollback reaches whoever is on call
+        assert properties["AlarmActions"] == [CHOSEN_TOPIC], alarm_id
+        assert properties["OKActions"] == [CHOSEN_TOPIC], alarm_id
         assert properties["TreatMissingData"] == "notBreaching", alarm_id
         # Named after the stack: the deploy's execution role may create only those
         assert properties["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), alarm_id
-        assert "docs/rollout.md" in properties["AlarmDescription"], alarm_id
+        runbook = "Runbook: README" if alarm_id == API_ROLLBACK_ALARM else "docs/rollout.md"
+        assert runbook in properties["AlarmDescription"], alarm_id
 
 
 @pytest.mark.parametrize("function_id", API_FUNCTIONS)
@@ -220,18 +220,23 @@ def test_rollback_alarms_watch_the_new_version_behind_live(
     )
 
 
-def test_the_api_rollback_alarm_is_the_5xx_rate_alarm_without_its_condition(
-    template: Template,
-) -> None:
+def test_the_api_rollback_alarm_is_the_one_5xx_rate_alarm(template: Template) -> None:
     # The handlers answer a bug with a 500 rather than fail the invocation: Errors misses it.
-    # The rate is the operational alarm's, which exists only with a topic.
-    rollback = template["Resources"][API_ROLLBACK_ALARM]["Properties"]
-    operational = template["Resources"]["ApiServerErrorRateAlarm"]["Properties"]
+    # The deployment groups watch the operational 5xx rate alarm, which notifies on-call; no
+    # second alarm computes the same rate.
+    alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
+    rollback = alarms[API_ROLLBACK_ALARM]["Properties"]
+    on_5xx = [
+        alarm_id
+        for alarm_id, alarm in alarms.items()
+        for query in alarm["Properties"].get("Metrics", [])
+        if query.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "5xx"
+    ]
 
-    for key in ("Metrics", "Threshold", "ComparisonOperator", "EvaluationPeriods"):
-        assert rollback[key] == operational[key], key
+    assert on_5xx == [API_ROLLBACK_ALARM]
     assert rollback["Threshold"] == {"Ref": "Api5xxRatePercentThreshold"}
-    assert rollback["DatapointsToAlarm"] == operational["DatapointsToAlarm"]
+    assert "100 * errors / requests" in json.dumps(rollback["Metrics"])
+    assert (rollback["EvaluationPeriods"], rollback["DatapointsToAlarm"]) == (3, 2)
     assert rollback["TreatMissingData"] == "notBreaching"
 
 
