@@ -50,6 +50,12 @@ UNVERSIONED_PROPERTIES = {
     "Events",  # the routes (API Gateway's, not the version's)
 }
 DESCRIPTION_MAX = 256  # AWS::Lambda::Version Description
+# Parameters no deployed version runs with. LocalEndpointUrl points `sam local invoke` at the
+# local emulator (AWS_ENDPOINT_URL): its pattern admits only addresses of the developer's
+# machine, which no function on AWS could reach, and sam local runs $LATEST, never a version.
+# Quoting it would spend the description on a value `live` must never get.
+# test_local_only_parameters_admit_nothing_but_a_local_address keeps that premise.
+LOCAL_ONLY_PARAMETERS = {"LocalEndpointUrl"}
 
 
 class _NoManagedPolicies:
@@ -366,17 +372,60 @@ def test_a_parameter_change_republishes_every_version_it_configures(
     parameters = set(template["Parameters"])
     # SAM merges Globals into the function (Environment variables key by key)
     properties = template["Resources"][function_id]["Properties"]
-    configured = set().union(
-        *(
-            _parameters_in(value, parameters)
-            for source in (template["Globals"]["Function"], properties)
-            for key, value in source.items()
-            if key not in UNVERSIONED_PROPERTIES
+    configured = (
+        set().union(
+            *(
+                _parameters_in(value, parameters)
+                for source in (template["Globals"]["Function"], properties)
+                for key, value in source.items()
+                if key not in UNVERSIONED_PROPERTIES
+            )
         )
+        - LOCAL_ONLY_PARAMETERS
     )
 
     assert configured
     assert _parameters_in(properties["VersionDescription"], parameters) == configured
+
+
+@pytest.mark.parametrize(
+    ("address", "accepted"),
+    [
+        ("", True),
+        ("http://host.docker.internal:4566", True),
+        ("http://localhost:3001", True),
+        ("http://127.0.0.1", True),
+        ("https://kms.us-east-1.amazonaws.com", False),
+        ("http://10.0.0.12:4566", False),
+        ("http://emulator.internal.example", False),
+        ("http://localhost.attacker.example", False),
+    ],
+)
+def test_local_only_parameters_admit_nothing_but_a_local_address(
+    template: Template, address: str, accepted: bool
+) -> None:
+    (name,) = LOCAL_ONLY_PARAMETERS
+    parameter = template["Parameters"][name]
+    globals_variables = template["Globals"]["Function"]["Environment"]["Variables"]
+
+    assert parameter["Default"] == ""
+    assert bool(re.fullmatch(parameter["AllowedPattern"], address)) is accepted
+    # and it reaches the functions only as AWS_ENDPOINT_URL, absent unless set
+    assert globals_variables["AWS_ENDPOINT_URL"] == {
+        "Fn::If": ["HasLocalEndpoint", {"Ref": name}, {"Ref": "AWS::NoValue"}]
+    }
+    assert [
+        key
+        for source in (
+            template["Globals"]["Function"],
+            *[
+                f["Properties"]
+                for f in resources_of_type(template, "AWS::Serverless::Function").values()
+            ],
+        )
+        for key, value in source.items()
+        if name in _parameters_in(value, set(template["Parameters"]))
+    ] == ["Environment"]
 
 
 @pytest.mark.parametrize("function_id", API_FUNCTIONS)
