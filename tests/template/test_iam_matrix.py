@@ -21,7 +21,26 @@ ISSUER, PAYMENTS, ROTATION = "IssueTokenRole", "ProcessPaymentRole", "RotateSign
 RECONCILER = "ReconcilePaymentsRole"  # the scheduled sweep that settles in-doubt payments
 CHECKOUT = "CheckoutPageRole"  # the optional checkout page (CheckoutPage=enabled)
 JWKS = "PublishJwksRole"  # the public keys, on a function that holds nothing else
-ROLES = (ISSUER, PAYMENTS, ROTATION, RECONCILER, CHECKOUT, JWKS)
+LAMBDA_ROLES = (ISSUER, PAYMENTS, ROTATION, RECONCILER, CHECKOUT, JWKS)
+# CodeDeploy's, for the `live` shifts (DeploymentPreference Role, docs/rollout.md): written out
+# like the others, in place of the CodeDeployServiceRole SAM would add without a boundary.
+CODEDEPLOY = "CodeDeployRole"
+ROLES = (*LAMBDA_ROLES, CODEDEPLOY)
+# The functions behind `live`, and the alarms their deployment groups watch.
+DEPLOYED_FUNCTIONS = (
+    "IssueTokenFunction",
+    "ProcessPaymentFunction",
+    "PublishJwksFunction",
+    "CheckoutPageFunction",
+)
+ROLLBACK_ALARMS = (
+    *(
+        f"{f.removesuffix('Function')}Rollback{k}Alarm"
+        for f in DEPLOYED_FUNCTIONS
+        for k in ("Errors", "Latency")
+    ),
+    "ApiServerErrorRateAlarm",
+)
 FUNCTION_ROLES = {
     "IssueTokenFunction": ISSUER,
     "ProcessPaymentFunction": PAYMENTS,
@@ -64,6 +83,7 @@ KMS_USE_ACTIONS = (*KMS_DECRYPT_ACTIONS, *KMS_ENCRYPT_ACTIONS, "kms:CreateGrant"
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue")
 
 XRAY = {("xray:puttracesegments", "*"), ("xray:puttelemetryrecords", "*")}
+ALIAS_SHIFT = ("lambda:getalias", "lambda:updatealias")
 
 
 def _logs(log_group: str) -> set[tuple[str, str]]:
@@ -144,6 +164,15 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         *_logs("PublishJwksLogGroup"),
         *XRAY,
     },
+    # What AWSCodeDeployRoleForLambda gives a Lambda deployment without hooks or triggers, on
+    # this stack: read and move each `live` alias (on the function's ARN), ask whether `live`
+    # has provisioned concurrency (on the alias's ARN), read the deployment groups' alarms.
+    # No S3 (the AppSpec is inline), no hook function to invoke, no SNS (no triggers).
+    CODEDEPLOY: {
+        *((action, function) for function in DEPLOYED_FUNCTIONS for action in ALIAS_SHIFT),
+        *(("lambda:getprovisionedconcurrencyconfig", f"{f}:live") for f in DEPLOYED_FUNCTIONS),
+        *(("cloudwatch:describealarms", alarm) for alarm in ROLLBACK_ALARMS),
+    },
 }
 
 
@@ -165,8 +194,9 @@ def action_matches(pattern: str, action: str) -> bool:
 
 
 _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
-# "${Table.Arn}/index/name": one index of a table, which is not the table itself.
-_INDEX_ARN = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}(/index/[A-Za-z0-9_.-]+)")
+# "${Table.Arn}/index/name": one index of a table, which is not the table itself; and
+# "${Function.Arn}:alias": one alias of a function, likewise.
+_PART_ARN = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}(/index/[A-Za-z0-9_.-]+|:[A-Za-z0-9_-]+)")
 
 
 def referenced_ids(value: Any) -> set[str]:
@@ -223,21 +253,30 @@ class Statement:
         return f"{self.source}: {self.body}"
 
 
-def _index_target(resource: Any) -> str | None:
-    """ "Table/index/name" for exactly one index of a table; None for anything else."""
+def _part_target(resource: Any) -> str | None:
+    """ "Table/index/name" for exactly one index of a table, "Function:alias" for one alias of
+    a function; None for anything else."""
     sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
-    match = _INDEX_ARN.fullmatch(sub) if isinstance(sub, str) else None
+    match = _PART_ARN.fullmatch(sub) if isinstance(sub, str) else None
     return f"{match[1]}{match[2]}" if match else None
 
 
+def _resource_targets(resource: Any) -> set[str]:
+    if isinstance(resource, dict) and "Fn::If" in resource:
+        # Either branch may be the one that holds: both count.
+        _, when_true, when_false = resource["Fn::If"]
+        return _resource_targets(when_true) | _resource_targets(when_false)
+    if resource == {"Ref": "AWS::NoValue"}:
+        return set()
+    part = _part_target(resource)
+    return {part} if part else referenced_ids(resource) or {"*"}
+
+
 def _targets(resources: Any) -> frozenset[str]:
-    """Logical ids (or one index of a table) a Resource list names; a literal or wildcard ARN
-    could be anything: "*". An index wildcard ("${Table.Arn}/index/*") counts as the table."""
-    targets: set[str] = set()
-    for resource in _as_list(resources):
-        index = _index_target(resource)
-        targets |= {index} if index else referenced_ids(resource) or {"*"}
-    return frozenset(targets)
+    """Logical ids (or one index of a table, one alias of a function) a Resource list names; a
+    literal or wildcard ARN could be anything: "*". An index wildcard ("${Table.Arn}/index/*")
+    counts as the table."""
+    return frozenset(set().union(*(_resource_targets(r) for r in _as_list(resources))))
 
 
 def _statements(source: str, document: dict[str, Any]) -> Iterator[Statement]:
@@ -598,6 +637,7 @@ def _admin_also(action: str) -> Callable[[Template], None]:
 
 
 CARD_KEY_ARN = {"Fn::GetAtt": ["CardKey", "Arn"]}
+ANY_FUNCTION = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"
 ANY_SECRET = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:*:secret:*"}
 ALLOW = "Allow"
 
@@ -911,6 +951,30 @@ OVER_BROAD: list[tuple[str, str, Callable[[Template], None]]] = [
     ),
     (
         "role_grants_match_matrix",
+        "CodeDeploy moves the alias of any function",
+        _inline(
+            CODEDEPLOY,
+            {
+                "Effect": ALLOW,
+                "Action": "lambda:UpdateAlias",
+                "Resource": {"Fn::Sub": ANY_FUNCTION},
+            },
+        ),
+    ),
+    (
+        "role_grants_match_matrix",
+        "CodeDeploy invokes the issuer (a hook would)",
+        _inline(
+            CODEDEPLOY,
+            {
+                "Effect": ALLOW,
+                "Action": "lambda:InvokeFunction",
+                "Resource": {"Fn::Sub": "${IssueTokenFunction.Arn}:live"},
+            },
+        ),
+    ),
+    (
+        "role_grants_match_matrix",
         "issuer writes its log elsewhere",
         _inline(
             ISSUER,
@@ -982,10 +1046,12 @@ def test_each_function_runs_as_its_own_hand_written_role(template: Template) -> 
         assert properties["Role"] == {"Fn::GetAtt": [role_id, "Arn"]}, function_id
         # SAM policy templates and managed policies would add grants this file cannot see.
         assert "Policies" not in properties, function_id
-        # CodeDeploy shifts traffic as SAM's CodeDeployServiceRole (checked after the transform
-        # below): no Role of our own for it, and no traffic hooks (functions with roles).
-        preference = properties.get("DeploymentPreference", {})
-        assert set(preference) <= {"Type", "Alarms", "PassthroughCondition"}, function_id
+        # CodeDeploy shifts traffic as the hand-written CodeDeployRole (checked after the
+        # transform below), without traffic hooks (functions with roles) or triggers (SNS).
+        preference = properties.get("DeploymentPreference")
+        if preference is not None:
+            assert set(preference) <= {"Type", "Alarms", "PassthroughCondition", "Role"}
+            assert preference["Role"] == {"Fn::GetAtt": [CODEDEPLOY, "Arn"]}, function_id
     assert set(resources_of_type(template, "AWS::IAM::Role")) == set(ROLES)
 
 
@@ -994,14 +1060,16 @@ class _NoManagedPolicies:
         return {}
 
 
-# SAM adds a role for each of two things the template asks of it: the reconciler's schedule
-# (ScheduleV2) and CodeDeploy's traffic shifting (DeploymentPreference, docs/rollout.md).
+# SAM adds a role for the reconciler's schedule (ScheduleV2). CodeDeploy's traffic shifting
+# (DeploymentPreference, docs/rollout.md) runs as CodeDeployRole, so SAM adds no
+# CodeDeployServiceRole: that one would carry no permissions boundary.
 SCHEDULE_ROLE = "ReconcilePaymentsFunctionSweepRole"
-CODEDEPLOY_ROLE = "CodeDeployServiceRole"
-CODEDEPLOY_MANAGED_POLICY = "arn:aws:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
+BOUNDARY_IF = {
+    "Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundaryArn"}, {"Ref": "AWS::NoValue"}]
+}
 
 
-def _transformed(monkeypatch: pytest.MonkeyPatch) -> Template:
+def _transformed(monkeypatch: pytest.MonkeyPatch, **parameters: str) -> Template:
     """template.yaml through the AWS::Serverless transform, as CloudFormation runs it."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     sam = load_template()
@@ -1010,22 +1078,19 @@ def _transformed(monkeypatch: pytest.MonkeyPatch) -> Template:
             resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
         if resource["Type"] == "AWS::Serverless::LayerVersion":
             resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
-    # The stub answers no managed-policy name: the template's functions name none (above), and
-    # SAM writes the CodeDeploy role's policy ARN itself, without asking the loader.
-    output: Template = transform(sam, {}, _NoManagedPolicies())
+    # The stub answers no managed-policy name: the template names none (above).
+    output: Template = transform(sam, parameters, _NoManagedPolicies())
     return output
 
 
-def test_the_only_roles_sam_adds_are_the_schedules_and_codedeploys(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_only_role_sam_adds_is_the_schedules(monkeypatch: pytest.MonkeyPatch) -> None:
     roles = resources_of_type(_transformed(monkeypatch), "AWS::IAM::Role")
 
-    # The hand-written roles are unchanged, and SAM adds exactly two
+    # The hand-written roles are unchanged, and SAM adds exactly one
     assert {role_id: roles[role_id] for role_id in ROLES} == {
         role_id: load_template()["Resources"][role_id] for role_id in ROLES
     }
-    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE, CODEDEPLOY_ROLE}
+    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE}
 
 
 def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(
@@ -1039,13 +1104,7 @@ def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_
     assert trust["Principal"] == {"Service": ["scheduler.amazonaws.com"]}
     assert set(properties) == {"AssumeRolePolicyDocument", "Policies", "PermissionsBoundary"}
     # The boundary of every role in the stack (tests/template/test_pipeline_permissions.py).
-    assert properties["PermissionsBoundary"] == {
-        "Fn::If": [
-            "HasPermissionsBoundary",
-            {"Ref": "PermissionsBoundaryArn"},
-            {"Ref": "AWS::NoValue"},
-        ]
-    }
+    assert properties["PermissionsBoundary"] == BOUNDARY_IF
     statements = [s for p in properties["Policies"] for s in p["PolicyDocument"]["Statement"]]
     assert statements == [
         {
@@ -1056,38 +1115,87 @@ def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_
     ]
 
 
-def test_the_codedeploy_role_is_sams_lambda_role_and_nothing_broader(
-    monkeypatch: pytest.MonkeyPatch,
+def test_only_codedeploy_may_assume_its_role_which_carries_the_boundary(
+    template: Template,
 ) -> None:
-    output = _transformed(monkeypatch)
-    role = resources_of_type(output, "AWS::IAM::Role")[CODEDEPLOY_ROLE]
-    properties = role["Properties"]
+    properties = template["Resources"][CODEDEPLOY]["Properties"]
 
-    # Only CodeDeploy may assume it, with AWS's policy for Lambda deployments (shift an alias,
-    # read alarm states) and no grant of ours: no inline policy, no other managed policy
     assert properties["AssumeRolePolicyDocument"]["Statement"] == [
         {
-            "Action": ["sts:AssumeRole"],
             "Effect": "Allow",
-            "Principal": {"Service": ["codedeploy.amazonaws.com"]},
+            "Principal": {"Service": "codedeploy.amazonaws.com"},
+            "Action": "sts:AssumeRole",
         }
     ]
-    assert set(properties) == {"AssumeRolePolicyDocument", "ManagedPolicyArns"}
-    assert properties["ManagedPolicyArns"] == [CODEDEPLOY_MANAGED_POLICY]
-    for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
-        for policy_id, policy in resources_of_type(output, policy_type).items():
-            attached = policy["Properties"].get("Roles", policy["Properties"].get("RoleName"))
-            assert CODEDEPLOY_ROLE not in referenced_ids(attached), policy_id
-    # and it is what every deployment group runs as
+    assert properties["PermissionsBoundary"] == BOUNDARY_IF
+    # Its grants are all in this file (EXPECTED_GRANTS): no managed policy
+    assert "ManagedPolicyArns" not in properties
+
+
+def test_every_deployment_group_runs_as_the_codedeploy_role_granted_exactly_its_deployments(
+    monkeypatch: pytest.MonkeyPatch, template: Template
+) -> None:
+    # Given the transformed template with the checkout page (every deployment group)
+    output = _transformed(monkeypatch, CheckoutPage="enabled")
     groups = resources_of_type(output, "AWS::CodeDeploy::DeploymentGroup")
+    aliases = resources_of_type(output, "AWS::Lambda::Alias").values()
+    shifted = {
+        alias["Properties"]["FunctionName"]["Ref"]
+        for alias in aliases
+        if "CodeDeployLambdaAliasUpdate" in alias.get("UpdatePolicy", {})
+    }
+    watched = {
+        alarm["Name"]["Ref"]
+        for group in groups.values()
+        for alarm in group["Properties"]["AlarmConfiguration"]["Alarms"]
+    }
+
+    # Then every group runs as CodeDeployRole
     assert groups
+    assert shifted == set(DEPLOYED_FUNCTIONS)
     for group_id, group in groups.items():
-        assert group["Properties"]["ServiceRoleArn"] == {"Fn::GetAtt": [CODEDEPLOY_ROLE, "Arn"]}, (
+        assert group["Properties"]["ServiceRoleArn"] == {"Fn::GetAtt": [CODEDEPLOY, "Arn"]}, (
             group_id
         )
+    # which may shift exactly the aliases CodeDeploy moves, and read exactly the alarms it polls
+    assert watched == set(ROLLBACK_ALARMS)
+    assert grant_pairs(role_statements(template, CODEDEPLOY)) == {
+        *((action, function) for function in shifted for action in ALIAS_SHIFT),
+        *(("lambda:getprovisionedconcurrencyconfig", f"{f}:live") for f in shifted),
+        *(("cloudwatch:describealarms", alarm) for alarm in watched),
+    }
 
 
-@pytest.mark.parametrize("role_id", ROLES)
+def _conditional_grants(value: Any) -> Iterator[tuple[str | None, str]]:
+    """(condition or None, logical id) of each resource a Resource list names."""
+    for item in _as_list(value):
+        if isinstance(item, dict) and "Fn::If" in item:
+            condition, when_true, when_false = item["Fn::If"]
+            assert when_false == {"Ref": "AWS::NoValue"}, item
+            yield from ((condition, target) for _, target in _conditional_grants(when_true))
+        else:
+            yield from ((None, target) for target in referenced_ids(item))
+
+
+def test_the_codedeploy_role_names_the_checkout_page_only_when_it_exists(
+    template: Template,
+) -> None:
+    # A grant names a resource under the condition that resource exists under, and no other:
+    # the page's function and alarms only with the page (otherwise the role would fail to
+    # create, or keep a grant to nothing).
+    resources = template["Resources"]
+    named = [
+        (condition, target)
+        for statement in role_statements(template, CODEDEPLOY)
+        for condition, target in _conditional_grants(statement.body["Resource"])
+    ]
+
+    assert {target for _, target in named} == {*DEPLOYED_FUNCTIONS, *ROLLBACK_ALARMS}
+    for condition, target in named:
+        assert condition == resources[target].get("Condition"), target
+
+
+@pytest.mark.parametrize("role_id", LAMBDA_ROLES)
 def test_role_is_assumable_by_lambda_only_and_has_no_managed_policies(
     template: Template, role_id: str
 ) -> None:

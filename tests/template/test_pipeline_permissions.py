@@ -855,6 +855,12 @@ def test_kms_administration_needs_the_stack_tag() -> None:
 
 
 def _targets(resource: Any) -> set[str]:
+    if isinstance(resource, dict) and "Fn::If" in resource:
+        # A grant on a conditional resource (the checkout page's): either branch counts.
+        _, when_true, when_false = resource["Fn::If"]
+        return _targets(when_true) | _targets(when_false)
+    if resource == {"Ref": "AWS::NoValue"}:
+        return set()
     text = _resource_text(resource)
     if text.startswith(("GetAtt:", "Ref:")):
         return {text.split(":", 1)[1].split(".")[0]}
@@ -934,6 +940,11 @@ BOUNDARY_TARGETS: dict[str, tuple[str, dict[str, Any] | None]] = {
     ),
     "AWS::Lambda::Function": (
         "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AppStackName}-*",
+        None,
+    ),
+    # CodeDeploy's role reads the rollback alarms; alarms are named after the stack.
+    "AWS::CloudWatch::Alarm": (
+        "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${AppStackName}-*",
         None,
     ),
     # Not the keys' tag or alias: KMS may take minutes to authorize by a new one, and the first
