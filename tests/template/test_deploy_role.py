@@ -32,10 +32,6 @@ CARD_DATA_ACTIONS = {
     "dynamodb:Query",
     "dynamodb:Scan",
 }
-# The only managed policy the deploy may attach: SAM's CodeDeploy service role's.
-CODEDEPLOY_LAMBDA_POLICY = (
-    "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"
-)
 
 
 @pytest.fixture(scope="module")
@@ -353,9 +349,10 @@ def test_the_execution_role_can_roll_out_through_codedeploy_and_no_further(
     roles: dict[str, dict[str, Any]],
 ) -> None:
     # docs/rollout.md: versions and `live` aliases, CodeDeploy's application, deployment groups
-    # and deployments, and SAM's CodeDeploy service role with AWS's Lambda policy only.
-    execution = statements(roles["CloudFormationExecutionRole"])
-    allowed = actions(roles["CloudFormationExecutionRole"])
+    # and deployments, and the stack's own CodeDeployRole (no managed policy) passed to
+    # CodeDeploy.
+    execution = roles["CloudFormationExecutionRole"]
+    allowed = actions(execution)
     stack = "${AppStackName}-*"
 
     assert {
@@ -367,28 +364,30 @@ def test_the_execution_role_can_roll_out_through_codedeploy_and_no_further(
         "codedeploy:CreateDeployment",
         "codedeploy:GetDeployment",
         "codedeploy:GetDeploymentConfig",
+        "codedeploy:StopDeployment",
     } <= allowed
-    for statement in execution:
-        action = statement["Action"]
-        if any(
-            a.startswith("codedeploy:") for a in ([action] if isinstance(action, str) else action)
-        ):
-            assert stack in statement["Resource"]["Fn::Sub"] or (
-                statement["Resource"]["Fn::Sub"].endswith(
-                    ":deploymentconfig:CodeDeployDefault.Lambda*"
-                )
+    for statement in statements(execution):
+        codedeploy = [a for a in _as_list(statement["Action"]) if a.startswith("codedeploy:")]
+        if not codedeploy:
+            continue
+        resource = statement["Resource"]
+        if resource == "*":
+            # the one action without resource-level permissions
+            assert codedeploy == ["codedeploy:StopDeployment"], statement["Sid"]
+        else:
+            assert stack in resource["Fn::Sub"] or resource["Fn::Sub"].endswith(
+                ":deploymentconfig:CodeDeployDefault.Lambda*"
             ), statement["Sid"]
-    (attach,) = [s for s in execution if "iam:AttachRolePolicy" in s["Action"]]
-    assert attach["Condition"] == {
-        "ArnEquals": {"iam:PolicyARN": {"Fn::Sub": CODEDEPLOY_LAMBDA_POLICY}}
+    # No managed policy at all: CodeDeployRole's grants are written out in template.yaml
+    assert statements_allowing(execution, "iam:AttachRolePolicy") == []
+    passed = {
+        s["Condition"]["StringEquals"]["iam:PassedToService"]: s["Resource"]
+        for s in statements(execution)
+        if s["Effect"] == "Allow" and s["Action"] == "iam:PassRole"
     }
-    passed_to = {
-        s["Condition"]["StringEquals"]["iam:PassedToService"]
-        for s in execution
-        if s["Action"] == "iam:PassRole"
-    }
-    assert passed_to == {
-        "lambda.amazonaws.com",
-        "scheduler.amazonaws.com",
-        "codedeploy.amazonaws.com",
+    stack_roles = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AppStackName}-*"}
+    assert passed == {
+        "lambda.amazonaws.com": stack_roles,
+        "scheduler.amazonaws.com": stack_roles,
+        "codedeploy.amazonaws.com": stack_roles,
     }

@@ -66,17 +66,22 @@ ARTIFACTS = (
     "arn:${AWS::Partition}:s3:::aws-sam-cli-managed-default-samclisourcebucket-*/${AppStackName}/*"
 )
 
-# template.yaml with every optional part on: the checkout page, alarms, CORS, reserved
-# concurrency, the boundary. test_every_condition_is_on_in_the_full_transform keeps it complete.
+# template.yaml with every optional part on: the checkout page, the stack's own alarm topic with
+# its e-mail subscription (AlarmTopicArn empty), CORS, reserved concurrency, the boundary, a
+# canary and SnapStart. test_every_condition_is_on_in_the_full_transform keeps it complete: that
+# includes LocalEndpointUrl, which no deploy sets but which only adds a variable.
 EVERYTHING_ON = {
     "CheckoutPage": "enabled",
-    "AlarmTopicArn": "arn:aws:sns:us-east-1:111122223333:card-tokens-staging-alarms",
+    "AlarmEmail": "card-tokens-oncall@payments.company.com",
     "CorsOrigins": "https://shop.example",
     "IssueTokenReservedConcurrency": "5",
     "ProcessPaymentReservedConcurrency": "5",
     "PermissionsBoundaryArn": (
         "arn:aws:iam::111122223333:policy/card-tokens-staging-permissions-boundary"
     ),
+    "DeploymentStrategy": "Canary10Percent10Minutes",
+    "SnapStart": "PublishedVersions",
+    "LocalEndpointUrl": "http://127.0.0.1:3001",
 }
 PARAMETER_SETS = {"defaults": {}, "everything-on": EVERYTHING_ON}
 
@@ -433,12 +438,87 @@ LEFT_OUT = [
         never_set("AWS::Lambda::Function", "RuntimeManagementConfig"),
     ),
     Adjustment(
-        "AWS::Lambda::Function",
-        ("lambda:PublishVersion",),
-        "A version published by the function itself (SnapStart, PublishToLatestPublished). SAM "
-        "publishes versions (AutoPublishAlias) as AWS::Lambda::Version resources, whose handler "
-        "permissions this derivation would then require.",
-        never_set("AWS::Lambda::Function", "SnapStart", "PublishToLatestPublished"),
+        "AWS::Lambda::Version",
+        ("lambda:PutProvisionedConcurrencyConfig",),
+        "Provisioned concurrency on a version. (GetProvisionedConcurrencyConfig, a read, stays.)",
+        never_set("AWS::Lambda::Version", "ProvisionedConcurrencyConfig"),
+    ),
+    Adjustment(
+        "AWS::Lambda::Version",
+        ("lambda:PutFunctionScalingConfig",),
+        "Lambda Managed Instances, as for the function.",
+        never_set("AWS::Lambda::Version", "FunctionScalingConfig"),
+    ),
+    Adjustment(
+        "AWS::Lambda::Version",
+        ("lambda:PutRuntimeManagementConfig",),
+        "A version's runtime pinned (RuntimePolicy).",
+        never_set("AWS::Lambda::Version", "RuntimePolicy"),
+    ),
+    Adjustment(
+        "AWS::Lambda::Alias",
+        ("lambda:PutProvisionedConcurrencyConfig", "lambda:DeleteProvisionedConcurrencyConfig"),
+        "Provisioned concurrency on `live`. (GetProvisionedConcurrencyConfig, a read, stays.)",
+        never_set("AWS::Lambda::Alias", "ProvisionedConcurrencyConfig"),
+    ),
+    Adjustment(
+        "AWS::CodeDeploy::DeploymentGroup",
+        ("codedeploy:GetApplicationRevision", "codedeploy:RegisterApplicationRevision"),
+        "A revision deployed when the group is created or updated (Deployment: an S3 or GitHub "
+        "revision, for EC2 and on-premises). SAM's groups name none; the deployments of a "
+        "`live` shift are CloudFormation's, with the AppSpec inline (AWS::Lambda::Alias's "
+        "update handler, which lists no revision action).",
+        never_set("AWS::CodeDeploy::DeploymentGroup", "Deployment"),
+    ),
+    Adjustment(
+        "AWS::CodeDeploy::DeploymentGroup",
+        ("codedeploy:RegisterOnPremisesInstance",),
+        "On-premises instances; a Lambda deployment group has none.",
+        never_set(
+            "AWS::CodeDeploy::DeploymentGroup", "OnPremisesInstanceTagFilters", "OnPremisesTagSet"
+        ),
+    ),
+    Adjustment(
+        "AWS::SNS::Topic",
+        ("sns:PutDataProtectionPolicy",),
+        "A message data protection policy. (GetDataProtectionPolicy, a read, stays.)",
+        never_set("AWS::SNS::Topic", "DataProtectionPolicy"),
+    ),
+    Adjustment(
+        "AWS::SNS::Topic",
+        ("iam:GetRole", "iam:PassRole"),
+        "Delivery status logging, with roles SNS writes the logs as. No role is passed to SNS. "
+        "(iam:GetRole and iam:PassRole stay for other types, on the stack's roles.)",
+        never_set("AWS::SNS::Topic", "DeliveryStatusLogging"),
+    ),
+    Adjustment(
+        "AWS::SNS::Subscription",
+        ("iam:GetRole", "iam:PassRole"),
+        "A Firehose subscription's role (SubscriptionRoleArn); the subscription is e-mail.",
+        never_set("AWS::SNS::Subscription", "SubscriptionRoleArn"),
+    ),
+    Adjustment(
+        "AWS::SNS::Subscription",
+        ("sns:SetSubscriptionAttributes",),
+        "Called when a subscription's attributes change; the e-mail subscription sets none, and "
+        "a new address (Endpoint, create-only) replaces the subscription.",
+        never_set(
+            "AWS::SNS::Subscription",
+            "DeliveryPolicy",
+            "FilterPolicy",
+            "FilterPolicyScope",
+            "RawMessageDelivery",
+            "RedrivePolicy",
+            "ReplayPolicy",
+            "SubscriptionRoleArn",
+        ),
+    ),
+    Adjustment(
+        "AWS::Events::Rule",
+        ("iam:PassRole",),
+        "A role EventBridge assumes for a target, or for another bus; the rule's one target is "
+        "the SNS topic, which its topic policy authorizes.",
+        never_set("AWS::Events::Rule", "RoleArn", "Targets.[].RoleArn"),
     ),
     Adjustment(
         "AWS::Lambda::Function",
@@ -658,8 +738,10 @@ NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
             "logs:putresourcepolicy",
             "logs:updatelogdelivery",
             "kms:listaliases",
+            "codedeploy:stopdeployment",
         },
-        "No resource-level permissions (log deliveries, account-wide listings).",
+        "No resource-level permissions (log deliveries, account-wide listings, stopping a "
+        "deployment when a stack update is cancelled or rolled back during a shift).",
     ),
     "arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/Serverless-2016-10-31": (
         {"cloudformation:createchangeset"},
@@ -715,13 +797,10 @@ NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
         },
         "CloudFormation names the schedule (OmitName) and schedules carry no tags.",
     ),
-    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:layer:CardTokensLayer": (
-        {"lambda:deletelayerversion", "lambda:getlayerversion", "lambda:publishlayerversion"},
-        "SAM names the layer after its logical id.",
-    ),
-    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:layer:CardTokensLayer:*": (
-        {"lambda:deletelayerversion", "lambda:getlayerversion", "lambda:publishlayerversion"},
-        "The layer's versions.",
+    "arn:${AWS::Partition}:codedeploy:${AWS::Region}:${AWS::AccountId}:deploymentconfig:"
+    "CodeDeployDefault.Lambda*": (
+        {"codedeploy:getdeploymentconfig"},
+        "AWS's predefined Lambda deployment configurations, which DeploymentStrategy names.",
     ),
 }
 
@@ -767,6 +846,12 @@ NAME_PROPERTIES = {
     "AWS::KMS::Alias": "AliasName",
 }
 STACK_NAMED = re.compile(r"^(alias/)?\$\{AWS::StackName\}-")
+# The layer's name, and the execution role's Layer grant on it and its versions.
+LAYER_NAME = "${AWS::StackName}-card-tokens"
+LAYER_ARN = (
+    "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:layer:"
+    "${AppStackName}-card-tokens"
+)
 FUNCTION_LOG_GROUP = re.compile(r"^/aws/lambda/\$\{([A-Za-z0-9]+)\}$")
 
 
@@ -786,13 +871,15 @@ def test_the_stacks_resources_carry_the_names_the_grants_expect() -> None:
         ):
             misnamed.append(f"{logical_id}: {name}")
     for logical_id, resource in resources("AWS::Lambda::LayerVersion"):
-        if resource["Properties"]["LayerName"] != "CardTokensLayer":
+        if resource["Properties"]["LayerName"] != {"Fn::Sub": LAYER_NAME}:
             misnamed.append(f"{logical_id}: {resource['Properties']['LayerName']}")
     for logical_id, resource in resources("AWS::Scheduler::Schedule"):
         if {"Name", "GroupName"} & set(resource["Properties"]):
             misnamed.append(f"{logical_id}: named, or not in the default group")
 
     assert misnamed == []
+    (layer,) = [s for s in statements("CloudFormationExecutionRole") if s.get("Sid") == "Layer"]
+    assert [_resource_text(r) for r in layer["Resource"]] == [LAYER_ARN, f"{LAYER_ARN}:*"]
 
 
 def test_every_role_carries_the_boundary() -> None:
