@@ -7,10 +7,10 @@ updates and deletes the stack: once with the template's defaults, once prod-like
 prod overrides with every option on). docs/deploy-rehearsal.md says what this proves and what not.
 
 moto's CloudFormation has no model for some of the template's types (MOTO_HAS_NO_MODEL): it
-reports them CREATE_COMPLETE and creates nothing. Three of them are created here by thin
+reports them CREATE_COMPLETE and creates nothing. Four of them are created here by thin
 stand-ins that call the service's own API (SHIMMED), so that what refers to them and the Outputs
-resolve; the others stay uncreated (NOT_CREATED). Three moto bugs are patched for the duration of
-the test only (see _moto_workarounds).
+resolve; the others stay uncreated (NOT_CREATED). moto's bugs and gaps on this template's path
+are patched for the duration of the test only (see _moto_workarounds).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from moto.awslambda.models import LayerVersion
+from moto.awslambda.models import LambdaVersion, LayerVersion, lambda_backends
 from moto.cloudformation import parsing as moto_cfn_parsing
 from moto.core.base_backend import BackendDict, backend_lock
 from moto.kms.models import Key
@@ -47,7 +47,8 @@ from samcli.lib.package.uploaders import Uploaders
 from samcli.yamlhelper import yaml_parse
 from samtranslator.translator.transform import transform
 
-from local.cfn import TEMPLATE_PATH
+from local.cfn import TEMPLATE_PATH, load_template
+from local.intrinsics import Resolver
 
 pytestmark = pytest.mark.template
 
@@ -56,6 +57,7 @@ Resources = dict[str, tuple[str, str]]  # logical id -> (type, physical id), as 
 
 REPOSITORY = TEMPLATE_PATH.parent
 SAMCONFIG = REPOSITORY / "samconfig.toml"
+DEPLOY_TEMPLATE = REPOSITORY / "deploy" / "github-oidc-role.yaml"
 REGION = "us-east-1"
 # Not moto's default account: the session's emulated stack (tests/conftest.py) may be live in
 # this process, and the rehearsal must neither see nor leave anything there.
@@ -78,19 +80,30 @@ MOTO_HAS_NO_MODEL = frozenset(
         "AWS::ApiGatewayV2::Api",
         "AWS::ApiGatewayV2::Stage",
         "AWS::CloudWatch::Alarm",
+        "AWS::CodeDeploy::Application",
+        "AWS::CodeDeploy::DeploymentGroup",
         "AWS::IAM::RolePolicy",
+        "AWS::Lambda::Alias",
         "AWS::Scheduler::Schedule",
         "AWS::SecretsManager::ResourcePolicy",
         "AWS::SecretsManager::RotationSchedule",
         "AWS::SecretsManager::Secret",
+        "AWS::SNS::Subscription",
+        "AWS::SNS::TopicPolicy",
     }
 )
 # Of those, the types this harness creates itself through the service's API (see _Shim).
 # Without the secrets the functions lose their secret-id variables and two Outputs are missing;
 # without the API, ApiUrl and CheckoutPageUrl keep a literal ${CardTokensApi}; without the
-# alarms the prod-like AlarmTopicArn reaches nothing.
+# alarms the dashboard and the alarm topic reach nothing; without `live`, API Gateway's invoke
+# permissions (which name the alias) cannot be created.
 SHIMMED = frozenset(
-    {"AWS::SecretsManager::Secret", "AWS::ApiGatewayV2::Api", "AWS::CloudWatch::Alarm"}
+    {
+        "AWS::SecretsManager::Secret",
+        "AWS::ApiGatewayV2::Api",
+        "AWS::CloudWatch::Alarm",
+        "AWS::Lambda::Alias",
+    }
 )
 # Created nowhere and checked by nothing here: moto only pretends.
 NOT_CREATED = MOTO_HAS_NO_MODEL - SHIMMED
@@ -131,19 +144,56 @@ def _pairs(text: str) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in shlex.split(text))
 
 
-def prod_like(alarm_topic_arn: str) -> dict[str, str]:
+# Stands in for prod's on-call address, a placeholder the template refuses until it is replaced.
+REHEARSAL_ONCALL = "card-tokens-oncall@rehearsal.internal"
+# Conditions no deploy turns on: LocalEndpointUrl serves `sam local invoke` only (its pattern
+# admits nothing but the developer's machine), so prod_like() leaves it empty like prod does.
+NEVER_ON_AWS = frozenset({"HasLocalEndpoint"})
+
+
+def prod_like(boundary_arn: str) -> dict[str, str]:
     """samconfig.toml's prod overrides, with every option of the template turned on."""
     values = _pairs(_samconfig_prod()["parameter_overrides"])
     values |= {
-        # prod's topic is in another account; the rehearsal's is a topic created in moto.
-        "AlarmTopicArn": alarm_topic_arn,
+        # prod's boundary is in an account to be filled in; the rehearsal's is created in moto.
+        "PermissionsBoundaryArn": boundary_arn,
+        # The stack's own alarm topic (no AlarmTopicArn), with the on-call address subscribed.
+        "AlarmEmail": REHEARSAL_ONCALL,
         "CheckoutPage": "enabled",
         "CorsOrigins": "https://shop.example,https://checkout.shop.example:8443",
         "SigningAlgorithm": "RS256",
+        "SnapStart": "PublishedVersions",
+        "DeploymentStrategy": values.get("DeploymentStrategy", "Canary10Percent10Minutes"),
         "IssueTokenReservedConcurrency": values.get("IssueTokenReservedConcurrency", "5"),
         "ProcessPaymentReservedConcurrency": values.get("ProcessPaymentReservedConcurrency", "5"),
     }
+    values.pop("AlarmTopicArn", None)
     return values
+
+
+def _boundary_arn(stack_name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:policy/{stack_name}-permissions-boundary"
+
+
+class _InTheRehearsalAccount(Resolver):
+    def pseudo_parameters(self) -> dict[str, str]:
+        return super().pseudo_parameters() | {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION}
+
+
+def _create_boundary(stack_name: str) -> str:
+    """deploy/github-oidc-role.yaml's PermissionsBoundary for this stack, created in moto's IAM
+    as that template's stack creates it before the app's first deploy (docs/deploy.md)."""
+    pipeline = load_template(DEPLOY_TEMPLATE)
+    pipeline["Parameters"]["AppStackName"]["Default"] = stack_name
+    resolver = _InTheRehearsalAccount(pipeline, "card-tokens-github-rehearsal")
+    boundary = resolver.resolve(pipeline["Resources"]["PermissionsBoundary"]["Properties"])
+    policy = _client("iam").create_policy(
+        PolicyName=boundary["ManagedPolicyName"],
+        PolicyDocument=json.dumps(boundary["PolicyDocument"]),
+        Description=boundary["Description"],
+    )["Policy"]
+    assert policy["Arn"] == _boundary_arn(stack_name)
+    return str(policy["Arn"])
 
 
 def constraint_violations(template: Template, values: dict[str, str]) -> list[str]:
@@ -308,6 +358,38 @@ def _delete_alarm(alarm_name: str) -> None:
     _client("cloudwatch").delete_alarms(AlarmNames=[alarm_name])
 
 
+def _create_alias(name: str, properties: dict[str, Any]) -> Created:
+    # SAM's `live` alias. CloudFormation would hand an update of it to CodeDeploy (its
+    # UpdatePolicy); moto has no CodeDeploy, and the stand-in moves it at once (AllAtOnce).
+    assert set(properties) == {"Name", "FunctionName", "FunctionVersion"}, set(properties)
+    alias = _client("lambda").create_alias(
+        FunctionName=properties["FunctionName"],
+        Name=properties["Name"],
+        FunctionVersion=properties["FunctionVersion"],
+    )
+    return alias["AliasArn"], {"AliasArn": alias["AliasArn"]}
+
+
+def _update_alias(arn: str, name: str, properties: dict[str, Any]) -> Created:
+    function_name, alias_name = arn.rsplit(":", 2)[-2:]
+    assert (function_name, alias_name) == (properties["FunctionName"], properties["Name"])
+    alias = _client("lambda").update_alias(
+        FunctionName=function_name, Name=alias_name, FunctionVersion=properties["FunctionVersion"]
+    )
+    return alias["AliasArn"], {"AliasArn": alias["AliasArn"]}
+
+
+def _delete_alias(arn: str) -> None:
+    function_name, alias_name = arn.rsplit(":", 2)[-2:]
+    try:
+        _client("lambda").delete_alias(FunctionName=function_name, Name=alias_name)
+    except ClientError as error:
+        # moto may delete the function first (CloudFormation would not): its aliases went too.
+        if error.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        assert not _exists("AWS::Lambda::Function", function_name), arn
+
+
 @dataclass
 class _ShimResource:
     """One created resource: the part of a CloudFormationModel moto's parsing.py uses."""
@@ -379,21 +461,124 @@ SHIMS: dict[str, _Shim] = {
         _create_http_api, _update_http_api, _delete_http_api, frozenset({"ApiId", "ApiEndpoint"})
     ),
     "AWS::CloudWatch::Alarm": _Shim(_put_alarm, _update_alarm, _delete_alarm, frozenset({"Arn"})),
+    "AWS::Lambda::Alias": _Shim(
+        _create_alias, _update_alias, _delete_alias, frozenset({"AliasArn"})
+    ),
 }
 assert set(SHIMS) == SHIMMED
 
 _moto_create_key = Key.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
 
-def _create_key(cls: type[Key], *args: Any, **kwargs: Any) -> Key:
-    key: Key = _moto_create_key(cls, *args, **kwargs)
+def _create_key(
+    cls: type[Key], name: str, cloudformation_json: dict[str, Any], *args: Any, **kwargs: Any
+) -> Key:
+    cloudformation_json = copy.deepcopy(cloudformation_json)
+    properties = cloudformation_json["Properties"]
+    # CloudFormation's Key/Value tags, in the KMS API's TagKey/TagValue that moto stores.
+    properties["Tags"] = [
+        {"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in properties.get("Tags", [])
+    ]
+    key: Key = _moto_create_key(cls, name, cloudformation_json, *args, **kwargs)
     if not isinstance(key.policy, str):
         key.policy = json.dumps(key.policy)
     return key
 
 
+def _publish_version(
+    cls: type[LambdaVersion],
+    resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+    **_: Any,
+) -> LambdaVersion:
+    properties = cloudformation_json["Properties"]
+    published = lambda_backends[account_id][region_name].publish_version(
+        properties["FunctionName"], properties.get("Description", "")
+    )
+    assert published is not None, properties["FunctionName"]
+    version = cls({"Version": published.version})
+    version.arn = published.function_arn  # type: ignore[attr-defined]
+    return version
+
+
+def _replace_version(
+    cls: type[LambdaVersion],
+    original_resource: LambdaVersion,
+    new_resource_name: str,
+    cloudformation_json: dict[str, Any],
+    account_id: str,
+    region_name: str,
+) -> LambdaVersion:
+    # Every property of a version is create-only: CloudFormation publishes a new one (the old
+    # one stays, SAM retains versions).
+    return _publish_version(cls, new_resource_name, cloudformation_json, account_id, region_name)
+
+
+def _version_attribute(self: LambdaVersion, attribute: str) -> str:
+    if attribute != "Version":
+        raise AssertionError(f"the AWS::Lambda::Version workaround has no {attribute}")
+    return str(self.version)
+
+
+_SUB_NAME = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
+
+
+def _references(template: Any) -> list[str]:
+    """What moto's get_references_from_template finds (every Ref's name), and the names a
+    Fn::Sub quotes (`${LogLevel}`): CloudFormation reads a parameter there as a reference too."""
+    found: list[str] = []
+    if isinstance(template, dict):
+        for key, value in template.items():
+            if key == "Ref":
+                found.append(value)
+                continue
+            if key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                found += _SUB_NAME.findall(text) if isinstance(text, str) else []
+            found += _references(value)
+    elif isinstance(template, list):
+        for item in template:
+            found += _references(item)
+    return found
+
+
+_moto_resource_diff = moto_cfn_parsing.ResourceMap.build_resource_diff
+
+
+def _names_of(value: Any) -> set[str]:
+    """Logical ids a value refers to through Ref or Fn::GetAtt."""
+    if isinstance(value, list):
+        return set().union(*(_names_of(item) for item in value))
+    if not isinstance(value, dict):
+        return set()
+    if "Fn::GetAtt" in value:
+        return {value["Fn::GetAtt"][0]}
+    if isinstance(value.get("Ref"), str):
+        return {value["Ref"]}
+    return _names_of(list(value.values()))
+
+
+def _resource_diff(
+    self: moto_cfn_parsing.ResourceMap, template: Template, parameters: Any = None
+) -> dict[str, Any]:
+    diff: dict[str, Any] = _moto_resource_diff(self, template, parameters)
+    new = template["Resources"]
+    replaced = {name for name in diff["Modify"] if new[name]["Type"] == "AWS::Lambda::Version"}
+    diff["Modify"] += [
+        name
+        for name, resource in new.items()
+        if name in self._resource_json_map
+        and name not in diff["Modify"]
+        and replaced & _names_of(resource.get("Properties", {}))
+    ]
+    return diff
+
+
 def _moto_workarounds(patch: pytest.MonkeyPatch) -> None:
-    """The stand-ins, and three moto 5.2.5 bugs fixed, until `patch` is undone."""
+    """The stand-ins, and moto 5.2.5's bugs on this template's path fixed, until `patch` is
+    undone."""
     moto_resource_class = moto_cfn_parsing.resource_class_from_type
     moto_update = moto_cfn_parsing.parse_and_update_resource
 
@@ -415,6 +600,14 @@ def _moto_workarounds(patch: pytest.MonkeyPatch) -> None:
     # instance of Fn::GetAtt references undefined resource CheckoutPageRole". CloudFormation
     # leaves such a resource alone.
     patch.setattr(moto_cfn_parsing, "parse_and_update_resource", parse_and_update_resource)
+    # Bug: an update modifies the resources that Ref a changed parameter, but not those that
+    # quote it in a Fn::Sub: the API functions' versions (VersionDescription) would keep the
+    # old configuration, where CloudFormation replaces them.
+    patch.setattr(moto_cfn_parsing, "get_references_from_template", _references)
+    # Gap: a resource replaced in an update (a version, every property of which is create-only)
+    # gets a new physical id, but moto leaves what refers to it alone: `live` would stay on the
+    # old version, the rollback alarms would watch it. CloudFormation updates them.
+    patch.setattr(moto_cfn_parsing.ResourceMap, "build_resource_diff", _resource_diff)
     # Bug: AWS::Lambda::LayerVersion has no physical_resource_id, so a Ref to it yields moto's
     # model object, not the layer version ARN. Creation ignores a function's Layers; an update
     # passes them on and fails: "'LayerVersion' object has no attribute 'replace'".
@@ -423,8 +616,24 @@ def _moto_workarounds(patch: pytest.MonkeyPatch) -> None:
     )
     # Bug: AWS::KMS::Key keeps the KeyPolicy as the template's mapping where the KMS API keeps a
     # JSON string, so DescribeKey and GetKeyPolicy on such a key fail: "the JSON object must be
-    # str, bytes or bytearray, not dict".
+    # str, bytes or bytearray, not dict". Bug: it hands CloudFormation's tags (Key, Value) to
+    # the KMS tagger, which reads TagKey and TagValue: a tagged key fails with KeyError 'TagKey'.
     patch.setattr(Key, "create_from_cloudformation_json", classmethod(_create_key))
+    # Bug: AWS::Lambda::Version publishes a version, but has no physical id (a Ref to it is
+    # moto's model object, not the version's ARN), no Fn::GetAtt (the rollback alarms' Version
+    # fails: "'LambdaVersion' object has no attribute 'get_cfn_attribute'"), ignores the
+    # Description, and cannot be updated: a changed Description (a parameter that
+    # VersionDescription quotes) leaves None in moto's resource map. CloudFormation replaces
+    # the version, which publishes a new one.
+    patch.setattr(LambdaVersion, "create_from_cloudformation_json", classmethod(_publish_version))
+    patch.setattr(LambdaVersion, "update_from_cloudformation_json", classmethod(_replace_version))
+    patch.setattr(
+        LambdaVersion, "physical_resource_id", property(lambda self: self.arn), raising=False
+    )
+    patch.setattr(LambdaVersion, "get_cfn_attribute", _version_attribute, raising=False)
+    patch.setattr(
+        LambdaVersion, "has_cfn_attr", staticmethod(lambda attribute: attribute == "Version")
+    )
 
 
 # ---------------------------------------------------------------- the emulated account
@@ -567,8 +776,11 @@ def _exists(resource_type: str, physical_id: str) -> bool:
         if resource_type == "AWS::Logs::LogGroup":
             groups = _client("logs").describe_log_groups(logGroupNamePrefix=physical_id)
             return physical_id in [group["logGroupName"] for group in groups["logGroups"]]
-        if resource_type == "AWS::Lambda::Function":
+        if resource_type in ("AWS::Lambda::Function", "AWS::Lambda::Version"):
             return bool(_client("lambda").get_function(FunctionName=physical_id))
+        if resource_type == "AWS::Lambda::Alias":
+            function_name, alias_name = physical_id.rsplit(":", 2)[-2:]
+            return bool(_client("lambda").get_alias(FunctionName=function_name, Name=alias_name))
         if resource_type == "AWS::IAM::Role":
             return bool(_client("iam").get_role(RoleName=physical_id))
         if resource_type == "AWS::SecretsManager::Secret":
@@ -593,6 +805,7 @@ CHECKED_ON_DELETE = frozenset(
         "AWS::DynamoDB::Table",
         "AWS::Logs::LogGroup",
         "AWS::Lambda::Function",
+        "AWS::Lambda::Version",
         "AWS::IAM::Role",
         *SHIMMED,
     }
@@ -631,7 +844,12 @@ def _check_functions(
             role = resources[properties["Role"]["Fn::GetAtt"][0]][1]
             assert deployed["Role"] == f"arn:aws:iam::{ACCOUNT}:role/{role}", logical_id
 
-        declared = properties.get("Environment", {}).get("Variables", {})
+        declared = {
+            variable: value
+            for variable, value in properties.get("Environment", {}).get("Variables", {}).items()
+            # AWS::NoValue under these parameters (AWS_ENDPOINT_URL, unless LocalEndpointUrl)
+            if _resolve(value, template, values, conditions) is not None
+        }
         variables = deployed.get("Environment", {}).get("Variables", {})
         # A Ref to a resource moto did not create resolves to None and drops the variable.
         assert set(variables) == set(declared), logical_id
@@ -657,6 +875,51 @@ def _check_functions(
         assert concurrency.get("ReservedConcurrentExecutions") == (
             None if reserved is None else int(reserved)
         ), logical_id
+
+
+def _version_of(template: Template, version_id: str) -> str:
+    """The function a version publishes (its logical id)."""
+    function: str = template["Resources"][version_id]["Properties"]["FunctionName"]["Ref"]
+    return function
+
+
+def _check_versions(
+    template: Template, values: dict[str, str], conditions: dict[str, bool], resources: Resources
+) -> None:
+    """Each version is its function's configuration as deployed, described by the values its
+    VersionDescription quotes, and `live` points at it."""
+    aws_lambda = _client("lambda")
+    versions = _of_type(template, "AWS::Lambda::Version", conditions)
+    assert versions
+    for logical_id, resource in versions.items():
+        function = resources[_version_of(template, logical_id)][1]
+        arn = resources[logical_id][1]
+        assert re.fullmatch(rf"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}:\d+", arn)
+        number = arn.rsplit(":", 1)[1]
+        published = aws_lambda.get_function_configuration(FunctionName=function, Qualifier=number)
+        latest = aws_lambda.get_function_configuration(FunctionName=function)
+        description = _SUB_NAME.sub(
+            lambda name: _parameter(template, values, name[1]),
+            resource["Properties"]["Description"]["Fn::Sub"],
+        )
+        assert published["Description"] == description, logical_id
+        assert published["Environment"] == latest["Environment"], logical_id
+        alias = aws_lambda.get_alias(FunctionName=function, Name="live")
+        assert alias["FunctionVersion"] == number, logical_id
+    # and the rollback alarms watch the version `live` is on
+    watching = {
+        dimension["Value"]["Fn::GetAtt"][0]: alarm_id
+        for alarm_id, alarm in _of_type(template, "AWS::CloudWatch::Alarm", conditions).items()
+        for dimension in alarm["Properties"].get("Dimensions", [])
+        if dimension["Name"] == "ExecutedVersion"
+    }
+    assert set(watching) == set(versions)
+    for version_id, alarm_id in watching.items():
+        (alarm,) = _client("cloudwatch").describe_alarms(AlarmNames=[resources[alarm_id][1]])[
+            "MetricAlarms"
+        ]
+        (executed,) = [d["Value"] for d in alarm["Dimensions"] if d["Name"] == "ExecutedVersion"]
+        assert executed == resources[version_id][1].rsplit(":", 1)[1], alarm_id
 
 
 def _check_logs_and_tables(
@@ -737,11 +1000,40 @@ def _check_outputs(
             assert re.fullmatch(ARN, value), (key, value)
             assert value in physical_ids or value.rsplit("/", 1)[-1] in physical_ids, key
         elif key.endswith("Url"):
-            url = re.fullmatch(rf"https://(\w+)\.execute-api\.{REGION}\.amazonaws\.com/?", value)
+            # the stack's API (a path of it), or its dashboard in the console
+            url = re.fullmatch(
+                rf"https://(\w+)\.execute-api\.{REGION}\.amazonaws\.com(?:/[\w./-]*)?", value
+            ) or re.fullmatch(
+                rf"https://{REGION}\.console\.aws\.amazon\.com/cloudwatch/home\?region={REGION}"
+                r"#dashboards/dashboard/(\S+)",
+                value,
+            )
             assert url, (key, value)
             assert url[1] in physical_ids, key
         else:
             assert value in physical_ids, (key, value)
+
+
+def _check_roles(template: Template, values: dict[str, str], resources: Resources) -> None:
+    """Every role the stack created, SAM's included, carries PermissionsBoundaryArn (an existing
+    policy), or no boundary when it is empty."""
+    iam = _client("iam")
+    boundary = _parameter(template, values, "PermissionsBoundaryArn")
+    roles = [physical_id for kind, physical_id in resources.values() if kind == "AWS::IAM::Role"]
+    assert roles
+    for role_name in roles:
+        role = iam.get_role(RoleName=role_name)["Role"]
+        carried = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn", "")
+        assert carried == boundary, role_name
+    if boundary:
+        iam.get_policy(PolicyArn=boundary)
+
+
+def _physical_id(value: Any, resources: Resources) -> Any:
+    """A Ref to a resource of the stack (the stack's own alarm topic) as what it created."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in resources:
+        return resources[value["Ref"]][1]
+    return value
 
 
 def _check_alarms(
@@ -754,7 +1046,10 @@ def _check_alarms(
         (alarm,) = cloudwatch.describe_alarms(AlarmNames=[resources[logical_id][1]])["MetricAlarms"]
         for actions in ("AlarmActions", "OKActions"):
             declared = resource["Properties"].get(actions, [])
-            expected = [_resolve(action, template, values, conditions) for action in declared]
+            expected = [
+                _physical_id(_resolve(action, template, values, conditions), resources)
+                for action in declared
+            ]
             assert alarm.get(actions, []) == expected, (logical_id, actions)
             for topic in expected:
                 sns.get_topic_attributes(TopicArn=topic)  # a topic that exists
@@ -774,7 +1069,7 @@ def test_moto_has_no_model_for_exactly_these_types_of_the_template(
         for location in ("CodeUri", "ContentUri"):
             if location in resource.get("Properties", {}):
                 resource["Properties"][location] = "s3://artifacts/code.zip"
-    transformed = _transform(source, prod_like(f"arn:aws:sns:{REGION}:{ACCOUNT}:alarms"))
+    transformed = _transform(source, prod_like(_boundary_arn("card-tokens-rehearsal")))
     types = {resource["Type"] for resource in transformed["Resources"].values()}
 
     # When moto's CloudFormation looks for a model of each
@@ -821,24 +1116,26 @@ def test_packaging_uploads_every_code_folder(rehearsal: Rehearsal) -> None:
 @pytest.mark.parametrize("environment", ["defaults", "prod-like"])
 def test_the_stack_is_created_updated_and_deleted(rehearsal: Rehearsal, environment: str) -> None:
     # Given parameter values CloudFormation accepts: the template's defaults, or prod's with
-    # every option on (an SNS topic for the alarms, the checkout page, CORS, concurrency, RS256)
+    # every option on (the stack's alarm topic with an e-mail subscription, the permissions
+    # boundary the pipeline's stack creates, the checkout page, CORS, concurrency, RS256, a
+    # canary, SnapStart)
     source = _source_template()
+    stack_name = f"card-tokens-rehearsal-{environment}"
     if environment == "defaults":
         values: dict[str, str] = {}
         tags: dict[str, str] = {}
     else:
-        topic = _client("sns").create_topic(Name="card-tokens-rehearsal-alarms")["TopicArn"]
-        values = prod_like(topic)
+        values = prod_like(_create_boundary(stack_name))
         tags = _pairs(_samconfig_prod()["tags"])
     assert constraint_violations(source, values) == []
     conditions = condition_values(source, values)
     if environment == "prod-like":
         off = {name for name, holds in conditions.items() if not holds}
-        assert off == set(), f"turn {off} on in prod_like()"
+        assert off == NEVER_ON_AWS, f"turn {off - NEVER_ON_AWS} on in prod_like()"
 
     # When the transformed template creates the stack
     template = _transform(rehearsal.packaged, values)
-    stack_id = rehearsal.create(f"card-tokens-rehearsal-{environment}", template, values, tags)
+    stack_id = rehearsal.create(stack_name, template, values, tags)
 
     # Then the stack is complete with every resource whose type moto (or a stand-in) creates
     assert rehearsal.stack(stack_id)["StackStatus"] == "CREATE_COMPLETE"
@@ -858,11 +1155,12 @@ def test_the_stack_is_created_updated_and_deleted(rehearsal: Rehearsal, environm
     _check_outputs(template, conditions, rehearsal.stack(stack_id), resources)
     # the functions run the packaged code with every variable the template gives them
     _check_functions(template, values, conditions, resources)
+    _check_versions(template, values, conditions, resources)
     _check_logs_and_tables(template, values, conditions, resources)
     _check_key_policies(template, conditions, resources)
-    alarms = _check_alarms(template, values, conditions, resources)
-    if environment == "prod-like":
-        assert alarms > 0, "the alarm topic reaches no alarm"
+    # every role carries the boundary when there is one, and every alarm notifies the topic
+    _check_roles(template, values, resources)
+    assert _check_alarms(template, values, conditions, resources) > 0
 
     # When an update changes the log level and the token lifetime
     updated = values | {
@@ -875,13 +1173,27 @@ def test_the_stack_is_created_updated_and_deleted(rehearsal: Rehearsal, environm
     template = _transform(rehearsal.packaged, updated)
     rehearsal.update(stack_id, template, updated)
 
-    # Then the update is complete, replaced nothing, and the functions have the new values
+    # Then the update is complete, and replaced the versions whose description quotes a changed
+    # parameter (CloudFormation publishes each anew, with the new configuration) and nothing else
     stack = rehearsal.stack(stack_id)
     assert stack["StackStatus"] == "UPDATE_COMPLETE"
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
     assert {name: parameters[name] for name in updated} == updated
-    assert rehearsal.resources(stack_id) == resources
+    changed = {name for name in updated if updated[name] != values.get(name)}
+    republished = {
+        logical_id
+        for logical_id, resource in _of_type(template, "AWS::Lambda::Version", conditions).items()
+        if changed & set(_references(resource["Properties"]["Description"]))
+    }
+    after = rehearsal.resources(stack_id)
+    assert set(after) == set(resources)
+    assert {logical_id for logical_id in after if after[logical_id] != resources[logical_id]} == (
+        republished
+    )
+    assert republished == set(_of_type(template, "AWS::Lambda::Version", conditions))
+    resources = after
     _check_functions(template, updated, conditions, resources)
+    _check_versions(template, updated, conditions, resources)
     issuer = _client("lambda").get_function_configuration(
         FunctionName=resources["IssueTokenFunction"][1]
     )["Environment"]["Variables"]
@@ -892,12 +1204,18 @@ def test_the_stack_is_created_updated_and_deleted(rehearsal: Rehearsal, environm
     # When the stack is deleted
     rehearsal.delete(stack_id)
 
-    # Then it is gone but for what the template retains, which is still there
+    # Then it is gone but for what the template retains, which is still there. SAM retains
+    # versions, for the next update to roll back to; deleting their function deletes them.
     assert rehearsal.stack(stack_id)["StackStatus"] == "DELETE_COMPLETE"
     retained = {
         logical_id
         for logical_id in declared
         if template["Resources"][logical_id].get("DeletionPolicy") == "Retain"
+        and (
+            declared[logical_id] != "AWS::Lambda::Version"
+            or template["Resources"][_version_of(template, logical_id)].get("DeletionPolicy")
+            == "Retain"
+        )
     }
     assert retained >= MUST_BE_RETAINED
     assert retained <= set(resources), "moto does not create these: their retention is unchecked"
