@@ -53,8 +53,10 @@ import base64
 import copy
 import fnmatch
 import importlib
+import io
 import json
 import re
+import tokenize
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
@@ -827,12 +829,44 @@ def code_files(template: Template) -> list[Path]:
     return sorted({path for root in roots for path in root.rglob("*.py")})
 
 
+_STATEMENT_EDGE = {tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
+
+
+def code_only(text: str) -> str:
+    """The source with its comments and string statements (docstrings) blanked, every offset
+    kept: a client named there (`kms_client()` in a docstring) is no call. Strings inside code
+    (a paginator's name) stay."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    significant = [t for t in tokens if t.type not in (tokenize.NL, tokenize.COMMENT)]
+    blanked = [t for t in tokens if t.type == tokenize.COMMENT] + [
+        token
+        for before, token, after in zip(
+            [None, *significant], significant, [*significant[1:], None], strict=False
+        )
+        if token.type == tokenize.STRING
+        and (before is None or before.type in _STATEMENT_EDGE)
+        and (after is None or after.type in (tokenize.NEWLINE, tokenize.ENDMARKER))
+    ]
+    characters = list(text)
+    for token in blanked:
+        start = starts[token.start[0] - 1] + token.start[1]
+        end = starts[token.end[0] - 1] + token.end[1]
+        for index in range(start, end):
+            if characters[index] != "\n":
+                characters[index] = " "
+    return "".join(characters)
+
+
 def scan(sources: dict[str, str]) -> tuple[set[tuple[str, str]], list[str]]:
     """(service, operation) of every AWS call in the sources, and every use of a client the
-    scan cannot follow."""
+    scan cannot follow. Comments and docstrings are not code."""
     operations: set[tuple[str, str]] = set()
     unfollowed: list[str] = []
-    for name, text in sources.items():
+    for name, source in sources.items():
+        text = code_only(source)
         followed = {m.end() for m in CLIENT_DEFINITION.finditer(text)}
         for pattern in HANDED_ON:
             followed |= {m.end() for m in pattern.finditer(text)}
@@ -912,6 +946,13 @@ def test_static_scan_lists_no_aws_call_the_runs_did_not_make(run: Run) -> None:
         ("Other(secretsmanager_client()).run()", (set(), True)),
         ("boto3.client('sqs').send_message()", (set(), True)),
         ("kms = boto3.session.Session().client('kms')", (set(), True)),
+        ('def f():\n    """kms_client() is cached."""\n    return 1\n', (set(), False)),
+        ("n = 1  # dynamodb_client().delete_item(...) below\n", (set(), False)),
+        (
+            '"""Module: dynamodb_client()."""\nx = dynamodb_client().get_item(Key=k)\n',
+            ({("dynamodb", "GetItem")}, False),
+        ),
+        ('def f():\n    """Doc."""\n    client = kms_client()\n', (set(), True)),
     ],
     ids=[
         "direct-call",
@@ -922,6 +963,10 @@ def test_static_scan_lists_no_aws_call_the_runs_did_not_make(run: Run) -> None:
         "client-handed-elsewhere",
         "own-client",
         "own-session",
+        "named-in-a-docstring",
+        "named-in-a-comment",
+        "call-after-a-module-docstring",
+        "client-in-a-variable-after-a-docstring",
     ],
 )
 def test_the_scan_finds_calls_and_flags_what_it_cannot_follow(
