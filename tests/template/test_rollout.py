@@ -312,7 +312,7 @@ def test_codedeploy_shifts_each_alias_with_the_strategy_and_rolls_back_on_its_al
             assert resource.get("Condition") == condition, function_id
 
 
-def test_without_an_alarm_topic_the_rollback_alarms_still_exist_and_watch_the_new_version(
+def test_with_the_defaults_the_rollback_alarms_exist_and_watch_the_new_version(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     output = translated(monkeypatch, {})
