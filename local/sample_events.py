@@ -33,10 +33,12 @@ def payment_event(token: str, idempotency_key: str | None = None, **fields: Any)
     """POST /payments for `token`, with or without an Idempotency-Key, fields overridden."""
     event = load_event("process_payment.json")
     event["body"] = json.dumps({**json.loads(event["body"]), "token": token, **fields})
-    headers = {k: v for k, v in event["headers"].items() if k.lower() != "idempotency-key"}
+    # Payload 1.0 carries each header twice: its last value, and all of its values.
+    for key in ("headers", "multiValueHeaders"):
+        event[key] = {k: v for k, v in event[key].items() if k.lower() != "idempotency-key"}
     if idempotency_key is not None:
-        headers["idempotency-key"] = idempotency_key
-    event["headers"] = headers
+        event["headers"]["Idempotency-Key"] = idempotency_key
+        event["multiValueHeaders"]["Idempotency-Key"] = [idempotency_key]
     return event
 
 
@@ -45,6 +47,6 @@ def get_event(payment_id: str) -> dict[str, Any]:
     event = load_event("get_payment.json")
     old_id = event["pathParameters"]["payment_id"]
     event["pathParameters"]["payment_id"] = payment_id
-    event["rawPath"] = event["rawPath"].replace(old_id, payment_id)
-    event["requestContext"]["http"]["path"] = event["rawPath"]
+    event["path"] = event["path"].replace(old_id, payment_id)
+    event["requestContext"]["path"] = event["path"]
     return event

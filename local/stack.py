@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from local.cfn import load_deployed_template, resources_of_type
 from local.emulator import PortInUseError, check_port_free, start_moto, use_local_aws
 from local.environments import close_all
-from local.gateway import GatewayServer, LocalHttpApi
+from local.gateway import GatewayServer, LocalRestApi
 from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
 from local.intrinsics import REGION
 from local.lambda_runtime import (
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     functions = functions_from_template(template, args.stack_name)
     for function in functions.values():
         function.check()
-    api = LocalHttpApi(
+    api = LocalRestApi(
         routes,
         {name: function.invoke for name, function in functions.items()},
         local_routes={

@@ -13,5 +13,7 @@ def test_a_default_deploy_leaves_out_the_resources_whose_condition_is_false() ->
     assert "CheckoutPageFunction" in everything
     assert "CheckoutPageFunction" not in deployed
     assert not [r for r in deployed.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
-    # Everything unconditional stays.
-    assert {k for k, r in everything.items() if "Condition" not in r} == set(deployed)
+    # Everything unconditional stays, and so does the account's API Gateway logging role
+    # (ApiGatewayLogsRole defaults to create).
+    unconditional = {k for k, r in everything.items() if "Condition" not in r}
+    assert unconditional | {"ApiGatewayCloudWatchRole", "ApiGatewayAccount"} == set(deployed)
