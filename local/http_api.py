@@ -102,7 +102,9 @@ def routes_from_template(template: dict[str, Any]) -> list[Route]:
                 continue
             properties = event.get("Properties", {})
             if "Path" not in properties or "Method" not in properties:
-                raise NotImplementedError(f"{logical_id}.{name}: an Api event needs Path and Method")
+                raise NotImplementedError(
+                    f"{logical_id}.{name}: an Api event needs Path and Method"
+                )
             method = str(properties["Method"]).upper()
             if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
                 method = "ANY"
