@@ -2,7 +2,7 @@
 
 Starts moto (or uses the AWS endpoint given with --aws-endpoint-url), provisions the template's
 tables, key and secrets there, runs the signing-key rotation once (as the deploy does), then
-serves every HttpApi route of template.yaml through a small stand-in for API Gateway. Each
+serves every Api route of template.yaml (a REST API) through a small stand-in for API Gateway. Each
 function runs as Lambda runs it: in execution environments, worker processes started on demand
 (up to --concurrency per function), each with its own cold start and caches, all at once.
 """

@@ -40,9 +40,9 @@ def header(event: dict[str, Any], name: str) -> str | None:
     """A request header by case-insensitive name.
 
     Payload 1.0 keeps each name as the client cased it (Content-Type, content-type, CONTENT-TYPE
-    all arrive as sent). A header sent more than once arrives whole only in multiValueHeaders
-    (`headers` keeps its last value): its values are joined with commas, as HTTP joins them, so
-    a repeated Content-Type or Idempotency-Key is refused rather than one of them picked.
+    all arrive as sent). `headers` holds the last value of a header sent more than once, and
+    multiValueHeaders all of them: a repeated header's values are joined with commas, as HTTP
+    joins them, so a repeated Content-Type or Idempotency-Key is refused rather than one picked.
     """
     wanted = name.lower()
     multi = event.get("multiValueHeaders") or {}
@@ -52,13 +52,13 @@ def header(event: dict[str, Any], name: str) -> str | None:
         if key.lower() == wanted
         for value in (key_values or [])
     ]
-    if values:
+    if len(values) > 1:
         return ",".join(values)
     headers = event.get("headers") or {}
     for key, value in headers.items():
         if key.lower() == wanted and value is not None:
             return str(value)
-    return None
+    return values[0] if values else None
 
 
 def read_json_object(event: dict[str, Any]) -> dict[str, Any]:
