@@ -402,7 +402,10 @@ def _payment_event(events: dict[str, dict[str, Any]], token: str) -> dict[str, A
     body = json.loads(event["body"])
     body["token"] = token
     event["body"] = json.dumps(body)
-    event["headers"]["idempotency-key"] = "cold-" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    key = "cold-" + hashlib.sha256(token.encode()).hexdigest()[:32]
+    # Payload 1.0: the header's last value, and all of its values.
+    event["headers"]["Idempotency-Key"] = key
+    event["multiValueHeaders"]["Idempotency-Key"] = [key]
     return event
 
 

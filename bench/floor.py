@@ -295,7 +295,11 @@ class FloorCashier:
         and body: the first TransactWriteItems fails its condition and returns the answer.
         """
         request = json.loads(event["body"])
-        idempotency_key = event.get("headers", {}).get("idempotency-key")
+        # Payload 1.0 keeps the client's casing of header names.
+        idempotency_key = next(
+            (v for k, v in (event.get("headers") or {}).items() if k.lower() == "idempotency-key"),
+            None,
+        )
         now = int(time.time())
         claims = self.verify(request["token"], now)
         dynamodb = self.clients.get("dynamodb")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from local.cfn import TEMPLATE_PATH, load_deployed_template
-from local.http_api import Route, build_http_event, find_route, routes_from_template
+from local.http_api import Route, build_rest_event, find_route, routes_from_template
 from local.provision import STACK_NAME, function_environments, named_resolver
 
 EVENTS_DIR = TEMPLATE_PATH.parent / "events"
@@ -57,7 +57,7 @@ def sample_requests(token: str, payment_id: str) -> dict[str, SampleRequest]:
             "POST",
             "/payments",
             payment_request(token),
-            {"idempotency-key": SAMPLE_IDEMPOTENCY_KEY},
+            {"Idempotency-Key": SAMPLE_IDEMPOTENCY_KEY},
         ),
         "get_payment.json": SampleRequest("GET", f"/payments/{payment_id}"),
         "jwks.json": SampleRequest("GET", "/.well-known/jwks.json"),
@@ -71,18 +71,19 @@ def sample_event(request: SampleRequest, routes: list[Route]) -> dict[str, Any]:
         raise ValueError(f"{request.method} {request.path} is not a route of template.yaml")
     route, path_parameters = found
     body = None if request.body is None else json.dumps(request.body).encode()
+    # Header names as a client writes them: payload 1.0 keeps the casing it was sent with.
     headers = {
-        "host": "127.0.0.1:3000",
-        "user-agent": "card-tokens-events",
-        "accept": "application/json",
+        "Host": "127.0.0.1:3000",
+        "User-Agent": "card-tokens-events",
+        "Accept": "application/json",
     }
     if body is not None:
-        headers |= {"content-type": "application/json", "content-length": str(len(body))}
+        headers |= {"Content-Type": "application/json", "Content-Length": str(len(body))}
     headers |= request.headers
-    return build_http_event(
+    return build_rest_event(
         method=request.method,
-        raw_path=request.path,
-        route_key=route.route_key,
+        path=request.path,
+        resource=route.path,
         headers=list(headers.items()),
         body=body,
         path_parameters=path_parameters,

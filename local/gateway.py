@@ -1,4 +1,4 @@
-"""A small stand-in for API Gateway (HTTP API) in front of the local functions.
+"""A small stand-in for API Gateway (REST API) in front of the local functions.
 
 Each connection has its own thread; an invocation goes to the function's execution environments
 (local.environments), so requests to one function, or to several, run at the same time.
@@ -17,13 +17,13 @@ from typing import Any, TextIO
 
 from local.environments import FunctionError, FunctionTimeoutError
 from local.http_api import (
-    INTERNAL_SERVER_ERROR,
+    BAD_GATEWAY,
     MAX_REQUEST_BYTES,
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
     GatewayResponse,
     Route,
-    build_http_event,
+    build_rest_event,
     find_route,
     gateway_error,
     new_request_id,
@@ -52,8 +52,8 @@ class Exchange:
         return f"{self.method} {path} {self.status} {self.milliseconds:.1f}ms {self.request_id}"
 
 
-class LocalHttpApi:
-    """Routes a request to a function with a payload-2.0 event and maps back the result."""
+class LocalRestApi:
+    """Routes a request to a function with a payload-1.0 event and maps back the result."""
 
     def __init__(
         self,
@@ -92,11 +92,11 @@ class LocalHttpApi:
         if found is None:
             return NOT_FOUND, request_id
         route, path_parameters = found
-        event = build_http_event(
+        event = build_rest_event(
             method=method,
-            raw_path=raw_path,
-            raw_query_string=raw_query_string,
-            route_key=route.route_key,
+            path=raw_path,
+            query_string=raw_query_string,
+            resource=route.path,
             headers=headers,
             body=body,
             path_parameters=path_parameters,
@@ -105,26 +105,26 @@ class LocalHttpApi:
             request_id=request_id,
         )
         # A failed invocation (an unhandled error, a timeout, a runtime that exited) is a
-        # function error to Lambda, which API Gateway answers with its own 500.
+        # function error to Lambda, which a REST API answers with its own 502.
         try:
             result = self.functions[route.function](event)
         except FunctionTimeoutError as error:
             # One line, as Lambda's "Task timed out": the environment is gone, no traceback.
             self._log_error(f"[ERROR] {error} (request {request_id})")
-            return INTERNAL_SERVER_ERROR, request_id
+            return BAD_GATEWAY, request_id
         except FunctionError as error:
             # The Lambda runtime logs an unhandled error with its traceback; so does this, so
             # the log scan sees whatever an exception message would carry.
             self._log_error(
                 f"[ERROR] {route.function} raised (request {request_id}):\n{error.details}"
             )
-            return INTERNAL_SERVER_ERROR, request_id
+            return BAD_GATEWAY, request_id
         except Exception:  # noqa: BLE001 - a handler called in this process (tests)
             self._log_error(
                 f"[ERROR] {route.function} raised (request {request_id}):\n"
                 + traceback.format_exc()
             )
-            return INTERNAL_SERVER_ERROR, request_id
+            return BAD_GATEWAY, request_id
         return response_from_lambda(result), request_id
 
     def _log_error(self, text: str) -> None:
@@ -151,7 +151,7 @@ class _MalformedRequest(Exception):
 
 
 class GatewayRequestHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 front end: reads the request, asks LocalHttpApi, writes the response."""
+    """HTTP/1.1 front end: reads the request, asks LocalRestApi, writes the response."""
 
     server: GatewayServer
     protocol_version = "HTTP/1.1"
@@ -229,7 +229,7 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
-        self.send_header("apigw-requestid", request_id)
+        self.send_header("x-amzn-RequestId", request_id)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -268,7 +268,7 @@ class GatewayServer(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(
-        self, address: tuple[str, int], api: LocalHttpApi, access_log: TextIO | None = None
+        self, address: tuple[str, int], api: LocalRestApi, access_log: TextIO | None = None
     ) -> None:
         self.api = api
         self.access_log = access_log or sys.stdout

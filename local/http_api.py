@@ -1,4 +1,4 @@
-"""API Gateway HTTP API as a function sees it: routes, payload-format-2.0 events, responses."""
+"""API Gateway REST API as a function sees it: routes, payload-format-1.0 events, responses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +21,9 @@ from local.provision import FUNCTION
 # API Gateway's own limit on a request body; the functions enforce their smaller one (16 KiB).
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 API_ID = "localapi00"
-STAGE = "$default"
+# template.yaml's CardTokensApi StageName (tests/unit/test_local_http_api.py checks it).
+STAGE = "v1"
+API = "AWS::Serverless::Api"
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,17 @@ def gateway_error(status: int, message: str) -> GatewayResponse:
     return GatewayResponse(status, [("content-type", "application/json")], body)
 
 
+# Unknown routes: REST APIs answer MISSING_AUTHENTICATION_TOKEN (403), which template.yaml's
+# GatewayResponses turns into this 404, the shape openapi.yaml documents.
 NOT_FOUND = gateway_error(404, "Not Found")
 PAYLOAD_TOO_LARGE = gateway_error(413, "Request Entity Too Large")
-INTERNAL_SERVER_ERROR = gateway_error(500, "Internal Server Error")
+# A function error (unhandled exception, timeout) or a malformed proxy response: a REST API's 502.
+BAD_GATEWAY = gateway_error(502, "Internal server error")
 
 
 @dataclass(frozen=True)
 class Route:
-    """One HttpApi event of a function: `POST /tokens` → IssueTokenFunction."""
+    """One Api event of a function: `POST /tokens` → IssueTokenFunction."""
 
     method: str
     path: str
@@ -88,18 +94,17 @@ class Route:
 
 
 def routes_from_template(template: dict[str, Any]) -> list[Route]:
-    """Every HttpApi event of every function, most specific first."""
+    """Every Api event of every function, most specific first."""
     routes = []
     for logical_id, resource in resources_of_type(template, FUNCTION).items():
         for name, event in resource.get("Properties", {}).get("Events", {}).items():
-            if event.get("Type") != "HttpApi":
+            if event.get("Type") != "Api":
                 continue
             properties = event.get("Properties", {})
-            version = str(properties.get("PayloadFormatVersion", "2.0"))
-            if version != "2.0":
-                raise NotImplementedError(f"{logical_id}.{name}: payload format {version}")
             if "Path" not in properties or "Method" not in properties:
-                raise NotImplementedError(f"{logical_id}.{name}: the $default route")
+                raise NotImplementedError(
+                    f"{logical_id}.{name}: an Api event needs Path and Method"
+                )
             method = str(properties["Method"]).upper()
             if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
                 method = "ANY"
@@ -118,16 +123,16 @@ def find_route(
 
 
 def new_request_id() -> str:
-    """An id in API Gateway's format (`JKJaXmPLvHcESHA=`)."""
-    return base64.b64encode(secrets.token_bytes(10)).decode("ascii")
+    """An id in a REST API's format: a UUID (also the x-amzn-RequestId response header)."""
+    return str(uuid.uuid4())
 
 
-def build_http_event(
+def build_rest_event(
     *,
     method: str,
-    raw_path: str,
-    route_key: str,
-    raw_query_string: str = "",
+    path: str,
+    resource: str,
+    query_string: str = "",
     headers: Sequence[tuple[str, str]] = (),
     body: bytes | None = None,
     path_parameters: Mapping[str, str] | None = None,
@@ -136,101 +141,119 @@ def build_http_event(
     request_id: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """The event API Gateway (HTTP API, payload format 2.0) sends to a Lambda integration."""
+    """The event API Gateway (REST API, Lambda proxy, payload format 1.0) sends to a function.
+
+    As on a custom domain mapped at its root: `path` and requestContext.path carry no stage.
+    Header names keep the client's casing; `headers` holds the last value of a repeated header
+    and `multiValueHeaders` all of them. With no binary media types (template.yaml sets none) a
+    body is text: bytes that are not UTF-8 arrive replaced, never base64-encoded.
+    """
     now = time.time() if now is None else now
     request_id = request_id or new_request_id()
-    event_headers: dict[str, str] = {}
-    cookies: list[str] = []
+    multi_headers: dict[str, list[str]] = {}
+    names: dict[str, str] = {}  # lower-case name -> the casing first seen
     for name, value in headers:
-        lowered = name.lower()
-        if lowered == "cookie":
-            cookies.extend(part.strip() for part in value.split(";") if part.strip())
-            continue
-        # Repeated headers reach the function as one comma-separated value.
-        event_headers[lowered] = (
-            f"{event_headers[lowered]},{value}" if lowered in event_headers else value
-        )
-    event_headers.setdefault("x-forwarded-for", source_ip)
-    event_headers.setdefault("x-forwarded-proto", "http")
-    event_headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now):08x}-{secrets.token_hex(12)}")
-    domain_name = event_headers.get("host", "127.0.0.1").rsplit(":", 1)[0]
+        key = names.setdefault(name.lower(), name)
+        multi_headers.setdefault(key, []).append(value)
+    for name, value in (
+        ("X-Forwarded-For", source_ip),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Amzn-Trace-Id", f"Root=1-{int(now):08x}-{secrets.token_hex(12)}"),
+    ):
+        if name.lower() not in names:
+            names[name.lower()] = name
+            multi_headers[name] = [value]
+    single_headers = {name: values[-1] for name, values in multi_headers.items()}
+    host = single_headers.get(names.get("host", "Host"), "127.0.0.1")
+    domain_name = host.rsplit(":", 1)[0]
+    user_agent = single_headers.get(names.get("user-agent", "User-Agent"))
+
+    multi_query: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        multi_query.setdefault(name, []).append(value)
 
     event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": raw_path,
-        "rawQueryString": raw_query_string,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = event_headers
-    query = _query_string_parameters(raw_query_string)
-    if query:
-        event["queryStringParameters"] = query
-    event["requestContext"] = {
-        "accountId": ACCOUNT_ID,
-        "apiId": API_ID,
-        "domainName": domain_name,
-        "domainPrefix": domain_name.split(".", 1)[0],
-        "http": {
-            "method": method,
-            "path": raw_path,
+        "resource": resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": single_headers,
+        "multiValueHeaders": multi_headers,
+        "queryStringParameters": (
+            {name: values[-1] for name, values in multi_query.items()} if multi_query else None
+        ),
+        "multiValueQueryStringParameters": multi_query or None,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "local0",
+            "resourcePath": resource,
+            "httpMethod": method,
+            "extendedRequestId": base64.b64encode(secrets.token_bytes(10)).decode("ascii"),
+            "requestTime": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "path": path,
+            "accountId": ACCOUNT_ID,
             "protocol": protocol,
-            "sourceIp": source_ip,
-            "userAgent": event_headers.get("user-agent", ""),
+            "stage": STAGE,
+            "domainPrefix": domain_name.split(".", 1)[0],
+            "requestTimeEpoch": int(now * 1000),
+            "requestId": request_id,
+            # An IAM-authorized route names the signer here (userArn, caller, accountId); the
+            # local stack checks no signature, so it is an anonymous caller, as on open routes.
+            "identity": {
+                "cognitoIdentityPoolId": None,
+                "accountId": None,
+                "cognitoIdentityId": None,
+                "caller": None,
+                "sourceIp": source_ip,
+                "principalOrgId": None,
+                "accessKey": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+                "userArn": None,
+                "userAgent": user_agent,
+                "user": None,
+            },
+            "domainName": domain_name,
+            "apiId": API_ID,
         },
-        "requestId": request_id,
-        "routeKey": route_key,
-        "stage": STAGE,
-        "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-        "timeEpoch": int(now * 1000),
+        "body": None if body is None else body.decode("utf-8", errors="replace"),
+        "isBase64Encoded": False,
     }
-    if path_parameters:
-        event["pathParameters"] = dict(path_parameters)
-    if body:
-        try:
-            event["body"] = body.decode("utf-8")
-            event["isBase64Encoded"] = False
-        except UnicodeDecodeError:
-            event["body"] = base64.b64encode(body).decode("ascii")
-            event["isBase64Encoded"] = True
-    else:
-        event["isBase64Encoded"] = False
     return event
-
-
-def _query_string_parameters(raw_query_string: str) -> dict[str, str]:
-    parameters: dict[str, str] = {}
-    for name, value in parse_qsl(raw_query_string, keep_blank_values=True):
-        parameters[name] = f"{parameters[name]},{value}" if name in parameters else value
-    return parameters
 
 
 _HEADER_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def response_from_lambda(result: Any) -> GatewayResponse:
-    """What API Gateway makes of a handler's return value (payload format 2.0 rules)."""
+    """What a REST API makes of a proxy integration's answer (payload format 1.0 rules).
+
+    Anything but an object with a statusCode is a malformed proxy response: API Gateway's 502.
+    `headers` and `multiValueHeaders` are merged, the latter winning for a name in both. With no
+    binary media types, isBase64Encoded is ignored and the body goes out as the text it is.
+    """
     if not (isinstance(result, dict) and "statusCode" in result):
-        # No statusCode: API Gateway infers a 200 JSON response with the value as its body.
-        inferred = result if isinstance(result, str) else json.dumps(result)
-        return GatewayResponse(200, [("content-type", "application/json")], inferred.encode())
+        return BAD_GATEWAY
     try:
         status = int(result["statusCode"])
-        headers = [(str(name), str(value)) for name, value in (result.get("headers") or {}).items()]
-        headers += [("set-cookie", str(cookie)) for cookie in result.get("cookies") or []]
-        body_text = result.get("body") or ""
+        single = {str(name): str(value) for name, value in (result.get("headers") or {}).items()}
+        multi = {
+            str(name): [str(value) for value in values]
+            for name, values in (result.get("multiValueHeaders") or {}).items()
+        }
+        headers = [(name, value) for name, value in single.items() if name not in multi]
+        headers += [(name, value) for name, values in multi.items() for value in values]
+        body_text = result.get("body")
+        if body_text is None:
+            body_text = ""
         if not isinstance(body_text, str):
             raise TypeError("body must be a string")
-        body = (
-            base64.b64decode(body_text, validate=True)
-            if result.get("isBase64Encoded")
-            else body_text.encode("utf-8")
-        )
-    except (TypeError, ValueError):
-        return INTERNAL_SERVER_ERROR
+        body = body_text.encode("utf-8", errors="surrogatepass")
+    except (TypeError, ValueError, AttributeError):
+        return BAD_GATEWAY
     if not 100 <= status <= 599 or any(
         not _HEADER_TOKEN.match(name) or "\r" in value or "\n" in value for name, value in headers
     ):
-        return INTERNAL_SERVER_ERROR
+        return BAD_GATEWAY
     return GatewayResponse(status, headers, body)

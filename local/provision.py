@@ -24,7 +24,7 @@ KMS_ALIAS = "AWS::KMS::Alias"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type
 FUNCTION = "AWS::Serverless::Function"
 LAYER = "AWS::Serverless::LayerVersion"
-HTTP_API = "AWS::Serverless::HttpApi"
+REST_API = "AWS::Serverless::Api"
 
 
 class EnvironmentConflictError(ValueError):
@@ -175,7 +175,7 @@ def _add_code_resources(resolver: Resolver) -> None:
     for logical_id in resources_of_type(template, LAYER):
         name = physical_name(resolver.stack_name, logical_id)
         resolver.refs[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:layer:{name}:1"
-    for logical_id in resources_of_type(template, HTTP_API):
+    for logical_id in resources_of_type(template, REST_API):
         resolver.refs[logical_id] = "localapi00"
 
 

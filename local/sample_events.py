@@ -22,6 +22,20 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
+def set_header(event: dict[str, Any], name: str, value: str | None) -> dict[str, Any]:
+    """Replace a header in a payload-1.0 event, whatever its casing (None removes it).
+
+    Payload 1.0 carries each header twice (its last value, and all of its values), with the
+    name as the client cased it: both copies change together.
+    """
+    for key in ("headers", "multiValueHeaders"):
+        event[key] = {k: v for k, v in (event.get(key) or {}).items() if k.lower() != name.lower()}
+    if value is not None:
+        event["headers"][name] = value
+        event["multiValueHeaders"][name] = [value]
+    return event
+
+
 def token_event(**card: Any) -> dict[str, Any]:
     """POST /tokens with the sample card, fields overridden."""
     event = load_event("issue_token.json")
@@ -33,11 +47,7 @@ def payment_event(token: str, idempotency_key: str | None = None, **fields: Any)
     """POST /payments for `token`, with or without an Idempotency-Key, fields overridden."""
     event = load_event("process_payment.json")
     event["body"] = json.dumps({**json.loads(event["body"]), "token": token, **fields})
-    headers = {k: v for k, v in event["headers"].items() if k.lower() != "idempotency-key"}
-    if idempotency_key is not None:
-        headers["idempotency-key"] = idempotency_key
-    event["headers"] = headers
-    return event
+    return set_header(event, "Idempotency-Key", idempotency_key)
 
 
 def get_event(payment_id: str) -> dict[str, Any]:
@@ -45,6 +55,6 @@ def get_event(payment_id: str) -> dict[str, Any]:
     event = load_event("get_payment.json")
     old_id = event["pathParameters"]["payment_id"]
     event["pathParameters"]["payment_id"] = payment_id
-    event["rawPath"] = event["rawPath"].replace(old_id, payment_id)
-    event["requestContext"]["http"]["path"] = event["rawPath"]
+    event["path"] = event["path"].replace(old_id, payment_id)
+    event["requestContext"]["path"] = event["path"]
     return event

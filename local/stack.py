@@ -2,7 +2,7 @@
 
 Starts moto (or uses the AWS endpoint given with --aws-endpoint-url), provisions the template's
 tables, key and secrets there, runs the signing-key rotation once (as the deploy does), then
-serves every HttpApi route of template.yaml through a small stand-in for API Gateway. Each
+serves every Api route of template.yaml (a REST API) through a small stand-in for API Gateway. Each
 function runs as Lambda runs it: in execution environments, worker processes started on demand
 (up to --concurrency per function), each with its own cold start and caches, all at once.
 """
@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from local.cfn import load_deployed_template, resources_of_type
 from local.emulator import PortInUseError, check_port_free, start_moto, use_local_aws
 from local.environments import close_all
-from local.gateway import GatewayServer, LocalHttpApi
+from local.gateway import GatewayServer, LocalRestApi
 from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
 from local.intrinsics import REGION
 from local.lambda_runtime import (
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     functions = functions_from_template(template, args.stack_name)
     for function in functions.values():
         function.check()
-    api = LocalHttpApi(
+    api = LocalRestApi(
         routes,
         {name: function.invoke for name, function in functions.items()},
         local_routes={

@@ -14,15 +14,26 @@ import pytest
 
 from card_tokens.observability import logger
 from local.provision import LocalStack
-from local.sample_events import get_event, load_event, payment_event, token_event
+from local.sample_events import get_event, load_event, payment_event, set_header, token_event
 
 Invoke = Callable[..., dict[str, Any]]
 # Re-exported: the tests build their events from events/ through these.
-__all__ = ["Invoke", "get_event", "load_event", "payment_event", "token_event"]
+__all__ = ["Invoke", "get_event", "load_event", "payment_event", "set_header", "token_event"]
 
 
 def body(response: dict[str, Any]) -> Any:
     return json.loads(response["body"])
+
+
+def response_header(response: dict[str, Any], name: str) -> str | None:
+    """A header of a handler's payload-1.0 answer (Powertools writes multiValueHeaders)."""
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower():
+            return ",".join(str(value) for value in values)
+    for key, value in (response.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
 
 
 def new_token(issue: Invoke, **card: Any) -> str:

@@ -180,9 +180,11 @@ class Functions:
     def http(self, event: dict[str, Any]) -> dict[str, Any]:
         from local.http_api import find_route
 
-        found = find_route(self.routes, event["requestContext"]["http"]["method"], event["rawPath"])
+        found = find_route(self.routes, event["httpMethod"], event["path"])
         if found is None:
-            raise LookupError(f"no route in template.yaml for {event['routeKey']}")
+            raise LookupError(
+                f"no route in template.yaml for {event['httpMethod']} {event['path']}"
+            )
         response: dict[str, Any] = self.invoke(found[0].function, event)
         return response
 
@@ -337,10 +339,10 @@ def private_key_material() -> tuple[list[str], list[str]]:
 
 def run_controls(run: Run, switch: Switch) -> None:
     """What the switch does to code left unprotected: proves it is on and its output is seen."""
-    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
     from card_tokens.observability import logger
-    from local.http_api import build_http_event
+    from local.http_api import build_rest_event
     from local.lambda_runtime import LambdaContext
 
     context: Any = LambdaContext("LogscanControl", 128, 3)
@@ -350,12 +352,12 @@ def run_controls(run: Run, switch: Switch) -> None:
         run.must_appear["an event, through inject_lambda_context left to the variable"] = canary
     if "POWERTOOLS_DEV" in switch.variables:
         canary = f"control-dev-{secrets.token_hex(6)}"
-        resolver = APIGatewayHttpResolver()
+        resolver = APIGatewayRestResolver()
         resolver.get("/logscan-control")(lambda: {})
-        event = build_http_event(
+        event = build_rest_event(
             method="GET",
-            raw_path="/logscan-control",
-            route_key="GET /logscan-control",
+            path="/logscan-control",
+            resource="/logscan-control",
             headers=[("x-control", canary)],
         )
         resolver.resolve(event, context)

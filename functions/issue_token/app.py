@@ -1,4 +1,4 @@
-"""POST /tokens: card data in, a signed single-use card token out."""
+"""POST /tokens: card data in, a signed single-use card token out (and its CORS preflight)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from card_tokens.api import create_app, json_response
 from card_tokens.config import issuer_settings
+from card_tokens.cors import add_cors_headers, preflight_headers
 from card_tokens.issuing import issuer
 from card_tokens.observability import logger, metrics, tracer
 from card_tokens.request_body import read_json_object
 from card_tokens.snapstart import register_hooks
 
-issuer_settings()  # a missing variable fails the cold start, not the first customer
+settings = issuer_settings()  # a missing variable fails the cold start, not the first customer
 register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 app = create_app()
 
@@ -26,11 +27,21 @@ def create_token() -> Response[str]:
     return json_response(201, issuer().issue(document))
 
 
+@app.route("/tokens", method="OPTIONS")
+def preflight() -> Response[str]:
+    # A REST API's own CORS names one origin; CorsOrigins may list several (card_tokens.cors).
+    headers = {
+        "Cache-Control": "no-store",
+        **preflight_headers(app.current_event.raw_event, settings.cors_origins),
+    }
+    return Response(status_code=204, headers=headers, body="")
+
+
 # The event carries card data: never log it (log_event stays off), never trace the response.
 @logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
 )
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return add_cors_headers(app.resolve(event, context), event, settings.cors_origins)

@@ -38,7 +38,7 @@ def read_payment(payment_id: str) -> Response[str]:
 
 # The request carries a token: never log the event, never trace the response.
 @logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
 )
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics(capture_cold_start_metric=True)

@@ -31,7 +31,7 @@ def jwks() -> Response[str]:
 
 # log_event=False: POWERTOOLS_LOGGER_LOG_EVENT=true must not log the event whole.
 @logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
 )
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics(capture_cold_start_metric=True)

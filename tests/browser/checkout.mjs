@@ -95,8 +95,8 @@ async function assertNoCardLeak(page, context, seen, pan) {
 }
 
 // Chromium reports every 4xx answer as a console error; the API's 400 is expected where a
-// scenario sends a bad card, and API Gateway's 403 where payments need a signature. Any other error (a CSP violation, a missing asset) fails.
-const EXPECTED_API_ERROR = /^error: Failed to load resource: the server responded with a status of (400|403) /;
+// scenario sends a bad card, and API Gateway's 404 where payments need a signature. Any other error (a CSP violation, a missing asset) fails.
+const EXPECTED_API_ERROR = /^error: Failed to load resource: the server responded with a status of (400|404) /;
 
 function assertQuietConsole(seen) {
   const errors = seen.console.filter(
@@ -211,24 +211,25 @@ const scenarios = {
     await page.screenshot({ path: join(out, "invalid-card.png"), fullPage: true });
   },
 
-  // A deployed stack authorizes /payments with IAM: the browser's unsigned request gets API
-  // Gateway's 403, and the page hands the token over instead of dead-ending on "Forbidden".
+  // A deployed stack authorizes /payments with IAM: the browser's unsigned request gets the REST
+  // API's missing-token answer, 404 Not Found (template GatewayResponses), and the page hands the
+  // token over instead of dead-ending on it.
   async signedPaymentsOnly({ page, seen, context, baseUrl, out }) {
     await page.route("**/payments", (route) =>
-      route.fulfill({ status: 403, contentType: "application/json", body: '{"message":"Forbidden"}' }),
+      route.fulfill({ status: 404, contentType: "application/json", body: '{"message":"Not Found"}' }),
     );
     const issued = page.waitForResponse((response) => new URL(response.url()).pathname === "/tokens");
     await tokenizeAndCheck(page, baseUrl, APPROVED, "4242");
     const token = (await (await issued).json()).token;
     await page.click("#pay-button");
     const error = await page.waitForSelector("#payment-form-error:not([hidden])");
-    check((await error.textContent()).includes("signed back end"), "no hand-off message on a 403");
+    check((await error.textContent()).includes("signed back end"), "no hand-off message on a 404");
     await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
     await page.click("#copy-token-button");
     await page.waitForFunction(() => document.getElementById("copy-token-status").textContent !== "");
     check((await page.textContent("#copy-token-status")) === "Token copied.", "the token was not copied");
     check((await page.evaluate(() => navigator.clipboard.readText())) === token, "the clipboard lacks the token");
-    check(await page.isHidden("#result"), "a 403 showed a payment result");
+    check(await page.isHidden("#result"), "a 404 showed a payment result");
     await assertNoCardLeak(page, context, seen, APPROVED);
     await page.screenshot({ path: join(out, "signed-payments-only.png"), fullPage: true });
   },

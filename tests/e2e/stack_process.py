@@ -185,7 +185,7 @@ def iam_authorized_routes(template: dict[str, Any] | None = None) -> list[Route]
         for event in function.get("Properties", {}).get("Events", {}).values():
             properties = event.get("Properties", {})
             authorizer = properties.get("Auth", {}).get("Authorizer")
-            if event.get("Type") == "HttpApi" and authorizer == "AWS_IAM":
+            if event.get("Type") == "Api" and authorizer == "AWS_IAM":
                 method = str(properties["Method"]).upper()
                 routes.append(Route(method, str(properties["Path"]), logical_id))
     return routes

@@ -14,7 +14,14 @@ pytestmark = pytest.mark.e2e
 
 EVENTS = REPO_ROOT / "events"
 # The client (or API Gateway) sets these; replaying them verbatim would lie about the request.
-_HOP_HEADERS = {"host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-amzn-trace-id"}
+_HOP_HEADERS = {
+    "host",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-amzn-trace-id",
+}
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -23,11 +30,11 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def replay(stack: LocalStack, event: dict[str, Any], body: str | None = None) -> Any:
-    headers = {k: v for k, v in event["headers"].items() if k not in _HOP_HEADERS}
+    headers = {k: v for k, v in event["headers"].items() if k.lower() not in _HOP_HEADERS}
     body = body if body is not None else event.get("body")
     return stack.request(
-        event["requestContext"]["http"]["method"],
-        event["rawPath"],
+        event["httpMethod"],
+        event["path"],
         None if body is None else body.encode(),
         headers,
     )

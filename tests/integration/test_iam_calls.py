@@ -412,7 +412,8 @@ def publish_jwks_paths(fx: Functions) -> None:
 def checkout_page_paths(fx: Functions) -> None:
     events = fx.template["Resources"]["CheckoutPageFunction"]["Properties"]["Events"]
     for route in events.values():
-        response = fx.invoke("CheckoutPageFunction", {"rawPath": route["Properties"]["Path"]})
+        path = route["Properties"]["Path"]
+        response = fx.invoke("CheckoutPageFunction", {"resource": path, "path": path})
         assert response["statusCode"] == 200, route
 
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+from types import ModuleType
 from typing import Any
 
 import boto3
@@ -9,7 +11,15 @@ import jwt
 import pytest
 
 from local.provision import LocalStack
-from tests.flows import Invoke, body, dynamodb_item, load_event, token_event
+from tests.flows import (
+    Invoke,
+    body,
+    dynamodb_item,
+    load_event,
+    response_header,
+    set_header,
+    token_event,
+)
 
 
 def test_the_sample_event_issues_a_token_of_the_documented_shape(issue: Invoke) -> None:
@@ -18,8 +28,8 @@ def test_the_sample_event_issues_a_token_of_the_documented_shape(issue: Invoke) 
     response = issue(load_event("issue_token.json"))
     # Then the contract's 201 comes back
     assert response["statusCode"] == 201, response["body"]
-    assert response["headers"]["Content-Type"] == "application/json"
-    assert response["headers"]["Cache-Control"] == "no-store"
+    assert response_header(response, "Content-Type") == "application/json"
+    assert response_header(response, "Cache-Control") == "no-store"
     issued = body(response)
     assert issued["token_type"] == "card+jwt"
     assert issued["card"] == {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}
@@ -95,7 +105,7 @@ def test_a_body_that_is_not_json_is_a_400(issue: Invoke) -> None:
 
 def test_a_body_that_is_not_declared_json_is_a_415(issue: Invoke) -> None:
     event = load_event("issue_token.json")
-    event["headers"]["content-type"] = "text/plain"
+    set_header(event, "Content-Type", "text/plain")
     response = issue(event)
     assert response["statusCode"] == 415
     assert body(response)["error"]["code"] == "unsupported_media_type"
@@ -117,8 +127,54 @@ def test_a_base64_encoded_body_is_accepted(issue: Invoke) -> None:
 
 def test_an_unknown_route_gets_api_gateways_404(issue: Invoke) -> None:
     event = load_event("issue_token.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = "/tokens/extra"
-    event["routeKey"] = event["requestContext"]["routeKey"] = "POST /tokens/extra"
+    event["path"] = event["requestContext"]["path"] = "/tokens/extra"
+    event["resource"] = event["requestContext"]["resourcePath"] = "/tokens/extra"
     response = issue(event)
     assert response["statusCode"] == 404
     assert json.loads(response["body"]) == {"message": "Not Found"}
+
+
+def _preflight(origin: str) -> dict[str, Any]:
+    event = load_event("issue_token.json")
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = "OPTIONS"
+    event["body"] = None
+    headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    event["headers"] = headers
+    event["multiValueHeaders"] = {name: [value] for name, value in headers.items()}
+    return event
+
+
+def test_with_no_cors_origins_a_preflight_allows_nothing(issue: Invoke) -> None:
+    response = issue(_preflight("https://shop.example"))
+
+    assert response["statusCode"] == 204
+    headers = {k.lower() for k in response["multiValueHeaders"]}
+    assert not any(name.startswith("access-control-") for name in headers)
+
+
+def test_a_listed_origin_may_post_cross_origin_and_read_the_answer(
+    issue: Invoke, issue_token_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given CorsOrigins=https://shop.example (read at cold start into the settings)
+    settings = dataclasses.replace(
+        issue_token_app.settings, cors_origins=frozenset({"https://shop.example"})
+    )
+    monkeypatch.setattr(issue_token_app, "settings", settings)
+
+    # When the browser preflights, then posts a card with its Origin
+    preflight = issue(_preflight("https://shop.example"))
+    event = load_event("issue_token.json")
+    set_header(event, "Origin", "https://shop.example")
+    posted = issue(event)
+
+    # Then both answers allow that origin, and the preflight POST with Content-Type only
+    assert preflight["statusCode"] == 204
+    assert preflight["multiValueHeaders"]["Access-Control-Allow-Origin"] == ["https://shop.example"]
+    assert preflight["multiValueHeaders"]["Access-Control-Allow-Methods"] == ["POST"]
+    assert preflight["multiValueHeaders"]["Access-Control-Allow-Headers"] == ["content-type"]
+    assert posted["statusCode"] == 201
+    assert posted["multiValueHeaders"]["Access-Control-Allow-Origin"] == ["https://shop.example"]
+    assert posted["multiValueHeaders"]["Vary"] == ["Origin"]
+    # And another origin is not allowed to read anything
+    other = issue(_preflight("https://evil.example"))
+    assert "Access-Control-Allow-Origin" not in other["multiValueHeaders"]

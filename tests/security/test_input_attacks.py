@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.flows import Invoke, body, load_event, new_token, payment_event, token_event
+from tests.flows import Invoke, body, load_event, new_token, payment_event, set_header, token_event
 
 
 def assert_error(response: dict[str, Any], status: int, code: str) -> None:
@@ -21,7 +21,7 @@ def raw_body_event(
     raw: bytes, *, base64_encoded: bool = True, content_type: str = "application/json"
 ) -> dict[str, Any]:
     event = load_event("issue_token.json")
-    event["headers"]["content-type"] = content_type
+    set_header(event, "Content-Type", content_type)
     event["body"] = base64.b64encode(raw).decode() if base64_encoded else raw.decode()
     event["isBase64Encoded"] = base64_encoded
     return event
@@ -153,13 +153,13 @@ def test_is_base64_encoded_with_junk(issue: Invoke) -> None:
 )
 def test_wrong_content_types(issue: Invoke, content_type: str) -> None:
     event = load_event("issue_token.json")
-    event["headers"]["content-type"] = content_type
+    set_header(event, "Content-Type", content_type)
     assert_error(issue(event), 415, "unsupported_media_type")
 
 
 def test_a_missing_content_type(issue: Invoke) -> None:
     event = load_event("issue_token.json")
-    del event["headers"]["content-type"]
+    set_header(event, "Content-Type", None)
     assert_error(issue(event), 415, "unsupported_media_type")
 
 

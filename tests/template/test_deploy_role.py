@@ -341,7 +341,7 @@ def test_the_e2e_role_exists_for_staging_only_and_may_call_the_payment_routes(
 
     assert e2e["Condition"] == "CreatesE2eRole"
     assert actions(e2e) == {"cloudformation:DescribeStacks", "execute-api:Invoke"}
-    granted = {arn["Fn::Sub"].split("/$default/")[1] for arn in invoke["Resource"]}
+    granted = {arn["Fn::Sub"].split("/v1/")[1] for arn in invoke["Resource"]}
     assert granted == {route.replace("{payment_id}", "*") for route in template_routes}
 
 

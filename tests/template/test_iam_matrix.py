@@ -1052,7 +1052,46 @@ def test_each_function_runs_as_its_own_hand_written_role(template: Template) -> 
         if preference is not None:
             assert set(preference) <= {"Type", "Alarms", "PassthroughCondition", "Role"}
             assert preference["Role"] == {"Fn::GetAtt": [CODEDEPLOY, "Arn"]}, function_id
-    assert set(resources_of_type(template, "AWS::IAM::Role")) == set(ROLES)
+    # The one role no function runs as: API Gateway's account-wide logging role.
+    assert set(resources_of_type(template, "AWS::IAM::Role")) == {*ROLES, API_GATEWAY_LOGS_ROLE}
+
+
+# A REST API stage logs only once the region's API Gateway account settings name a CloudWatch
+# role. With ApiGatewayLogsRole=create the stack sets one: assumable by API Gateway of this
+# account only, with the AWS managed policy (it serves every REST API of the account, so it
+# cannot be scoped to this stack's log groups), and no other grant.
+API_GATEWAY_LOGS_ROLE = "ApiGatewayCloudWatchRole"
+
+
+def test_api_gateways_logging_role_is_the_managed_push_to_logs_policy_only(
+    template: Template,
+) -> None:
+    role = template["Resources"][API_GATEWAY_LOGS_ROLE]
+    properties = role["Properties"]
+    account = template["Resources"]["ApiGatewayAccount"]
+
+    assert role["Condition"] == account["Condition"] == "SetsApiGatewayLogsRole"
+    assert properties["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "apigateway.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+        }
+    ]
+    assert properties["ManagedPolicyArns"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs"
+        }
+    ]
+    assert set(properties) == {"Description", "AssumeRolePolicyDocument", "ManagedPolicyArns"}
+    assert account["Properties"] == {
+        "CloudWatchRoleArn": {"Fn::GetAtt": [API_GATEWAY_LOGS_ROLE, "Arn"]}
+    }
+    for policy_type in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy"):
+        for policy in resources_of_type(template, policy_type).values():
+            assert API_GATEWAY_LOGS_ROLE not in repr(policy["Properties"])
 
 
 class _NoManagedPolicies:
@@ -1090,7 +1129,7 @@ def test_the_only_role_sam_adds_is_the_schedules(monkeypatch: pytest.MonkeyPatch
     assert {role_id: roles[role_id] for role_id in ROLES} == {
         role_id: load_template()["Resources"][role_id] for role_id in ROLES
     }
-    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE}
+    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE, API_GATEWAY_LOGS_ROLE}
 
 
 def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(

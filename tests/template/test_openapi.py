@@ -14,6 +14,7 @@ from local.cfn import load_template, resources_of_type
 pytestmark = pytest.mark.template
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
+GATEWAY_RESPONSES = {"Forbidden", "NotSigned", "TooManyRequests"}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def template_routes() -> set[tuple[str, str]]:
         if "Condition" in function:
             continue  # the optional checkout page (HTML, off by default) is not the API contract
         for event in function["Properties"].get("Events", {}).values():
-            if event["Type"] == "HttpApi":
+            if event["Type"] == "Api":
                 routes.add((event["Properties"]["Method"].upper(), event["Properties"]["Path"]))
     return routes
 
@@ -40,7 +41,7 @@ def test_the_spec_is_valid_openapi(spec: dict[str, Any]) -> None:
 def test_the_spec_and_the_template_declare_the_same_routes(spec: dict[str, Any]) -> None:
     declared = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     assert declared == template_routes()
-    assert len(declared) == 4
+    assert len(declared) == 5
 
 
 def test_request_bodies_refuse_unknown_fields(spec: dict[str, Any]) -> None:
@@ -56,8 +57,8 @@ def test_every_error_response_has_the_error_shape(spec: dict[str, Any]) -> None:
                 if int(status) < 400:
                     continue
                 name = response["$ref"].rsplit("/", 1)[-1]
-                if name == "Forbidden":
-                    continue  # API Gateway's own 403, in its own shape
+                if name in GATEWAY_RESPONSES:
+                    continue  # API Gateway's (or AWS WAF's) own answers, in their own shape
                 schema = responses[name]["content"]["application/json"]["schema"]
                 assert schema == {"$ref": "#/components/schemas/Error"}, (method, path, status)
 
@@ -70,3 +71,10 @@ def test_the_payment_routes_declare_sigv4_as_the_template_does(spec: dict[str, A
         if operation.get("security") == [{"sigv4": []}]
     }
     assert signed == {("POST", "/payments"), ("GET", "/payments/{payment_id}")}
+
+
+def test_the_gateways_own_answers_have_the_gateway_shape(spec: dict[str, Any]) -> None:
+    responses = spec["components"]["responses"]
+    for name in GATEWAY_RESPONSES:
+        schema = responses[name]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/GatewayMessage"}, name

@@ -1,8 +1,8 @@
 """template.yaml's operations: throttling, access logs, IAM auth, CORS, alarms, concurrency, scans.
 
 Some checks run the SAM transform itself (samtranslator, offline), because what reaches API
-Gateway is the transformed template: SAM resolves parameters inside CorsConfiguration and writes
-the routes' authorization into the OpenAPI body.
+Gateway is the transformed template: SAM writes the routes' authorization, integrations and
+gateway responses into the OpenAPI body, and the stage's settings into AWS::ApiGateway::Stage.
 """
 
 from __future__ import annotations
@@ -22,24 +22,30 @@ Template = dict[str, Any]
 
 API_FUNCTIONS = {"IssueTokenFunction": "IssueToken", "ProcessPaymentFunction": "ProcessPayment"}
 IAM_ROUTES = {("post", "/payments"), ("get", "/payments/{payment_id}")}
-OPEN_ROUTES = {("post", "/tokens"), ("get", "/.well-known/jwks.json")}
+OPEN_ROUTES = {("post", "/tokens"), ("options", "/tokens"), ("get", "/.well-known/jwks.json")}
 # Only with CheckoutPage=enabled: the static demo page, open like /tokens.
 PAGE_ROUTES = {("get", "/"), ("get", "/app.js"), ("get", "/style.css"), ("get", "/favicon.svg")}
 # API Gateway context variables the access log may use: who, when, which route, what outcome.
+# (REST API variables: the route is $context.httpMethod and $context.resourcePath, the declared
+# path with its {payment_id}, never the raw path a client wrote.)
 METADATA_VARIABLES = {
     "$context.requestId",
     "$context.identity.sourceIp",
     "$context.requestTime",
-    "$context.routeKey",
+    "$context.httpMethod",
+    "$context.resourcePath",
     "$context.status",
     "$context.responseLatency",
     "$context.integrationLatency",
     "$context.responseLength",
     "$context.identity.userArn",
     "$context.identity.accountId",
-    "$context.authorizer.error",
+    "$context.authorize.error",
     "$context.error.message",
+    "$context.error.responseType",
     "$context.integrationErrorMessage",
+    "$context.wafResponseCode",
+    "$context.tlsVersion",
 }
 
 
@@ -93,14 +99,18 @@ def alarms(template: Template) -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- throttling and concurrency
 
 
-def test_default_route_throttling_comes_from_parameters(template: Template) -> None:
-    settings = template["Resources"]["CardTokensApi"]["Properties"]["DefaultRouteSettings"]
+def test_stage_throttling_of_every_method_comes_from_parameters(template: Template) -> None:
+    settings = template["Resources"]["CardTokensApi"]["Properties"]["MethodSettings"]
     parameters = template["Parameters"]
 
-    assert settings == {
-        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
-        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
-    }
+    assert settings == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+            "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        }
+    ]
     assert parameters["ApiThrottlingBurstLimit"]["Default"] == 200
     assert parameters["ApiThrottlingRateLimit"]["Default"] == 100
     assert parameters["ApiThrottlingBurstLimit"]["MinValue"] >= 1
@@ -110,12 +120,18 @@ def test_throttling_reaches_the_stage_after_the_transform(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     output = translated({}, monkeypatch)
-    stages = resources_of_type(output, "AWS::ApiGatewayV2::Stage")
+    stages = resources_of_type(output, "AWS::ApiGateway::Stage")
 
+    # One stage (OpenApiVersion 3: SAM adds no "Stage" stage), v1, throttled on every method.
     assert len(stages) == 1
     (stage,) = stages.values()
-    assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] == {
-        "Ref": "ApiThrottlingRateLimit"
+    assert stage["Properties"]["StageName"] == "v1"
+    (settings,) = stage["Properties"]["MethodSettings"]
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert settings["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert settings["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert stage["Properties"]["AccessLogSetting"]["DestinationArn"] == {
+        "Fn::GetAtt": ["CardTokensApiAccessLogGroup", "Arn"]
     }
 
 
@@ -145,7 +161,7 @@ def test_reserved_concurrency_is_a_parameter_and_zero_means_unreserved(
 def test_access_log_is_json_with_request_metadata_and_nothing_from_the_request(
     template: Template,
 ) -> None:
-    settings = template["Resources"]["CardTokensApi"]["Properties"]["AccessLogSettings"]
+    settings = template["Resources"]["CardTokensApi"]["Properties"]["AccessLogSetting"]
     log_format = settings["Format"]
 
     fields = json.loads(log_format)
@@ -154,9 +170,11 @@ def test_access_log_is_json_with_request_metadata_and_nothing_from_the_request(
     assert {
         "requestId": "$context.requestId",
         "ip": "$context.identity.sourceIp",
-        "routeKey": "$context.routeKey",
+        "routeKey": "$context.httpMethod $context.resourcePath",
         "status": "$context.status",
         "latency": "$context.responseLatency",
+        "caller": "$context.identity.userArn",
+        "waf": "$context.wafResponseCode",
     }.items() <= fields.items()
     # Only request metadata: API Gateway has no variable for a body, and none of the header,
     # query string or path parameter variables (which could carry a token) is used.
@@ -171,15 +189,19 @@ def test_payment_routes_use_aws_iam_and_the_rest_stay_open(template: Template) -
     auth = {}
     for function in resources_of_type(template, "AWS::Serverless::Function").values():
         for event in function["Properties"].get("Events", {}).values():
-            if event["Type"] != "HttpApi":
+            if event["Type"] != "Api":
                 continue  # the reconciler's schedule is no route
             properties = event["Properties"]
             route = (properties["Method"].lower(), properties["Path"])
-            auth[route] = properties.get("Auth", {}).get("Authorizer")
+            auth[route] = properties.get("Auth")
 
-    assert api["Auth"] == {"EnableIamAuthorizer": True}
-    assert {route for route, authorizer in auth.items() if authorizer == "AWS_IAM"} == IAM_ROUTES
-    assert {route for route, authorizer in auth.items() if authorizer is None} == (
+    # No API-wide default authorizer: each route says what it needs.
+    assert "Auth" not in api
+    # InvokeRole NONE: API Gateway invokes through the function's resource policy. SAM's
+    # default for AWS_IAM (CALLER_CREDENTIALS) would demand lambda:InvokeFunction of merchants.
+    signed = {"Authorizer": "AWS_IAM", "InvokeRole": "NONE"}
+    assert {route for route, route_auth in auth.items() if route_auth == signed} == IAM_ROUTES
+    assert {route for route, route_auth in auth.items() if route_auth is None} == (
         OPEN_ROUTES | PAGE_ROUTES
     )
 
@@ -211,6 +233,38 @@ def test_the_transformed_api_requires_sigv4_on_exactly_the_payment_routes(
     assert unsecured == OPEN_ROUTES | PAGE_ROUTES
     scheme = body["components"]["securitySchemes"]["AWS_IAM"]
     assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+    # Every route is a Lambda proxy integration invoked with API Gateway's own permission,
+    # never with the caller's credentials.
+    for operations in paths.values():
+        for operation in operations.values():
+            # The optional page's operations are wrapped in Fn::If once more.
+            operation = operation["Fn::If"][1] if "Fn::If" in operation else operation
+            integration = operation["x-amazon-apigateway-integration"]
+            assert (integration["type"], integration["httpMethod"]) == ("aws_proxy", "POST")
+            assert "credentials" not in integration
+
+
+def test_unknown_routes_get_the_contracts_404_not_a_missing_token_403(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = openapi_body(translated({}, monkeypatch))
+
+    # A REST API answers an unknown path or method with MISSING_AUTHENTICATION_TOKEN (403);
+    # so does it an unsigned request to an IAM route (README, openapi.yaml).
+    assert body["x-amazon-apigateway-gateway-responses"] == {
+        "MISSING_AUTHENTICATION_TOKEN": {
+            "statusCode": "404",
+            "responseParameters": {},
+            "responseTemplates": {"application/json": '{"message":"Not Found"}'},
+        }
+    }
+    from local.http_api import NOT_FOUND
+
+    assert json.loads(
+        body["x-amazon-apigateway-gateway-responses"]["MISSING_AUTHENTICATION_TOKEN"][
+            "responseTemplates"
+        ]["application/json"]
+    ) == json.loads(NOT_FOUND.body)
 
 
 # ---------------------------------------------------------------- CORS
@@ -247,33 +301,36 @@ def test_cors_origins_refuses_wildcards_and_plain_http(template: Template, origi
     assert not cors_pattern(template).fullmatch(origins)
 
 
-def test_no_cors_at_all_when_no_origin_is_configured(template: Template) -> None:
-    cors = template["Resources"]["CardTokensApi"]["Properties"]["CorsConfiguration"]
+def test_no_api_level_cors_and_the_function_gets_the_origins(template: Template) -> None:
+    api = template["Resources"]["CardTokensApi"]["Properties"]
+    function = template["Resources"]["IssueTokenFunction"]["Properties"]
 
     assert template["Parameters"]["CorsOrigins"]["Default"] == ""
-    assert template["Conditions"]["HasCorsOrigins"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "CorsOrigins"}, ""]}]
+    # SAM's Cors would answer every route's preflight with one fixed origin.
+    assert "Cors" not in api
+    assert function["Environment"]["Variables"]["CORS_ORIGINS"] == {"Ref": "CorsOrigins"}
+    assert function["Events"]["IssueTokenPreflight"]["Properties"] == {
+        "RestApiId": {"Ref": "CardTokensApi"},
+        "Method": "OPTIONS",
+        "Path": "/tokens",
     }
-    condition, _, when_empty = cors["Fn::If"]
-    assert (condition, when_empty) == ("HasCorsOrigins", {"Ref": "AWS::NoValue"})
 
 
-def test_cors_allows_a_checkout_page_to_post_json_and_nothing_that_could_sign(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("origins", ACCEPTED_ORIGINS)
+def test_the_function_accepts_every_origin_the_parameter_accepts(
+    template: Template, origins: str
 ) -> None:
-    # Given two shop origins, through the transform as CloudFormation runs it
-    origins = "https://shop.example,https://checkout.shop.example"
-    body = openapi_body(translated({"CorsOrigins": origins}, monkeypatch))
+    from card_tokens.cors import parse_origins
 
-    # Then each origin is exact, split from the parameter (not one string with a comma)
-    condition, cors, when_empty = body["x-amazon-apigateway-cors"]["Fn::If"]
-    assert (condition, when_empty) == ("HasCorsOrigins", {"Ref": "AWS::NoValue"})
-    assert cors["allowOrigins"] == {"Fn::Split": [",", origins]}
-    # and a browser may only POST JSON: no Authorization or X-Amz-* header, so it cannot sign
-    assert cors["allowMethods"] == ["POST"]
-    assert cors["allowHeaders"] == ["content-type"]
-    assert cors["allowCredentials"] is False
-    assert "*" not in json.dumps(cors)
+    assert parse_origins(origins) == frozenset(o for o in origins.split(",") if o)
+
+
+@pytest.mark.parametrize("origins", [o for o in REFUSED_ORIGINS if "," not in o or "*" in o])
+def test_the_function_refuses_what_the_parameter_refuses(origins: str) -> None:
+    from card_tokens.cors import InvalidOrigins, parse_origins
+
+    with pytest.raises(InvalidOrigins):
+        parse_origins(origins)
 
 
 # ---------------------------------------------------------------- alarms
@@ -372,10 +429,23 @@ def test_the_5xx_rate_alarm_divides_5xx_by_requests_of_this_api(template: Templa
     assert alarm["Threshold"] == {"Ref": "Api5xxRatePercentThreshold"}
     assert [query["Id"] for query in alarm["Metrics"] if query.get("ReturnData")] == ["rate"]
     assert "100 * errors / requests" in metrics["rate"]["Expression"]
-    for metric_id, name in (("errors", "5xx"), ("requests", "Count")):
+    # REST API metrics (5XXError, Count) by ApiName and Stage: the API is named after SAM's
+    # OpenAPI title, the stack name.
+    for metric_id, name in (("errors", "5XXError"), ("requests", "Count")):
         metric = metrics[metric_id]["MetricStat"]["Metric"]
         assert (metric["Namespace"], metric["MetricName"]) == ("AWS/ApiGateway", name)
-        assert metric["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "CardTokensApi"}}]
+        assert metric["Dimensions"] == [
+            {"Name": "ApiName", "Value": {"Ref": "AWS::StackName"}},
+            {"Name": "Stage", "Value": {"Ref": "CardTokensApi.Stage"}},
+        ]
+
+
+def test_the_api_is_named_as_the_alarms_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    output = translated({}, monkeypatch)
+    api = output["Resources"]["CardTokensApi"]["Properties"]
+
+    assert "Name" not in api
+    assert api["Body"]["info"]["title"] == {"Ref": "AWS::StackName"}
 
 
 def test_dependency_alarm_reads_the_metric_the_functions_emit(template: Template) -> None:

@@ -16,6 +16,8 @@ Template = dict[str, Any]
 # docs/design.md "HTTP contract": every route, and which function serves it. Nothing else.
 ROUTES = {
     ("POST", "/tokens"): "IssueTokenFunction",
+    # Its CORS preflight, answered by the same function for the CorsOrigins list.
+    ("OPTIONS", "/tokens"): "IssueTokenFunction",
     ("POST", "/payments"): "ProcessPaymentFunction",
     ("GET", "/payments/{payment_id}"): "ProcessPaymentFunction",
     ("GET", "/.well-known/jwks.json"): "PublishJwksFunction",
@@ -43,6 +45,7 @@ FUNCTION_ENV = {
         "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
         "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
         "TOKEN_LIFETIME_SECONDS": {"Ref": "TokenLifetimeSeconds"},
+        "CORS_ORIGINS": {"Ref": "CorsOrigins"},
     },
     "ProcessPaymentFunction": {
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
@@ -167,14 +170,14 @@ def test_the_local_endpoint_accepts_nothing_but_a_local_address(
     assert template["Parameters"]["LocalEndpointUrl"]["Default"] == ""
 
 
-def test_http_api_routes_are_exactly_the_designed_ones(template: Template) -> None:
+def test_api_routes_are_exactly_the_designed_ones(template: Template) -> None:
     routes: dict[tuple[str, str], str] = {}
     for function_id, function in _functions(template).items():
         for event_id, event in function["Properties"].get("Events", {}).items():
-            if event["Type"] != "HttpApi":
+            if event["Type"] != "Api":
                 continue  # not a route (test_the_only_event_besides_the_routes_...)
             properties = event["Properties"]
-            assert properties["ApiId"] == {"Ref": "CardTokensApi"}, f"{function_id}.{event_id}"
+            assert properties["RestApiId"] == {"Ref": "CardTokensApi"}, f"{function_id}.{event_id}"
             route = (properties["Method"].upper(), properties["Path"])
             assert route not in routes, f"{route} declared twice"
             routes[route] = function_id
@@ -189,7 +192,7 @@ def test_the_only_event_besides_the_routes_is_the_reconcilers_schedule(template:
         (function_id, event_id): event
         for function_id, function in _functions(template).items()
         for event_id, event in function["Properties"].get("Events", {}).items()
-        if event["Type"] != "HttpApi"
+        if event["Type"] != "Api"
     }
 
     assert other_events == {
@@ -212,18 +215,17 @@ def test_the_only_event_besides_the_routes_is_the_reconcilers_schedule(template:
     }
 
 
-def test_http_api_has_no_definition_that_could_add_routes(template: Template) -> None:
-    apis = resources_of_type(template, "AWS::Serverless::HttpApi")
+def test_the_api_has_no_definition_that_could_add_routes(template: Template) -> None:
+    assert not resources_of_type(template, "AWS::Serverless::HttpApi")
+    apis = resources_of_type(template, "AWS::Serverless::Api")
 
     assert set(apis) == {"CardTokensApi"}
     properties = apis["CardTokensApi"]["Properties"]
     assert "DefinitionBody" not in properties
     assert "DefinitionUri" not in properties
-    # CORS "*" in front of card data would let any web page drive the API from a browser: CORS
-    # exists only when CorsOrigins names exact origins (tests/template/test_operations.py).
-    cors = properties.get("CorsConfiguration", {"Fn::If": ["HasCorsOrigins"]})
-    assert cors["Fn::If"][0] == "HasCorsOrigins"
-    assert "*" not in repr(cors)
+    # No API-level CORS (one fixed origin, or "*", for every route): IssueTokenFunction answers
+    # CORS for POST /tokens alone, for exact origins (tests/template/test_operations.py).
+    assert "Cors" not in properties
 
 
 @pytest.mark.parametrize("function_id", FUNCTION_ENV)
@@ -380,4 +382,8 @@ def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> N
         "CheckoutPageUrl",
         "DashboardUrl",
         "AlarmNotificationTopicArn",
+        "ApiRegionalDomainName",
+        "ApiRegionalHostedZoneId",
+        "WebAclArn",
+        "WafLogGroupName",
     }

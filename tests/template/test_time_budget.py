@@ -11,7 +11,8 @@ from local.cfn import load_template
 
 pytestmark = pytest.mark.template
 
-API_GATEWAY_INTEGRATION_LIMIT_SECONDS = 30
+# A REST API's integration timeout: 29 s by default, and at most without a quota increase.
+API_GATEWAY_INTEGRATION_LIMIT_SECONDS = 29
 
 
 def timeout_of(function: str) -> int:
@@ -30,7 +31,10 @@ def test_botocore_uses_standard_retries_with_bounded_timeouts() -> None:
 )
 def test_the_worst_case_ends_inside_the_function_timeout(function: str, calls: int) -> None:
     worst = calls * worst_case_call_seconds()
-    assert worst < timeout_of(function) < API_GATEWAY_INTEGRATION_LIMIT_SECONDS
+    # The worst case ends inside both. ProcessPaymentFunction's 29 s equals the REST API's
+    # limit, so at worst API Gateway answers 504 as Lambda stops the function: the payment
+    # states (claims, leases, the reconciler) hold either way (docs/reliability.md).
+    assert worst < timeout_of(function) <= API_GATEWAY_INTEGRATION_LIMIT_SECONDS
 
 
 def test_a_claim_outlives_the_request_that_holds_it() -> None:

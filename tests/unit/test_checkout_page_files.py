@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import re
 from html.parser import HTMLParser
 
@@ -23,18 +22,26 @@ SCRIPT = re.sub(
 HTML = (PAGE_DIRECTORY / "index.html").read_text(encoding="utf-8")
 
 
-def http_event(path: str) -> dict[str, object]:
-    return {"version": "2.0", "routeKey": f"GET {path}", "rawPath": path, "requestContext": {}}
+def rest_event(path: str) -> dict[str, object]:
+    """Payload 1.0 as a REST API sends it on its execute-api URL: the stage is in context.path."""
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": "GET",
+        "requestContext": {"stage": "v1", "path": f"/v1{path}", "resourcePath": path},
+    }
 
 
 @pytest.mark.parametrize("path", sorted(PAGE_FILES))
-def test_the_lambda_serves_each_file_base64_with_the_security_headers(path: str) -> None:
-    response = lambda_handler(http_event(path), None)
+def test_the_lambda_serves_each_file_as_text_with_the_security_headers(path: str) -> None:
+    response = lambda_handler(rest_event(path), None)
 
+    # Text, not base64: the REST API declares no binary media types, so it would pass a base64
+    # body on undecoded.
     assert response["statusCode"] == 200
-    assert response["isBase64Encoded"] is True
+    assert response["isBase64Encoded"] is False
     file_name, content_type = PAGE_FILES[path]
-    assert base64.b64decode(response["body"]) == (PAGE_DIRECTORY / file_name).read_bytes()
+    assert response["body"].encode() == (PAGE_DIRECTORY / file_name).read_bytes()
     assert response["headers"] == {"content-type": content_type, **dict(SECURITY_HEADERS)}
 
 
@@ -43,19 +50,19 @@ def test_the_lambda_and_the_local_stack_send_the_same_bytes_and_headers() -> Non
     assert found is not None
     status, headers, body = found
 
-    response = lambda_handler(http_event("/"), None)
+    response = lambda_handler(rest_event("/"), None)
 
     assert (status, dict(headers), body) == (
         response["statusCode"],
         response["headers"],
-        base64.b64decode(response["body"]),
+        response["body"].encode(),
     )
 
 
 @pytest.mark.parametrize("path", ["/page.py", "/index.html", "/../page.py", "/app.js/"])
 def test_nothing_but_the_page_files_is_served(path: str) -> None:
     assert page_response(path) is None
-    assert lambda_handler(http_event(path), None)["statusCode"] == 404
+    assert lambda_handler(rest_event(path), None)["statusCode"] == 404
 
 
 def test_the_policy_allows_only_this_origin_and_no_framing() -> None:

@@ -27,5 +27,8 @@ def test_a_default_deploy_leaves_out_the_resources_whose_condition_is_false() ->
     assert rollback_alarms <= {
         k for k, r in deployed.items() if r["Type"] == "AWS::CloudWatch::Alarm"
     }
-    # Everything unconditional stays.
-    assert {k for k, r in everything.items() if "Condition" not in r} | own_topic == set(deployed)
+    # Everything unconditional stays, and so do the stack's own alarm topic and the account's
+    # API Gateway logging role (ApiGatewayLogsRole defaults to create).
+    unconditional = {k for k, r in everything.items() if "Condition" not in r}
+    logging_role = {"ApiGatewayCloudWatchRole", "ApiGatewayAccount"}
+    assert unconditional | own_topic | logging_role == set(deployed)

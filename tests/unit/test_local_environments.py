@@ -25,7 +25,7 @@ from local.environments import (
     FunctionSpec,
     FunctionTimeoutError,
 )
-from local.gateway import LocalHttpApi
+from local.gateway import LocalRestApi
 from local.http_api import Route
 from local.lambda_runtime import LocalFunction
 
@@ -177,11 +177,11 @@ def test_a_timeout_kills_the_environment_and_the_next_invocation_gets_a_new_one(
     assert pool.invoke({})["pid"] != old_pid
 
 
-def test_a_timeout_through_the_gateway_is_its_500_with_one_log_line(make_pool: MakePool) -> None:
+def test_a_timeout_through_the_gateway_is_its_502_with_one_log_line(make_pool: MakePool) -> None:
     pool = make_pool(timeout=1)
     errors = io.StringIO()
     # The route's function sleeps past its one-second Timeout.
-    api = LocalHttpApi(
+    api = LocalRestApi(
         [Route("POST", "/slow", "Echo")],
         {"Echo": lambda event: pool.invoke({**event, "sleep": 30})},
         errors=errors,
@@ -192,8 +192,8 @@ def test_a_timeout_through_the_gateway_is_its_500_with_one_log_line(make_pool: M
     )
 
     assert (response.status, json.loads(response.body)) == (
-        500,
-        {"message": "Internal Server Error"},
+        502,
+        {"message": "Internal server error"},
     )
     lines = errors.getvalue().splitlines()
     assert len(lines) == 1

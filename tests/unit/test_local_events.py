@@ -1,4 +1,4 @@
-"""events/ holds one payload-2.0 event per route of the template, and env.json matches it."""
+"""events/ holds one payload-1.0 event per route of the template, and env.json matches it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from local.http_api import find_route, routes_from_template
 
 ROUTES = routes_from_template(load_deployed_template())
 ROUTE_EVENTS = ["issue_token.json", "process_payment.json", "get_payment.json", "jwks.json"]
+# Routes with no sample event: the CORS preflight of POST /tokens carries no data of its own.
+UNSAMPLED_ROUTES = {"OPTIONS /tokens"}
 
 
 def load(name: str) -> dict[str, Any]:
@@ -22,22 +24,30 @@ def load(name: str) -> dict[str, Any]:
     return document
 
 
-def test_there_is_one_event_file_per_route() -> None:
-    route_keys = {load(name)["routeKey"] for name in ROUTE_EVENTS}
+def route_key(event: dict[str, Any]) -> str:
+    return f"{event['httpMethod']} {event['resource']}"
 
-    assert route_keys == {route.route_key for route in ROUTES}
+
+def test_there_is_one_event_file_per_route() -> None:
+    route_keys = {route_key(load(name)) for name in ROUTE_EVENTS}
+
+    assert route_keys | UNSAMPLED_ROUTES == {route.route_key for route in ROUTES}
 
 
 @pytest.mark.parametrize("name", ROUTE_EVENTS)
-def test_each_event_file_is_an_http_api_event_its_route_serves(name: str) -> None:
+def test_each_event_file_is_a_rest_api_event_its_route_serves(name: str) -> None:
     event = load(name)
 
-    found = find_route(ROUTES, event["requestContext"]["http"]["method"], event["rawPath"])
+    found = find_route(ROUTES, event["httpMethod"], event["path"])
 
-    assert event["version"] == "2.0"
+    assert "version" not in event  # payload 1.0 has none
     assert found is not None
-    assert found[0].route_key == event["routeKey"] == event["requestContext"]["routeKey"]
-    assert event.get("pathParameters", {}) == found[1]
+    assert found[0].route_key == route_key(event)
+    assert event["requestContext"]["resourcePath"] == event["resource"]
+    assert event["pathParameters"] == (found[1] or None)
+    # Header names as a client sends them: the functions must look them up case-insensitively.
+    assert "Host" in event["headers"]
+    assert event["multiValueHeaders"]["Host"] == [event["headers"]["Host"]]
 
 
 def test_the_payment_event_carries_a_token_amount_reference_and_idempotency_key() -> None:
@@ -46,7 +56,8 @@ def test_the_payment_event_carries_a_token_amount_reference_and_idempotency_key(
 
     assert body["token"].count(".") == 2
     assert (body["amount"], body["currency"], body["reference"]) == (1999, "EUR", "order-1234")
-    assert event["headers"]["idempotency-key"]
+    assert event["headers"]["Idempotency-Key"]
+    assert event["multiValueHeaders"]["Idempotency-Key"] == [event["headers"]["Idempotency-Key"]]
 
 
 def test_the_issue_event_holds_the_sample_visa_card() -> None:
@@ -88,7 +99,7 @@ def test_the_generator_builds_events_with_the_stacks_own_builder() -> None:
     event = sample_event(requests["get_payment.json"], ROUTES)
 
     assert event["pathParameters"] == {"payment_id": "pay_x"}
-    assert event["routeKey"] == "GET /payments/{payment_id}"
+    assert route_key(event) == "GET /payments/{payment_id}"
 
 
 def test_make_events_passes_the_emulator_port_on_to_env_json() -> None:

@@ -1,4 +1,4 @@
-"""local.gateway.LocalHttpApi with fake functions: routing, errors, and the access log line."""
+"""local.gateway.LocalRestApi with fake functions: routing, errors, and the access log line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from local.environments import FunctionError, FunctionTimeoutError
-from local.gateway import Exchange, GatewayServer, LocalHttpApi
+from local.gateway import Exchange, GatewayServer, LocalRestApi
 from local.http_api import Route
 
 ROUTES = [Route("POST", "/items", "Create"), Route("GET", "/items/{id}", "Read")]
@@ -27,7 +27,7 @@ def explode(event: dict[str, Any]) -> dict[str, Any]:
     raise RuntimeError("the handler failed")
 
 
-def call(api: LocalHttpApi, method: str, target: str, body: bytes | None = None) -> Any:
+def call(api: LocalRestApi, method: str, target: str, body: bytes | None = None) -> Any:
     response, request_id = api.handle(
         method=method, target=target, headers=[("Host", "x")], body=body, source_ip="127.0.0.1"
     )
@@ -35,13 +35,17 @@ def call(api: LocalHttpApi, method: str, target: str, body: bytes | None = None)
 
 
 def test_the_function_gets_the_event_of_its_route() -> None:
-    api = LocalHttpApi(ROUTES, {"Create": echo, "Read": echo})
+    api = LocalRestApi(ROUTES, {"Create": echo, "Read": echo})
 
     response, request_id = call(api, "GET", "/items/42?verbose=1")
 
     event = json.loads(response.body)
     assert response.status == 200
-    assert event["routeKey"] == "GET /items/{id}"
+    assert (event["httpMethod"], event["resource"], event["path"]) == (
+        "GET",
+        "/items/{id}",
+        "/items/42",
+    )
     assert event["pathParameters"] == {"id": "42"}
     assert event["queryStringParameters"] == {"verbose": "1"}
     assert event["requestContext"]["requestId"] == request_id
@@ -49,7 +53,7 @@ def test_the_function_gets_the_event_of_its_route() -> None:
 
 def test_an_unknown_route_is_404_not_found_and_calls_nothing() -> None:
     calls: list[dict[str, Any]] = []
-    api = LocalHttpApi(ROUTES, {"Create": calls.append, "Read": calls.append})
+    api = LocalRestApi(ROUTES, {"Create": calls.append, "Read": calls.append})
 
     response, _ = call(api, "DELETE", "/items")
 
@@ -57,15 +61,15 @@ def test_an_unknown_route_is_404_not_found_and_calls_nothing() -> None:
     assert calls == []
 
 
-def test_a_handler_that_raises_is_500_and_its_traceback_goes_to_the_error_stream() -> None:
+def test_a_handler_that_raises_is_502_and_its_traceback_goes_to_the_error_stream() -> None:
     errors = io.StringIO()
-    api = LocalHttpApi(ROUTES, {"Create": explode, "Read": echo}, errors=errors)
+    api = LocalRestApi(ROUTES, {"Create": explode, "Read": echo}, errors=errors)
 
     response, request_id = call(api, "POST", "/items", b"{}")
 
     assert (response.status, json.loads(response.body)) == (
-        500,
-        {"message": "Internal Server Error"},
+        502,
+        {"message": "Internal server error"},
     )
     assert "RuntimeError: the handler failed" in errors.getvalue()
     assert request_id in errors.getvalue()
@@ -79,15 +83,15 @@ def failed_in_its_environment(event: dict[str, Any]) -> dict[str, Any]:
     raise FunctionError("Create: RuntimeError", "Traceback ...\nRuntimeError: the handler failed\n")
 
 
-def test_a_function_timeout_is_500_with_one_log_line_and_no_traceback() -> None:
+def test_a_function_timeout_is_502_with_one_log_line_and_no_traceback() -> None:
     errors = io.StringIO()
-    api = LocalHttpApi(ROUTES, {"Create": timed_out, "Read": echo}, errors=errors)
+    api = LocalRestApi(ROUTES, {"Create": timed_out, "Read": echo}, errors=errors)
 
     response, request_id = call(api, "POST", "/items", b"{}")
 
     assert (response.status, json.loads(response.body)) == (
-        500,
-        {"message": "Internal Server Error"},
+        502,
+        {"message": "Internal server error"},
     )
     assert errors.getvalue().splitlines() == [
         f"[ERROR] Create: Task timed out after 3.00 seconds; environment 2 stopped "
@@ -97,11 +101,11 @@ def test_a_function_timeout_is_500_with_one_log_line_and_no_traceback() -> None:
 
 def test_an_error_in_an_execution_environment_logs_that_environments_traceback() -> None:
     errors = io.StringIO()
-    api = LocalHttpApi(ROUTES, {"Create": failed_in_its_environment, "Read": echo}, errors=errors)
+    api = LocalRestApi(ROUTES, {"Create": failed_in_its_environment, "Read": echo}, errors=errors)
 
     response, request_id = call(api, "POST", "/items", b"{}")
 
-    assert response.status == 500
+    assert response.status == 502
     assert errors.getvalue().startswith(f"[ERROR] Create raised (request {request_id}):\n")
     assert "RuntimeError: the handler failed" in errors.getvalue()
 
@@ -114,7 +118,7 @@ def test_the_server_holds_a_burst_of_hundreds_of_connections() -> None:
 
 def test_routes_that_name_a_missing_function_are_refused() -> None:
     with pytest.raises(ValueError, match="Read"):
-        LocalHttpApi(ROUTES, {"Create": echo})
+        LocalRestApi(ROUTES, {"Create": echo})
 
 
 def test_the_access_line_has_method_path_status_time_and_request_id() -> None:

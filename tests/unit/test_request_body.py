@@ -130,3 +130,27 @@ def test_idempotency_keys_must_be_1_to_255_visible_ascii(key: str) -> None:
 def test_idempotency_key_header_is_case_insensitive() -> None:
     assert idempotency_key({"headers": {"Idempotency-Key": "k-1"}}) == "k-1"
     assert idempotency_key({"headers": {}}) is None
+
+
+def test_payload_1_0_headers_are_read_whatever_their_casing() -> None:
+    # A REST API passes header names as the client wrote them.
+    for name in ("Content-Type", "content-type", "CONTENT-TYPE"):
+        event = {"headers": {name: "application/json"}, "body": "{}", "isBase64Encoded": False}
+        assert read_json_object(event) == {}
+    assert idempotency_key({"headers": {"IDEMPOTENCY-KEY": "k-2"}}) == "k-2"
+
+
+def test_a_repeated_header_is_read_whole_from_multi_value_headers() -> None:
+    # `headers` keeps only the last value; refusing the joined value beats picking one.
+    event = {
+        "headers": {"Idempotency-Key": "second"},
+        "multiValueHeaders": {"Idempotency-Key": ["first", "second"]},
+    }
+    assert idempotency_key(event) == "first,second"
+    twice = {
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {"Content-Type": ["text/plain", "application/json"]},
+        "body": "{}",
+    }
+    with pytest.raises(UnsupportedMediaType):
+        read_json_object(twice)

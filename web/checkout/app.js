@@ -38,6 +38,7 @@
   }
 
   // POST JSON to this page's own origin; the answer's JSON and its Date header, or an ApiError.
+  // Paths are relative to the page: on an execute-api URL the page is at /<stage>/, not /.
   async function postJson(path, body, headers = {}) {
     let response;
     try {
@@ -146,7 +147,7 @@
     clearErrors(cardForm);
     setBusy(cardForm, true);
     try {
-      const { answer, date } = await postJson("/tokens", cardRequest());
+      const { answer, date } = await postJson("tokens", cardRequest());
       for (const input of cardInputs) input.value = "";
       startSession(answer, date);
     } catch (error) {
@@ -253,7 +254,7 @@
     let finished = false;
     try {
       const body = paymentRequest();
-      const { answer } = await postJson("/payments", body, {
+      const { answer } = await postJson("payments", body, {
         "Idempotency-Key": idempotencyKey(body),
       });
       finished = true;
@@ -266,10 +267,11 @@
     }
   }
 
-  // A deployed stack authorizes /payments with IAM (SigV4): a browser gets API Gateway's 403.
-  // The token then goes to the merchant's back end (or `card-tokens pay`), which signs.
+  // A deployed stack authorizes /payments with IAM (SigV4): a browser gets API Gateway's own
+  // answer, 404 when unsigned (a REST API's missing-token answer, template GatewayResponses) or
+  // 403 when refused. The token then goes to the merchant's back end (or `card-tokens pay`).
   function signedOnly(error) {
-    if (error.status !== 403 || error.code !== "gateway_error") return error;
+    if (![403, 404].includes(error.status) || error.code !== "gateway_error") return error;
     $("hand-off").hidden = false;
     return new ApiError(
       403,

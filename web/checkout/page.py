@@ -7,7 +7,6 @@ so the page gets the same bytes and the same headers in both places.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,13 @@ def page_response(path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """API Gateway (HTTP API, payload 2.0) GET routes of the page: one file per route."""
-    found = page_response(str(event.get("rawPath", "")))
+    """API Gateway (REST API, payload 1.0) GET routes of the page: one file per route.
+
+    `resource` is the route as declared (never the stage or a base path). The files are text
+    and go out as text: the API declares no binary media types, so a REST API would send a
+    base64 body as the base64 text itself.
+    """
+    found = page_response(str(event.get("resource", "")))
     if found is None:  # only reachable if a route is added without a file behind it
         return {
             "statusCode": 404,
@@ -57,6 +61,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": dict(headers),
-        "body": base64.b64encode(body).decode("ascii"),
-        "isBase64Encoded": True,
+        "body": body.decode("utf-8"),
+        "isBase64Encoded": False,
     }

@@ -6,7 +6,7 @@ import json
 import traceback
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from card_tokens.errors import (
     CardTokensError,
@@ -42,10 +42,11 @@ def error_response(error: CardTokensError) -> Response[str]:
     return json_response(error.status, {"error": body}, headers)
 
 
-def create_app() -> APIGatewayHttpResolver:
-    """A resolver whose errors all take the documented shape, and never carry input."""
+def create_app() -> APIGatewayRestResolver:
+    """A resolver (REST API, payload 1.0) whose errors all take the documented shape, and never
+    carry input."""
     # debug=False: POWERTOOLS_DEV=true would otherwise print every raw event (card data, tokens).
-    app = APIGatewayHttpResolver(debug=False)
+    app = APIGatewayRestResolver(debug=False)
 
     @app.exception_handler(CardTokensError)
     def handle_domain_error(error: CardTokensError) -> Response[str]:
@@ -74,7 +75,8 @@ def create_app() -> APIGatewayHttpResolver:
 
     @app.not_found
     def handle_not_found(_: Exception) -> Response[str]:
-        # API Gateway answers unknown routes itself, in this shape; locally too.
+        # API Gateway answers unknown routes itself, in this shape (template.yaml's
+        # GatewayResponses); locally too.
         return Response(status_code=404, content_type=JSON, body='{"message":"Not Found"}')
 
     return app

@@ -46,6 +46,8 @@ class IssuerSettings:
     token_table: str
     signing_key_secret_id: str
     token_lifetime_seconds: int
+    # Browser origins whose POST /tokens may be read cross-origin (card_tokens.cors).
+    cors_origins: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,18 @@ def issuer_settings() -> IssuerSettings:
         token_table=_required("TOKEN_TABLE_NAME"),
         signing_key_secret_id=_required("SIGNING_KEY_SECRET_ID"),
         token_lifetime_seconds=_int("TOKEN_LIFETIME_SECONDS", 60, MAX_TOKEN_LIFETIME_SECONDS),
+        cors_origins=_cors_origins(),
     )
+
+
+def _cors_origins() -> frozenset[str]:
+    """CORS_ORIGINS: optional, empty means no CORS at all (template parameter CorsOrigins)."""
+    from card_tokens.cors import InvalidOrigins, parse_origins
+
+    try:
+        return parse_origins(os.environ.get("CORS_ORIGINS", ""))
+    except InvalidOrigins as error:
+        raise ConfigurationError(str(error)) from None
 
 
 @cache

@@ -1,4 +1,4 @@
-"""Strict parsing of API Gateway (payload 2.0) request bodies and the request models."""
+"""Strict parsing of API Gateway (REST API, payload 1.0) request bodies and the request models."""
 
 from __future__ import annotations
 
@@ -37,13 +37,28 @@ PAYMENT_REQUEST_FIELDS = frozenset({"token", "amount", "currency", "reference"})
 
 
 def header(event: dict[str, Any], name: str) -> str | None:
-    """A request header by case-insensitive name (API Gateway 2.0 lower-cases them already)."""
-    headers = event.get("headers") or {}
+    """A request header by case-insensitive name.
+
+    Payload 1.0 keeps each name as the client cased it (Content-Type, content-type, CONTENT-TYPE
+    all arrive as sent). `headers` holds the last value of a header sent more than once, and
+    multiValueHeaders all of them: a repeated header's values are joined with commas, as HTTP
+    joins them, so a repeated Content-Type or Idempotency-Key is refused rather than one picked.
+    """
     wanted = name.lower()
+    multi = event.get("multiValueHeaders") or {}
+    values = [
+        str(value)
+        for key, key_values in multi.items()
+        if key.lower() == wanted
+        for value in (key_values or [])
+    ]
+    if len(values) > 1:
+        return ",".join(values)
+    headers = event.get("headers") or {}
     for key, value in headers.items():
-        if key.lower() == wanted:
+        if key.lower() == wanted and value is not None:
             return str(value)
-    return None
+    return values[0] if values else None
 
 
 def read_json_object(event: dict[str, Any]) -> dict[str, Any]:
