@@ -378,7 +378,8 @@ def test_the_execution_role_can_roll_out_through_codedeploy_and_no_further(
             assert stack in resource["Fn::Sub"] or resource["Fn::Sub"].endswith(
                 ":deploymentconfig:CodeDeployDefault.Lambda*"
             ), statement["Sid"]
-    # No managed policy at all: CodeDeployRole's grants are written out in template.yaml
+    # No managed policy at all: CodeDeployRole's grants, and those of API Gateway's logging
+    # role, are written out in template.yaml
     assert statements_allowing(execution, "iam:AttachRolePolicy") == []
     passed = {
         s["Condition"]["StringEquals"]["iam:PassedToService"]: s["Resource"]
@@ -386,8 +387,11 @@ def test_the_execution_role_can_roll_out_through_codedeploy_and_no_further(
         if s["Effect"] == "Allow" and s["Action"] == "iam:PassRole"
     }
     stack_roles = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AppStackName}-*"}
+    # Each of the stack's roles to the one service that assumes it: API Gateway's logging role
+    # goes to the region's API Gateway account setting (ApiGatewayLogsRole=create).
     assert passed == {
         "lambda.amazonaws.com": stack_roles,
         "scheduler.amazonaws.com": stack_roles,
         "codedeploy.amazonaws.com": stack_roles,
+        "apigateway.amazonaws.com": stack_roles,
     }

@@ -25,7 +25,10 @@ LAMBDA_ROLES = (ISSUER, PAYMENTS, ROTATION, RECONCILER, CHECKOUT, JWKS)
 # CodeDeploy's, for the `live` shifts (DeploymentPreference Role, docs/rollout.md): written out
 # like the others, in place of the CodeDeployServiceRole SAM would add without a boundary.
 CODEDEPLOY = "CodeDeployRole"
-ROLES = (*LAMBDA_ROLES, CODEDEPLOY)
+# The one role no function runs as: API Gateway's logging role (ApiGatewayLogsRole=create), the
+# role the region's API Gateway account setting names. Written out too, with the boundary.
+API_GATEWAY_LOGS_ROLE = "ApiGatewayCloudWatchRole"
+ROLES = (*LAMBDA_ROLES, CODEDEPLOY, API_GATEWAY_LOGS_ROLE)
 # The functions behind `live`, and the alarms their deployment groups watch.
 DEPLOYED_FUNCTIONS = (
     "IssueTokenFunction",
@@ -83,6 +86,19 @@ KMS_USE_ACTIONS = (*KMS_DECRYPT_ACTIONS, *KMS_ENCRYPT_ACTIONS, "kms:CreateGrant"
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue", "secretsmanager:BatchGetSecretValue")
 
 XRAY = {("xray:puttracesegments", "*"), ("xray:puttelemetryrecords", "*")}
+# What AWS's AmazonAPIGatewayPushToCloudWatchLogs (v1) allows, on every log group: the actions
+# AWS documents for API Gateway's CloudWatch Logs role ("Set up CloudWatch logging for REST
+# APIs in API Gateway").
+PUSH_TO_CLOUDWATCH_LOGS = (
+    "logs:createloggroup",
+    "logs:createlogstream",
+    "logs:describeloggroups",
+    "logs:describelogstreams",
+    "logs:putlogevents",
+    "logs:getlogevents",
+    "logs:filterlogevents",
+)
+API_ACCESS_LOG = "CardTokensApiAccessLogGroup"
 ALIAS_SHIFT = ("lambda:getalias", "lambda:updatealias")
 
 
@@ -173,6 +189,16 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         *(("lambda:getprovisionedconcurrencyconfig", f"{f}:live") for f in DEPLOYED_FUNCTIONS),
         *(("cloudwatch:describealarms", alarm) for alarm in ROLLBACK_ALARMS),
     },
+    # The managed policy's actions, on this stack's API access log only (DescribeLogGroups has
+    # no resource-level permissions): no other log group, and nothing but logs.
+    API_GATEWAY_LOGS_ROLE: {
+        ("logs:describeloggroups", "*"),
+        *(
+            (action, API_ACCESS_LOG)
+            for action in PUSH_TO_CLOUDWATCH_LOGS
+            if action != "logs:describeloggroups"
+        ),
+    },
 }
 
 
@@ -197,6 +223,11 @@ _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
 # "${Table.Arn}/index/name": one index of a table, which is not the table itself; and
 # "${Function.Arn}:alias": one alias of a function, likewise.
 _PART_ARN = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}(/index/[A-Za-z0-9_.-]+|:[A-Za-z0-9_-]+)")
+# A log group CloudFormation names (no LogGroupName): "<stack>-<LogicalId>-<id>", and its streams.
+_GENERATED_LOG_GROUP = re.compile(
+    r"arn:\$\{AWS::Partition\}:logs:\$\{AWS::Region\}:\$\{AWS::AccountId\}:log-group:"
+    r"\$\{AWS::StackName\}-([A-Za-z0-9]+)-\*"
+)
 
 
 def referenced_ids(value: Any) -> set[str]:
@@ -269,6 +300,10 @@ def _resource_targets(resource: Any) -> set[str]:
     if resource == {"Ref": "AWS::NoValue"}:
         return set()
     part = _part_target(resource)
+    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
+    generated = _GENERATED_LOG_GROUP.fullmatch(sub) if isinstance(sub, str) else None
+    if generated:
+        return {generated[1]}
     return {part} if part else referenced_ids(resource) or {"*"}
 
 
@@ -985,6 +1020,33 @@ OVER_BROAD: list[tuple[str, str, Callable[[Template], None]]] = [
             },
         ),
     ),
+    (
+        "role_grants_match_matrix",
+        "API Gateway's logging role writes every log group (the managed policy's scope)",
+        _inline(
+            API_GATEWAY_LOGS_ROLE,
+            {
+                "Effect": ALLOW,
+                "Action": "logs:PutLogEvents",
+                "Resource": {
+                    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}"
+                    ":log-group:*"
+                },
+            },
+        ),
+    ),
+    (
+        "role_grants_match_matrix",
+        "API Gateway's logging role reads the functions' logs",
+        _inline(
+            API_GATEWAY_LOGS_ROLE,
+            {
+                "Effect": ALLOW,
+                "Action": "logs:GetLogEvents",
+                "Resource": {"Fn::GetAtt": ["IssueTokenLogGroup", "Arn"]},
+            },
+        ),
+    ),
 ]
 
 
@@ -1052,23 +1114,24 @@ def test_each_function_runs_as_its_own_hand_written_role(template: Template) -> 
         if preference is not None:
             assert set(preference) <= {"Type", "Alarms", "PassthroughCondition", "Role"}
             assert preference["Role"] == {"Fn::GetAtt": [CODEDEPLOY, "Arn"]}, function_id
-    # The one role no function runs as: API Gateway's account-wide logging role.
-    assert set(resources_of_type(template, "AWS::IAM::Role")) == {*ROLES, API_GATEWAY_LOGS_ROLE}
+    # and no role the template writes is unaccounted for (API Gateway's logging role is in ROLES)
+    assert set(resources_of_type(template, "AWS::IAM::Role")) == set(ROLES)
 
 
 # A REST API stage logs only once the region's API Gateway account settings name a CloudWatch
 # role. With ApiGatewayLogsRole=create the stack sets one: assumable by API Gateway of this
-# account only, with the AWS managed policy (it serves every REST API of the account, so it
-# cannot be scoped to this stack's log groups), and no other grant.
-API_GATEWAY_LOGS_ROLE = "ApiGatewayCloudWatchRole"
+# account only, carrying the boundary like every role, with the grants of AWS's
+# AmazonAPIGatewayPushToCloudWatchLogs written out on this stack's access log (EXPECTED_GRANTS):
+# no managed policy, which would grant them on every log group of the account.
 
 
-def test_api_gateways_logging_role_is_the_managed_push_to_logs_policy_only(
+def test_api_gateways_logging_role_writes_this_stacks_access_log_only(
     template: Template,
 ) -> None:
     role = template["Resources"][API_GATEWAY_LOGS_ROLE]
     properties = role["Properties"]
     account = template["Resources"]["ApiGatewayAccount"]
+    access_log = template["Resources"][API_ACCESS_LOG]
 
     assert role["Condition"] == account["Condition"] == "SetsApiGatewayLogsRole"
     assert properties["AssumeRolePolicyDocument"]["Statement"] == [
@@ -1079,16 +1142,26 @@ def test_api_gateways_logging_role_is_the_managed_push_to_logs_policy_only(
             "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
         }
     ]
-    assert properties["ManagedPolicyArns"] == [
-        {
-            "Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
-            "AmazonAPIGatewayPushToCloudWatchLogs"
-        }
-    ]
-    assert set(properties) == {"Description", "AssumeRolePolicyDocument", "ManagedPolicyArns"}
+    assert properties["PermissionsBoundary"] == BOUNDARY_IF
+    assert set(properties) == {
+        "Description",
+        "AssumeRolePolicyDocument",
+        "PermissionsBoundary",
+        "Policies",
+    }
     assert account["Properties"] == {
         "CloudWatchRoleArn": {"Fn::GetAtt": [API_GATEWAY_LOGS_ROLE, "Arn"]}
     }
+    # The managed policy's actions, nothing more (role_grants_match_matrix checks where)...
+    assert {action for action, _ in EXPECTED_GRANTS[API_GATEWAY_LOGS_ROLE]} == set(
+        PUSH_TO_CLOUDWATCH_LOGS
+    )
+    # ...on the one log group the stage writes, whose name CloudFormation generates
+    stage_logs = template["Resources"]["CardTokensApi"]["Properties"]["AccessLogSetting"]
+    assert stage_logs["DestinationArn"] == {"Fn::GetAtt": [API_ACCESS_LOG, "Arn"]}
+    assert access_log["Type"] == "AWS::Logs::LogGroup"
+    assert "LogGroupName" not in access_log["Properties"]
+    # Nothing else grants it anything.
     for policy_type in ("AWS::IAM::Policy", "AWS::IAM::RolePolicy", "AWS::IAM::ManagedPolicy"):
         for policy in resources_of_type(template, policy_type).values():
             assert API_GATEWAY_LOGS_ROLE not in repr(policy["Properties"])
@@ -1129,7 +1202,7 @@ def test_the_only_role_sam_adds_is_the_schedules(monkeypatch: pytest.MonkeyPatch
     assert {role_id: roles[role_id] for role_id in ROLES} == {
         role_id: load_template()["Resources"][role_id] for role_id in ROLES
     }
-    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE, API_GATEWAY_LOGS_ROLE}
+    assert set(roles) - set(ROLES) == {SCHEDULE_ROLE}
 
 
 def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(

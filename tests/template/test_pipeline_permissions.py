@@ -68,8 +68,9 @@ ARTIFACTS = (
 
 # template.yaml with every optional part on: the checkout page, the stack's own alarm topic with
 # its e-mail subscription (AlarmTopicArn empty), CORS, reserved concurrency, the boundary, a
-# canary and SnapStart. test_every_condition_is_on_in_the_full_transform keeps it complete: that
-# includes LocalEndpointUrl, which no deploy sets but which only adds a variable.
+# canary, SnapStart, the custom domain with its certificate, AWS WAF Bot Control and API
+# Gateway's logging role. test_every_condition_is_on_in_the_full_transform keeps it complete:
+# that includes LocalEndpointUrl, which no deploy sets but which only adds a variable.
 EVERYTHING_ON = {
     "CheckoutPage": "enabled",
     "AlarmEmail": "card-tokens-oncall@payments.company.com",
@@ -82,6 +83,12 @@ EVERYTHING_ON = {
     "DeploymentStrategy": "Canary10Percent10Minutes",
     "SnapStart": "PublishedVersions",
     "LocalEndpointUrl": "http://127.0.0.1:3001",
+    "DomainName": "api.payments.company.com",
+    "CertificateArn": (
+        "arn:aws:acm:us-east-1:210987654321:certificate/0a1b2c3d-1111-2222-3333-444455556666"
+    ),
+    "WafBotControl": "enabled",
+    "ApiGatewayLogsRole": "create",
 }
 PARAMETER_SETS = {"defaults": {}, "everything-on": EVERYTHING_ON}
 
@@ -130,13 +137,17 @@ def resources(resource_type: str) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _values_at(value: Any, path: list[str]) -> Iterator[Any]:
-    """Values at a dotted path; "[]" steps into every item of a list."""
+    """Values at a dotted path; "[]" steps into every item of a list, "{}" into every value of a
+    mapping (the paths and operations of an OpenAPI body)."""
     if not path:
         yield value
         return
     step, rest = path[0], path[1:]
     if step == "[]":
         for item in value if isinstance(value, list) else []:
+            yield from _values_at(item, rest)
+    elif step == "{}":
+        for item in value.values() if isinstance(value, dict) else []:
             yield from _values_at(item, rest)
     elif isinstance(value, dict) and step in value:
         yield from _values_at(value[step], rest)
@@ -224,9 +235,12 @@ def iam_actions() -> set[str]:
 # Registry permissions that are not IAM actions: a policy cannot name them (cfn-lint W3037 rejects
 # them). Written out so that the day cfn-lint learns one, this test asks for a decision.
 NOT_IAM_ACTIONS = {
-    # HTTP API tags go through apigateway:POST/DELETE on /tags/*, which the role has.
-    "apigateway:tagresource",
-    "apigateway:untagresource",
+    # AWS::WAFv2::LoggingConfiguration's handlers list it; IAM has no such action (its
+    # organization reads are organizations:DescribeOrganization).
+    "iam:describeorganization",
+    # AWS::WAFv2::WebACL's handlers list it; no service "payments" is in the authorization
+    # reference.
+    "payments:getconnectedaccount",
     "lambda:associateruntimealias",
     "s3:rest.put.object",  # an S3 REST operation's name, not an action
     "s3:getobjectmetadata",  # HeadObject is s3:GetObject
@@ -287,12 +301,127 @@ class Adjustment:
     holds: Check
 
 
+def _web_acl_associations_are_rest_api_stages() -> list[str]:
+    return [
+        f"{logical_id}: {resource['Properties']['ResourceArn']}"
+        for logical_id, resource in resources("AWS::WAFv2::WebACLAssociation")
+        if not _resource_text(resource["Properties"]["ResourceArn"]).startswith(
+            "arn:${AWS::Partition}:apigateway:${AWS::Region}::/restapis/"
+        )
+    ]
+
+
+_web_acl_associations_are_rest_api_stages.__doc__ = "every web ACL association is a REST API stage"
+
+
+def _the_stacks_web_acl_uses_no_rule_group_of_an_account() -> list[str]:
+    web_acls = {logical_id for logical_id, _ in resources("AWS::WAFv2::WebACL")}
+    return [
+        f"{logical_id}: {resource['Properties']['WebACLArn']}"
+        for logical_id, resource in resources("AWS::WAFv2::WebACLAssociation")
+        if resource["Properties"]["WebACLArn"] not in [{"Fn::GetAtt": [w, "Arn"]} for w in web_acls]
+    ] + [
+        f"{logical_id} references a rule group"
+        for logical_id, resource in resources("AWS::WAFv2::WebACL")
+        if "RuleGroupReferenceStatement" in json.dumps(resource["Properties"])
+    ]
+
+
+_the_stacks_web_acl_uses_no_rule_group_of_an_account.__doc__ = (
+    "every association names the stack's own web ACL, which references no rule group"
+)
+
+
+def _waf_logs_to_cloudwatch_logs_only() -> list[str]:
+    return [
+        f"{logical_id}: {destination}"
+        for logical_id, resource in resources("AWS::WAFv2::LoggingConfiguration")
+        for destination in resource["Properties"]["LogDestinationConfigs"]
+        if not _resource_text(destination).startswith(
+            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+        )
+    ]
+
+
+_waf_logs_to_cloudwatch_logs_only.__doc__ = "AWS WAF logs to CloudWatch Logs log groups only"
+
+
 LEFT_OUT = [
     Adjustment(
-        "AWS::ApiGatewayV2::Api",
+        "AWS::ApiGateway::RestApi",
         ("s3:GetObject",),
         "An OpenAPI body read from S3 (BodyS3Location); SAM inlines the body.",
-        never_set("AWS::ApiGatewayV2::Api", "BodyS3Location"),
+        never_set("AWS::ApiGateway::RestApi", "BodyS3Location"),
+    ),
+    Adjustment(
+        "AWS::ApiGateway::RestApi",
+        ("apigateway:UpdateRestApiPolicy",),
+        "A resource policy on the REST API (Policy, or x-amazon-apigateway-policy in the body). "
+        "The /payments routes are authorized by the callers' IAM policies (AWS_IAM), the others "
+        "are open.",
+        never_set("AWS::ApiGateway::RestApi", "Policy", "Body.x-amazon-apigateway-policy"),
+    ),
+    Adjustment(
+        "AWS::ApiGateway::RestApi",
+        ("iam:PassRole",),
+        "A role API Gateway assumes to call an integration (credentials in the body: SAM writes "
+        "them for an InvokeRole other than NONE). API Gateway invokes the functions through "
+        "their resource policies. (iam:PassRole stays, to API Gateway's account setting, for "
+        "its logging role.)",
+        never_set(
+            "AWS::ApiGateway::RestApi", "Body.paths.{}.{}.x-amazon-apigateway-integration.credentials"
+        ),
+    ),
+    Adjustment(
+        "AWS::WAFv2::WebACLAssociation",
+        (
+            *("amplify:AssociateWebACL", "amplify:DisassociateWebACL"),
+            "amplify:GetWebACLForResource",
+            *("apprunner:AssociateWebAcl", "apprunner:DescribeWebAclForService"),
+            "apprunner:DisassociateWebAcl",
+            *("appsync:AssociateWebACL", "appsync:DisassociateWebACL"),
+            *("appsync:GetWebACLForResource", "appsync:SetWebACL"),
+            "bedrock-agentcore:GatewayAssociateWebACL",
+            "bedrock-agentcore:GatewayDisassociateWebACL",
+            "bedrock-agentcore:GatewayGetWebACLForResource",
+            *("cognito-idp:AssociateWebACL", "cognito-idp:DisassociateWebACL"),
+            "cognito-idp:GetWebACLForResource",
+            "ec2:AssociateVerifiedAccessInstanceWebAcl",
+            "ec2:DescribeVerifiedAccessInstanceWebAclAssociations",
+            "ec2:DisassociateVerifiedAccessInstanceWebAcl",
+            "ec2:GetVerifiedAccessInstanceWebAcl",
+            "elasticloadbalancing:CreateWebACLAssociation",
+            "elasticloadbalancing:DeleteWebACLAssociation",
+            "elasticloadbalancing:GetLoadBalancerWebACL",
+            "elasticloadbalancing:SetWebACL",
+        ),
+        "A web ACL on an Amplify app, App Runner service, AppSync API, AgentCore gateway, "
+        "Cognito user pool, Verified Access instance or load balancer (the handler serves every "
+        "kind of ResourceArn). The one association is the REST API stage's "
+        "(apigateway:SetWebACL).",
+        _web_acl_associations_are_rest_api_stages,
+    ),
+    Adjustment(
+        "AWS::WAFv2::WebACLAssociation",
+        ("wafv2:GetPermissionPolicy", "wafv2:PutPermissionPolicy"),
+        "The policy that shares a rule group with other accounts (its only resource type is "
+        "rulegroup). The association names the stack's own web ACL, which uses AWS managed "
+        "rule groups and rules of its own, no rule group of an account.",
+        _the_stacks_web_acl_uses_no_rule_group_of_an_account,
+    ),
+    Adjustment(
+        "AWS::WAFv2::LoggingConfiguration",
+        (
+            "firehose:ListDeliveryStreams",
+            "iam:CreateServiceLinkedRole",
+            "s3:GetBucketPolicy",
+            "s3:PutBucketPolicy",
+        ),
+        "Logs delivered to a Firehose stream (through AWS WAF's service-linked role, "
+        "AWSServiceRoleForWAFV2Logging) or to an S3 bucket (whose policy AWS WAF extends). The "
+        "destination is a CloudWatch Logs log group, which a log resource policy opens to log "
+        "delivery (logs:PutResourcePolicy, granted).",
+        _waf_logs_to_cloudwatch_logs_only,
     ),
     Adjustment(
         "AWS::DynamoDB::Table",
@@ -616,26 +745,16 @@ LEFT_OUT = [
     ),
 ]
 
-# The HTTP API's access log: API Gateway's "Configure logging for HTTP APIs" lists what the caller
-# needs to turn it on; the Stage schema lists none of it. (DescribeLogStreams, GetLogEvents and
-# FilterLogEvents on that page read logs, for the console: not needed to deploy.)
-ADDED = [
-    Adjustment(
-        "AWS::ApiGatewayV2::Stage",
-        (
-            "logs:CreateLogDelivery",
-            "logs:DeleteLogDelivery",
-            "logs:DescribeLogGroups",
-            "logs:DescribeResourcePolicies",
-            "logs:GetLogDelivery",
-            "logs:ListLogDeliveries",
-            "logs:PutResourcePolicy",
-            "logs:UpdateLogDelivery",
-        ),
-        "API Gateway delivers the stage's access log (AccessLogSettings) to CloudWatch Logs.",
-        lambda: [] if set_anywhere("AWS::ApiGatewayV2::Stage", "AccessLogSettings") else ["unused"],
-    ),
-]
+# What a service documents beyond its registry schema: nothing, since the REST API. The HTTP
+# API's stage delivered its access log through CloudWatch Logs' log delivery, with rights of the
+# caller that its schema did not list. A REST API stage's access log is written by API Gateway
+# as the region's logging role (template.yaml ApiGatewayCloudWatchRole), and AWS WAF's log
+# delivery rights are in AWS::WAFv2::LoggingConfiguration's schema.
+# AWS::ApiGateway::DomainName lists no ACM action either: API Gateway reads the regional
+# certificate as its service-linked role (AWSServiceRoleForAPIGateway, whose
+# APIGatewayServiceRolePolicy allows acm:DescribeCertificate), which a person creates once per
+# account (docs/deploy.md, "Bootstrap an account"), not the pipeline.
+ADDED: list[Adjustment] = []
 
 
 def _registry_permissions() -> dict[str, set[str]]:
@@ -706,10 +825,14 @@ def test_each_left_out_permission_is_one_the_registry_lists_for_an_unused_proper
     assert left_out.holds() == [], left_out.holds.__doc__
 
 
-@pytest.mark.parametrize("added", [pytest.param(e, id=e.resource_type) for e in ADDED])
-def test_each_added_permission_serves_a_feature_the_template_uses(added: Adjustment) -> None:
-    assert added.holds() == []
-    assert {a.lower() for a in added.actions} <= iam_actions()
+def test_each_added_permission_serves_a_feature_the_template_uses() -> None:
+    for added in ADDED:
+        assert added.holds() == [], added.resource_type
+        assert {a.lower() for a in added.actions} <= iam_actions(), added.resource_type
+    # Nothing is added for the REST API's access log: it is written as the logging role, and
+    # what the caller needs to set it up is in the registry (the stage, the account setting).
+    assert "AWS::ApiGateway::Stage" in resource_types()
+    assert not {t for t in resource_types() if t.startswith("AWS::ApiGatewayV2::")}
 
 
 def execution_role_mismatch(roles: Template) -> list[str]:
@@ -726,6 +849,7 @@ def test_the_execution_role_grants_exactly_what_the_registry_derivation_needs() 
 
 
 # Where AWS offers no scope by the stack's name or tag. Resource → (actions allowed there, why).
+APIGATEWAY = "arn:${AWS::Partition}:apigateway:${AWS::Region}::"
 NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
     "*": (
         {
@@ -733,15 +857,13 @@ NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
             "logs:deletelogdelivery",
             "logs:describeloggroups",
             "logs:describeresourcepolicies",
-            "logs:getlogdelivery",
-            "logs:listlogdeliveries",
             "logs:putresourcepolicy",
-            "logs:updatelogdelivery",
             "kms:listaliases",
             "codedeploy:stopdeployment",
         },
-        "No resource-level permissions (log deliveries, account-wide listings, stopping a "
-        "deployment when a stack update is cancelled or rolled back during a shift).",
+        "No resource-level permissions (AWS WAF's log delivery to its log group and the "
+        "account's log resource policies, account-wide listings, stopping a deployment when a "
+        "stack update is cancelled or rolled back during a shift).",
     ),
     "arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/Serverless-2016-10-31": (
         {"cloudformation:createchangeset"},
@@ -764,11 +886,11 @@ NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
         "new key's tag, a key from before the tag must have its tags read to be tagged, and "
         "aws/dynamodb (the tables' AWS managed key) has an id the stack cannot know.",
     ),
-    "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apis": (
+    f"{APIGATEWAY}/restapis": (
         {"apigateway:get", "apigateway:post"},
-        "Creating an API, which has no id yet.",
+        "Creating the REST API, which has no id yet.",
     ),
-    "arn:${AWS::Partition}:apigateway:${AWS::Region}::/apis/*": (
+    f"{APIGATEWAY}/restapis/*": (
         {
             "apigateway:delete",
             "apigateway:get",
@@ -776,9 +898,39 @@ NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
             "apigateway:post",
             "apigateway:put",
         },
-        "API ids are generated, not derived from the stack.",
+        "REST API ids are generated, not derived from the stack (its deployments, stage and "
+        "gateway responses are under it).",
     ),
-    "arn:${AWS::Partition}:apigateway:${AWS::Region}::/tags/*": (
+    f"{APIGATEWAY}/restapis/*/stages/*": (
+        {
+            "apigateway:setwebacl",
+            "wafv2:associatewebacl",
+            "wafv2:disassociatewebacl",
+            "wafv2:getwebaclforresource",
+        },
+        "The stage the web ACL is associated with, under the REST API's generated id.",
+    ),
+    f"{APIGATEWAY}/domainnames": (
+        {"apigateway:get", "apigateway:post"},
+        "Creating the custom domain.",
+    ),
+    f"{APIGATEWAY}/domainnames/*": (
+        {
+            "apigateway:delete",
+            "apigateway:get",
+            "apigateway:patch",
+            "apigateway:post",
+            "apigateway:put",
+        },
+        "The custom domain and its base path mapping: named by the DomainName parameter, a DNS "
+        "name, not by the stack.",
+    ),
+    f"{APIGATEWAY}/account": (
+        {"apigateway:get", "apigateway:patch"},
+        "The region's API Gateway account settings (its CloudWatch Logs role): one per account "
+        "and region, read and set with ApiGatewayLogsRole=create.",
+    ),
+    f"{APIGATEWAY}/tags/*": (
         {
             "apigateway:delete",
             "apigateway:get",
@@ -786,7 +938,14 @@ NOT_STACK_SCOPED: dict[str, tuple[set[str], str]] = {
             "apigateway:put",
             "apigateway:patch",
         },
-        "Tags of the API and its stage, by their generated ids.",
+        "Tags of the REST API, its stage and the custom domain, by their generated ids or DNS "
+        "name.",
+    ),
+    "arn:${AWS::Partition}:wafv2:${AWS::Region}:${AWS::AccountId}:regional/managedruleset/*": (
+        {"wafv2:createwebacl", "wafv2:updatewebacl"},
+        "The AWS managed rule groups the web ACL uses: AWS WAF authorizes CreateWebACL and "
+        "UpdateWebACL on each (managedruleset is among their resource types), under names AWS "
+        "gives them.",
     ),
     "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/default/*": (
         {
@@ -844,6 +1003,7 @@ NAME_PROPERTIES = {
     "AWS::DynamoDB::Table": "TableName",
     "AWS::CloudWatch::Alarm": "AlarmName",
     "AWS::KMS::Alias": "AliasName",
+    "AWS::WAFv2::WebACL": "Name",
 }
 STACK_NAMED = re.compile(r"^(alias/)?\$\{AWS::StackName\}-")
 # The layer's name, and the execution role's Layer grant on it and its versions.
@@ -853,6 +1013,32 @@ LAYER_ARN = (
     "${AppStackName}-card-tokens"
 )
 FUNCTION_LOG_GROUP = re.compile(r"^/aws/lambda/\$\{([A-Za-z0-9]+)\}$")
+# AWS WAF logs only to a log group named aws-waf-logs-*: aws-waf-logs-<stack>-<stack id's first
+# block>, which the execution role's LogGroups grant expects.
+WAF_LOG_GROUP_NAME = {
+    "Fn::Join": [
+        "-",
+        [
+            "aws-waf-logs",
+            {"Ref": "AWS::StackName"},
+            {
+                "Fn::Select": [
+                    0,
+                    {
+                        "Fn::Split": [
+                            "-",
+                            {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]},
+                        ]
+                    },
+                ]
+            },
+        ],
+    ]
+}
+WAF_LOG_GROUPS = (
+    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+    "aws-waf-logs-${AppStackName}-*"
+)
 
 
 def test_the_stacks_resources_carry_the_names_the_grants_expect() -> None:
@@ -866,6 +1052,12 @@ def test_the_stacks_resources_carry_the_names_the_grants_expect() -> None:
     for logical_id, resource in resources("AWS::Logs::LogGroup"):
         name = resource["Properties"].get("LogGroupName")
         match = FUNCTION_LOG_GROUP.match(_resource_text(name)) if name is not None else None
+        waf_logs = {
+            r["Properties"]["LogDestinationConfigs"][0]["Fn::Sub"].rsplit("${", 1)[1][:-1]
+            for _, r in resources("AWS::WAFv2::LoggingConfiguration")
+        }
+        if logical_id in waf_logs and name == WAF_LOG_GROUP_NAME:
+            continue
         if name is not None and not (
             match and "FunctionName" not in sam_resources[match[1]]["Properties"]
         ):
@@ -879,6 +1071,10 @@ def test_the_stacks_resources_carry_the_names_the_grants_expect() -> None:
 
     assert misnamed == []
     (layer,) = [s for s in statements("CloudFormationExecutionRole") if s.get("Sid") == "Layer"]
+    (log_groups,) = [
+        s for s in statements("CloudFormationExecutionRole") if s.get("Sid") == "LogGroups"
+    ]
+    assert WAF_LOG_GROUPS in [_resource_text(r) for r in log_groups["Resource"]]
     assert [_resource_text(r) for r in layer["Resource"]] == [LAYER_ARN, f"{LAYER_ARN}:*"]
 
 
@@ -941,6 +1137,13 @@ def test_kms_administration_needs_the_stack_tag() -> None:
 # ------------------------------------------------------------------ the boundary
 
 
+# A log group CloudFormation names after the stack (no LogGroupName): "<stack>-<LogicalId>-<id>".
+_GENERATED_LOG_GROUP = re.compile(
+    r"arn:\$\{AWS::Partition\}:logs:\$\{AWS::Region\}:\$\{AWS::AccountId\}:log-group:"
+    r"\$\{AWS::StackName\}-([A-Za-z0-9]+)-\*"
+)
+
+
 def _targets(resource: Any) -> set[str]:
     if isinstance(resource, dict) and "Fn::If" in resource:
         # A grant on a conditional resource (the checkout page's): either branch counts.
@@ -949,6 +1152,9 @@ def _targets(resource: Any) -> set[str]:
     if resource == {"Ref": "AWS::NoValue"}:
         return set()
     text = _resource_text(resource)
+    generated = _GENERATED_LOG_GROUP.fullmatch(text)
+    if generated:
+        return {generated[1]}
     if text.startswith(("GetAtt:", "Ref:")):
         return {text.split(":", 1)[1].split(".")[0]}
     return set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}", text)) - {
@@ -959,6 +1165,16 @@ def _targets(resource: Any) -> set[str]:
 
 
 VIA_SECRETS_MANAGER, CARD_DATA_KEYS = "KMS through Secrets Manager", "KMS card data keys"
+# A log group without LogGroupName, named <stack>-<LogicalId>-<id> by CloudFormation (the API
+# access log, which API Gateway's logging role writes), apart from the functions' /aws/lambda/.
+STACK_NAMED_LOG_GROUP = "log group named after the stack"
+
+
+def _kind(template: Template, target: str) -> str:
+    resource = template["Resources"][target]
+    if resource["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" not in resource["Properties"]:
+        return STACK_NAMED_LOG_GROUP
+    return str(resource["Type"])
 
 
 def _kms_kind(statement: dict[str, Any]) -> str:
@@ -985,7 +1201,7 @@ def runtime_grants(template: Template) -> set[tuple[str, str, str]]:
         for statement in _as_list(document["Statement"]):
             for resource in _as_list(statement["Resource"]):
                 for target in _targets(resource) or {"*"}:
-                    kind = "*" if target == "*" else template["Resources"][target]["Type"]
+                    kind = "*" if target == "*" else _kind(template, target)
                     kind = _kms_kind(statement) if kind == "AWS::KMS::Key" else kind
                     for action in _as_list(statement["Action"]):
                         grants.add((action.lower(), kind, target))
@@ -1025,6 +1241,10 @@ BOUNDARY_TARGETS: dict[str, tuple[str, dict[str, Any] | None]] = {
         "${AppStackName}-*",
         None,
     ),
+    STACK_NAMED_LOG_GROUP: (
+        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${AppStackName}-*",
+        None,
+    ),
     "AWS::Lambda::Function": (
         "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:${AppStackName}-*",
         None,
@@ -1053,7 +1273,8 @@ BOUNDARY_TARGETS: dict[str, tuple[str, dict[str, Any] | None]] = {
             }
         },
     ),
-    "*": ("*", None),  # X-Ray's trace APIs have no resource-level permissions
+    # X-Ray's trace APIs, and listing log groups, have no resource-level permissions
+    "*": ("*", None),
 }
 
 
@@ -1419,6 +1640,16 @@ def test_the_bootstrap_is_documented_with_sam_clis_own_stack_and_template() -> N
     assert "from samcli.lib.bootstrap.bootstrap import manage_stack" in section
     for needed in ("deploy/github-oidc-role.yaml", "CAPABILITY_NAMED_IAM", "s3:CreateBucket"):
         assert needed in section
+    # The custom domain's certificate is read by API Gateway's service-linked role, which the
+    # execution role may not create (no IAM outside the stack): a person creates it once.
+    assert "aws iam create-service-linked-role --aws-service-name ops.apigateway.amazonaws.com" in (
+        section
+    )
+    assert not {
+        a for a in allowed(statements("CloudFormationExecutionRole")) if "servicelinkedrole" in a
+    }
+    # And where several stacks share a region, the one logging role is set by hand.
+    assert "ApiGatewayLogsRole=existing" in section
 
 
 def test_staging_and_prod_name_the_boundary_the_deploy_template_creates() -> None:
@@ -1539,7 +1770,39 @@ WEAKENED: list[tuple[str, str, Callable[[Template], None]]] = [
             },
         ),
     ),
+    (
+        "execution-scope",
+        "deleting web ACLs through the managed rule sets' grant",
+        _with(
+            "CloudFormationExecutionRole",
+            {
+                "Effect": "Allow",
+                "Action": "wafv2:DeleteWebACL",
+                "Resource": _sub(
+                    "arn:${AWS::Partition}:wafv2:${AWS::Region}:${AWS::AccountId}:regional/"
+                    "managedruleset/*"
+                ),
+            },
+        ),
+    ),
+    (
+        "execution",
+        "managed policies may be attached again",
+        _with(
+            "CloudFormationExecutionRole",
+            {
+                "Effect": "Allow",
+                "Action": "iam:AttachRolePolicy",
+                "Resource": _sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AppStackName}-*"),
+            },
+        ),
+    ),
     ("boundary-gaps", "no tables", _without("PermissionsBoundary", "dynamodb:PutItem")),
+    (
+        "boundary-gaps",
+        "API Gateway cannot write the access log",
+        _without("PermissionsBoundary", "logs:DescribeLogStreams"),
+    ),
     (
         "boundary-excess",
         "PassRole in the boundary",
