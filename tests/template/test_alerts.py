@@ -255,7 +255,9 @@ def test_alarm_email_subscribes_to_the_own_topic_only_when_set(template: Templat
 
 
 def _watched(alarm: dict[str, Any]) -> set[str]:
-    """Logical ids of what an alarm's metrics are about (function, API, table)."""
+    """Logical ids of what an alarm's metrics are about (function, API, table). SAM's
+    `!Ref CardTokensApi.Stage` is the API's stage; a pseudo parameter (the REST API's ApiName is
+    the stack's name) names no resource."""
     properties = alarm["Properties"]
     metrics = [properties] + [
         query["MetricStat"]["Metric"]
@@ -263,10 +265,12 @@ def _watched(alarm: dict[str, Any]) -> set[str]:
         if "MetricStat" in query
     ]
     return {
-        dimension["Value"]["Ref"]
+        dimension["Value"]["Ref"].split(".")[0]
         for metric in metrics
         for dimension in metric.get("Dimensions", [])
-        if isinstance(dimension["Value"], dict) and "Ref" in dimension["Value"]
+        if isinstance(dimension["Value"], dict)
+        and "Ref" in dimension["Value"]
+        and not dimension["Value"]["Ref"].startswith("AWS::")
     }
 
 
@@ -382,7 +386,30 @@ def alarm(template: Template, alarm_id: str) -> dict[str, Any]:
     return properties
 
 
-THIS_API = [{"Name": "ApiId", "Value": {"Ref": "CardTokensApi"}}]
+# REST API metrics: the API by name (the stack's, SAM's OpenAPI title) and its stage, as
+# ApiServerErrorRateAlarm (tests/template/test_operations.py).
+THIS_API = [
+    {"Name": "ApiName", "Value": {"Ref": "AWS::StackName"}},
+    {"Name": "Stage", "Value": {"Ref": "CardTokensApi.Stage"}},
+]
+
+
+def test_every_api_alarm_watches_this_apis_stage(template: Template) -> None:
+    # The HTTP API's metric names (4xx, 5xx) and its ApiId dimension do not exist for a REST API:
+    # an alarm on them would stay in INSUFFICIENT_DATA, then OK, whatever the API does.
+    api_metrics = [
+        metric
+        for properties in (
+            a["Properties"] for a in resources_of_type(template, "AWS::CloudWatch::Alarm").values()
+        )
+        for metric in [properties]
+        + [q["MetricStat"]["Metric"] for q in properties.get("Metrics", []) if "MetricStat" in q]
+        if metric.get("Namespace") == "AWS/ApiGateway"
+    ]
+
+    assert {m["MetricName"] for m in api_metrics} == {"4XXError", "5XXError", "Count", "Latency"}
+    for metric in api_metrics:
+        assert metric["Dimensions"] == THIS_API, metric
 
 
 def test_latency_alarm_watches_the_apis_p99(template: Template) -> None:
@@ -407,7 +434,7 @@ def test_the_4xx_rate_alarm_divides_4xx_by_requests_of_this_api(template: Templa
     assert rate["Threshold"] == {"Ref": "Api4xxRatePercentThreshold"}
     assert [query["Id"] for query in rate["Metrics"] if query.get("ReturnData")] == ["rate"]
     assert queries["rate"]["Expression"] == "IF(requests >= 20, 100 * errors / requests, 0)"
-    for metric_id, name in (("errors", "4xx"), ("requests", "Count")):
+    for metric_id, name in (("errors", "4XXError"), ("requests", "Count")):
         stat = queries[metric_id]["MetricStat"]
         assert (stat["Metric"]["Namespace"], stat["Metric"]["MetricName"]) == (
             "AWS/ApiGateway",
@@ -753,14 +780,21 @@ def test_the_dashboard_shows_the_api_every_function_and_every_table(template: Te
         if "Condition" not in function
     ]
     tables = resources_of_type(template, "AWS::DynamoDB::Table")
-    api = (("ApiId", "<CardTokensApi>"),)
+    # The REST API's stage, as the API alarms name it
+    api = (("ApiName", "card-tokens-prod"), ("Stage", "<CardTokensApi.Stage>"))
+    # and the web ACL by its metric name: every rule's series (Rule), and ALL
+    resolver = _PlaceholderIds(template, "card-tokens-prod")
+    web_acl = resources_of_type(template, "AWS::WAFv2::WebACL")["ApiWebAcl"]["Properties"]
+    waf = (("WebACL", resolver.resolve(web_acl["VisibilityConfig"]["MetricName"])),)
 
     expected = {
         ("AWS/ApiGateway", "Count", api, "Sum"),
-        ("AWS/ApiGateway", "4xx", api, "Sum"),
-        ("AWS/ApiGateway", "5xx", api, "Sum"),
+        ("AWS/ApiGateway", "4XXError", api, "Sum"),
+        ("AWS/ApiGateway", "5XXError", api, "Sum"),
         ("AWS/ApiGateway", "Latency", api, "p50"),
         ("AWS/ApiGateway", "Latency", api, "p99"),
+        ("AWS/WAFV2", "BlockedRequests", waf, "Sum"),
+        ("AWS/WAFV2", "CountedRequests", waf, "Sum"),
     }
     for function_id in functions:
         dimensions = (("FunctionName", f"<{function_id}>"),)
@@ -807,3 +841,25 @@ def test_the_dashboard_lists_every_alarm_and_its_url_is_an_output(
         "#dashboards/dashboard/${OperationsDashboard}"
     )
     assert template["Outputs"]["AlarmNotificationTopicArn"]["Value"] == CHOSEN_TOPIC
+
+
+def test_the_waf_graphs_select_every_rule_of_the_stacks_web_acl(template: Template) -> None:
+    # AWS WAF writes a regional web ACL's rule metrics with exactly the dimensions Region, Rule
+    # (the rule's metric name, or ALL) and WebACL (the web ACL's metric name).
+    resolver = _PlaceholderIds(template, "card-tokens-prod")
+    web_acl = template["Resources"]["ApiWebAcl"]["Properties"]
+    waf_metrics = [m for m in dashboard_metrics(template) if m["namespace"] == "AWS/WAFV2"]
+
+    assert {m["name"] for m in waf_metrics} == {"BlockedRequests", "CountedRequests"}
+    for metric in waf_metrics:
+        assert metric["keys"] == {"Region", "Rule", "WebACL"}, metric
+        assert metric["dimensions"] == {
+            "WebACL": resolver.resolve(web_acl["VisibilityConfig"]["MetricName"])
+        }, metric
+    # and every rule writes its metrics (a rule with them off would be missing from the graphs)
+    rules = [r for r in web_acl["Rules"] if "Fn::If" not in r] + [
+        r["Fn::If"][1] for r in web_acl["Rules"] if "Fn::If" in r
+    ]
+    assert rules
+    for rule in rules:
+        assert rule["VisibilityConfig"]["CloudWatchMetricsEnabled"] is True, rule["Name"]

@@ -1,5 +1,5 @@
 """template.yaml's rollout (docs/rollout.md): the API functions publish a version per change,
-the HTTP API calls their `live` alias, CodeDeploy shifts it under rollback alarms that always
+the REST API calls their `live` alias, CodeDeploy shifts it under rollback alarms that always
 exist and notify the alarm topic, and SnapStart is one parameter away.
 
 Most checks run the SAM transform (samtranslator, offline): aliases, versions, deployment
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.template
 Template = dict[str, Any]
 
 ALIAS = "live"
-# Function → the prefix of its rollback alarms. Behind the HTTP API: a version per change.
+# Function → the prefix of its rollback alarms. Behind the REST API: a version per change.
 API_FUNCTIONS = {
     "IssueTokenFunction": "IssueToken",
     "ProcessPaymentFunction": "ProcessPayment",
@@ -229,17 +229,32 @@ def test_rollback_alarms_watch_the_new_version_behind_live(
 def test_the_api_rollback_alarm_is_the_one_5xx_rate_alarm(template: Template) -> None:
     # The handlers answer a bug with a 500 rather than fail the invocation: Errors misses it.
     # The deployment groups watch the operational 5xx rate alarm, which notifies on-call; no
-    # second alarm computes the same rate.
+    # second alarm computes the same rate. A REST API counts its 5xx as 5XXError (the HTTP API's
+    # name, 5xx, has no data here).
     alarms = resources_of_type(template, "AWS::CloudWatch::Alarm")
     rollback = alarms[API_ROLLBACK_ALARM]["Properties"]
+    api_metric_names = [
+        metric.get("MetricName")
+        for alarm in alarms.values()
+        for metric in [alarm["Properties"]]
+        + [
+            query["MetricStat"]["Metric"]
+            for query in alarm["Properties"].get("Metrics", [])
+            if "MetricStat" in query
+        ]
+        if metric.get("Namespace") == "AWS/ApiGateway"
+    ]
     on_5xx = [
         alarm_id
         for alarm_id, alarm in alarms.items()
         for query in alarm["Properties"].get("Metrics", [])
-        if query.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "5xx"
+        if query.get("MetricStat", {}).get("Metric", {}).get("MetricName") in {"5XXError", "5xx"}
+        or "5XX" in query.get("Expression", "").upper()
     ]
 
     assert on_5xx == [API_ROLLBACK_ALARM]
+    assert "5XXError" in api_metric_names
+    assert not {"4xx", "5xx"} & set(api_metric_names)
     assert rollback["Threshold"] == {"Ref": "Api5xxRatePercentThreshold"}
     assert "100 * errors / requests" in json.dumps(rollback["Metrics"])
     assert (rollback["EvaluationPeriods"], rollback["DatapointsToAlarm"]) == (3, 2)
