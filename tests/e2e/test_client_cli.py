@@ -115,7 +115,8 @@ def test_an_invalid_card_exits_1_naming_the_field(local_stack: LocalStack) -> No
 
     assert result.returncode == 1
     assert result.stderr == (
-        "card-tokens: error: 400 invalid_card_number (card_number): The card number is not valid.\n"
+        "card-tokens: error: 400 invalid_card_number (card_number): card_number fails the Luhn "
+        "check: a digit is probably mistyped.\n"
     )
     assert "4241" not in result.stdout + result.stderr
 
