@@ -144,11 +144,18 @@ def test_jwks_lists_the_stacks_signing_keys(local_stack: LocalStack) -> None:
         assert f"  {key['kid']}  {key['alg']}" in result.stdout
 
 
-def test_without_a_stack_the_command_says_there_was_no_answer() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [("jwks",), ("pay", "a.b.c", "--amount", "1999", "--currency", "EUR")],
+    ids=["jwks", "pay"],
+)
+def test_without_a_stack_the_command_asks_whether_it_is_running(command: tuple[str, ...]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
 
-    result = run_command("--url", url, "jwks")
+    result = run_command("--url", url, *command)
 
+    # Then one line, and no retry hint for a payment: a refused connection charged nothing
     assert result.returncode == 1
-    assert f"no answer from {url}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"card-tokens: error: could not reach {url}: is the local stack running? (make run)\n"
+    )
