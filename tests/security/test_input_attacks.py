@@ -64,11 +64,13 @@ def without(event: dict[str, Any], field: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("field", ["card_number", "exp_month", "exp_year", "cvv"])
-@pytest.mark.parametrize("missing", ["absent", "null"])
+@pytest.mark.parametrize("missing", ["absent", None, ""])
 def test_a_missing_card_field_is_invalid_request_naming_it(
-    issue: Invoke, field: str, missing: str
+    issue: Invoke, field: str, missing: object
 ) -> None:
-    event = without(token_event(), field) if missing == "absent" else token_event(**{field: None})
+    event = (
+        without(token_event(), field) if missing == "absent" else token_event(**{field: missing})
+    )
     response = issue(event)
     assert_error(response, 400, "invalid_request")
     assert body(response)["error"] == {
@@ -99,7 +101,6 @@ def test_a_missing_payment_field_is_invalid_request_naming_it(
         ("5555555555554444", "12"),
         ("4242424242424242", 123),
         ("4242424242424242", "\uff11\uff12\uff13"),
-        ("4242424242424242", ""),
     ],
 )
 def test_cvv_length_and_form_per_brand(issue: Invoke, number: str, cvv: object) -> None:

@@ -91,8 +91,8 @@ def luhn_valid(digits: str) -> bool:
 
 
 def _required(value: object, field: str) -> None:
-    """A field that is absent, or null, is `invalid_request`: "<field> is required."."""
-    if value is None:
+    """Absent, null or "" is `invalid_request`: "<field> is required."."""
+    if value is None or value == "":
         raise InvalidRequest(f"{field} is required.", field=field)
 
 

@@ -2,7 +2,7 @@
 
 A refusal about one field names it twice: in `field`, and in its message, which says what is
 wrong and what is expected ("cvv must be 4 digits for American Express."). A required field
-that is absent or null is `invalid_request` ("currency is required."); the field's own code
+that is absent, null or "" is `invalid_request` ("currency is required."); the field's own code
 (invalid_card_number, invalid_amount...) is for a value that is there and wrong. The defaults
 below are for a raise without a message: the validators always give one.
 """

@@ -123,9 +123,9 @@ class PaymentRequest:
 
 
 def _required(document: dict[str, Any], field: str) -> Any:
-    """The field's value; absent or null is `invalid_request`: "<field> is required."."""
+    """The field's value; absent, null or "" is `invalid_request`: "<field> is required."."""
     value = document.get(field)
-    if value is None:
+    if value is None or value == "":
         raise InvalidRequest(f"{field} is required.", field=field)
     return value
 
@@ -133,11 +133,9 @@ def _required(document: dict[str, Any], field: str) -> Any:
 def parse_payment_request(document: dict[str, Any]) -> PaymentRequest:
     reject_unknown_fields(document, PAYMENT_REQUEST_FIELDS)
     token = _required(document, "token")
-    if not isinstance(token, str) or not token:
-        # Any other string is a token to verify: every one that fails is the same 401.
-        raise InvalidRequest(
-            "token must be a non-empty string: the token from POST /tokens.", field="token"
-        )
+    if not isinstance(token, str):
+        # Any string is a token to verify: every one that fails is the same 401.
+        raise InvalidRequest("token must be a string: the token from POST /tokens.", field="token")
     amount = _required(document, "amount")
     if type(amount) is not int:
         raise InvalidAmount(
