@@ -49,7 +49,8 @@ def test_each_refused_range_refuses_text_holding_it(code_point: int) -> None:
 
 
 def test_the_contract_pattern_is_the_table_without_the_surrogates() -> None:
-    # Python's re and the Rust regex crate (jsonschema-rs) both read \xhh, \uhhhh, \Uhhhhhhhh.
+    # Python's re and the Rust regex crate (jsonschema-rs) both read it: \xhh, \uhhhh, and the
+    # characters above the BMP themselves.
     contract = re.compile(PRINTABLE_TEXT_PATTERN)
     for code_point in range(sys.maxunicode + 1):
         if SURROGATES[0] <= code_point <= SURROGATES[1]:

@@ -47,11 +47,13 @@ SURROGATES = (0xD800, 0xDFFF)
 
 
 def _escape(code_point: int) -> str:
+    """\\xhh and \\uhhhh, which Python's re, ECMA-262 and the Rust regex crate all read; above the
+    BMP the character itself, as ECMA-262 has no \\U (openapi.yaml spells it as a YAML escape)."""
     if code_point <= 0xFF:
         return f"\\x{code_point:02x}"
     if code_point <= 0xFFFF:
         return f"\\u{code_point:04x}"
-    return f"\\U{code_point:08x}"
+    return chr(code_point)
 
 
 def _negated_class(ranges: tuple[tuple[int, int], ...]) -> str:
