@@ -5,7 +5,7 @@ byte order mark...), every separator but the ASCII space (Zs, Zl, Zp), private u
 surrogates (Cs). That is what `str.isprintable()` refuses, with one difference: an unassigned
 code point passes, because a pattern could refuse those only by listing some 700 ranges. The
 table is written out, rather than asking `str.isprintable()`, so that openapi.yaml can state the
-same rule as a pattern (PRINTABLE_TEXT_PATTERN) and the rule does not move with Python's Unicode
+same rule as a pattern (printable_text_pattern) and the rule does not move with Python's Unicode
 version. tests/unit/test_printable.py checks it against `str.isprintable()` over every assigned
 code point, and against openapi.yaml.
 """
@@ -63,13 +63,21 @@ def _negated_class(ranges: tuple[tuple[int, int], ...]) -> str:
     return "[^" + "".join(parts) + "]"
 
 
-# The contract's spelling (openapi.yaml, `pattern` of cardholder_name and reference). It leaves
-# the surrogates out: a JSON Schema validator that reads UTF-8 (jsonschema-rs, which schemathesis
-# uses) cannot name them in a pattern, nor hold them in a string. The code refuses them as well.
-PRINTABLE_TEXT_PATTERN = (
-    "^" + _negated_class(tuple(r for r in REFUSED_RANGES if r != SURROGATES)) + "*$"
-)
+# One printable character as the contract spells it (openapi.yaml). It leaves the surrogates
+# out: a JSON Schema validator that reads UTF-8 (jsonschema-rs, which schemathesis uses) cannot
+# name them in a pattern, nor hold them in a string. The code refuses them as well.
+PRINTABLE_CHARACTER = _negated_class(tuple(r for r in REFUSED_RANGES if r != SURROGATES))
 _PRINTABLE_TEXT = re.compile(_negated_class(REFUSED_RANGES) + "*")
+
+
+def printable_text_pattern(min_length: int, max_length: int) -> str:
+    """openapi.yaml's `pattern` for printable text of min_length to max_length characters.
+
+    The lengths are in the pattern, not in minLength/maxLength: schemathesis folds those into the
+    pattern itself, and spells the characters above the BMP as \\U escapes, which its own check
+    of the pattern (ECMA-262) then refuses.
+    """
+    return f"^{PRINTABLE_CHARACTER}{{{min_length},{max_length}}}$"
 
 
 def is_printable_text(text: str) -> bool:
