@@ -130,7 +130,7 @@ bench: $(STAMP) ## Benchmark: warm/cold latency vs the floor and the tutorial, A
 	$(PY) -m bench.run
 
 .PHONY: fuzz
-fuzz: $(STAMP) ## Fuzz the HTTP contract (openapi.yaml) against a fresh local stack, longer
+fuzz: $(STAMP) ## Fuzz openapi.yaml against a fresh local stack: every check, stateful phase (EXAMPLES=400)
 	FUZZ_EXAMPLES=$(or $(EXAMPLES),400) $(PY) -m pytest tests/e2e/test_fuzz_contract.py -p no:randomly
 
 .PHONY: soak
