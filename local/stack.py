@@ -48,7 +48,7 @@ from local.provision import (
     named_resolver,
     provision_stack,
 )
-from local.rotation import rotate_all
+from local.rotation import LOCAL_KEY_CACHE_SECONDS, rotate_all
 from web.checkout.page import PAGE_FILES, page_response
 
 EXIT_PORT_IN_USE = 2
@@ -134,7 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--key-cache-seconds",
         type=int,
-        default=5,
+        default=LOCAL_KEY_CACHE_SECONDS,
         help="how long the functions cache keys (AWS: 300); short so `make rotate` shows at once",
     )
     parser.add_argument(
