@@ -12,6 +12,9 @@ MOTO_PORT ?= 5005
 PYTHON313 := $(shell for c in "$(PYTHON)" python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" ; do \
 	[ -n "$$c" ] && PYENV_VERSION=3.13.0 "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { PYENV_VERSION=3.13.0 "$$c" -c 'import sys; print(sys.executable)'; break; }; done)
 
+# VERBOSE=1 (not 0, no or false): --verbose for make run.
+verbose = $(if $(filter-out 0 no false,$(VERBOSE)), --verbose)
+
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,9 +32,10 @@ venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 
 # make run AWS_ENDPOINT_URL=http://127.0.0.1:4566 uses that emulator instead of starting moto.
 # Only a value given on make's command line counts: one exported in the shell is ignored.
+# make run VERBOSE=1 also prints the functions' own logs (Powertools JSON lines, EMF metrics).
 .PHONY: run
-run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server, no Docker; AWS_ENDPOINT_URL=... uses yours)
-	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))
+run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Docker; VERBOSE=1 adds the functions' JSON logs; AWS_ENDPOINT_URL=... uses yours)
+	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))$(verbose)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy
