@@ -12,7 +12,7 @@ MOTO_PORT ?= 5005
 PYTHON313 := $(shell for c in "$(PYTHON)" python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" ; do \
 	[ -n "$$c" ] && PYENV_VERSION=3.13.0 "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { PYENV_VERSION=3.13.0 "$$c" -c 'import sys; print(sys.executable)'; break; }; done)
 
-# VERBOSE=1 (not 0, no or false): --verbose for make run.
+# VERBOSE=1 (not 0, no or false): --verbose for make run and make invoke.
 verbose = $(if $(filter-out 0 no false,$(VERBOSE)), --verbose)
 
 .PHONY: help
@@ -36,6 +36,12 @@ venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 .PHONY: run
 run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Docker; VERBOSE=1 adds the functions' JSON logs; AWS_ENDPOINT_URL=... uses yours)
 	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))$(verbose)
+
+# make invoke EVENT=events/jwks.json: the function template.yaml routes the event to (FUNCTION=...
+# for another), in this process, against the emulator of a running `make run` (MOTO_PORT).
+.PHONY: invoke
+invoke: $(STAMP) ## Run a sample event through its handler, no Docker: EVENT=events/issue_token.json (needs make run; FUNCTION=, VERBOSE=1)
+	$(PY) -m local.invoke$(if $(EVENT), $(EVENT))$(if $(FUNCTION), --function $(FUNCTION)) --moto-port $(MOTO_PORT)$(verbose)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy
