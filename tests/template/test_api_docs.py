@@ -22,7 +22,7 @@ from card_tokens import errors
 from card_tokens.cards import BRANDS, MAX_CARDHOLDER_NAME, MAX_EXPIRY_YEARS_AHEAD
 from card_tokens.config import MAX_TOKEN_LIFETIME_SECONDS
 from card_tokens.errors import CardTokensError
-from card_tokens.printable import PRINTABLE_TEXT_PATTERN
+from card_tokens.printable import PRINTABLE_CHARACTER
 from card_tokens.processor import _DECLINES
 from card_tokens.request_body import (
     MAX_AMOUNT,
@@ -290,8 +290,14 @@ def test_each_request_table_is_the_schema_field_by_field(
         rules = row["rules"]
         assert row["type"] == type_cell(value), name
         assert row["required"] == ("yes" if name in spec["required"] else "no"), name
-        if value.get("pattern") == PRINTABLE_TEXT_PATTERN:
+        printable = re.fullmatch(
+            re.escape(f"^{PRINTABLE_CHARACTER}") + r"\{(\d+),(\d+)\}\$", value.get("pattern", "")
+        )
+        if printable:
             assert "printable text" in rules, name
+            low, high = printable[1], printable[2]
+            length = f"at most {high}" if low == "0" else f"{low} to {high}"
+            assert f"{length} characters" in rules, name
         elif "pattern" in value:
             assert f"`{value['pattern']}`" in rules, name
         if "minimum" in value:
