@@ -4,34 +4,81 @@ SHELL := /bin/bash
 
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Two stamps. `make run` installs only what running the service needs (requirements-run.txt: the
+# layer's pins, the AWS emulator) and the card-tokens CLI; `make test` and the other developer
+# targets add the tools (requirements-dev.txt) on top. Either reuses what the other installed.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed-dev
+CLIENT    := $(VENV)/bin/card-tokens
 PORT   ?= 3000
 MOTO_PORT ?= 5005
+PIP_INSTALL := $(PY) -m pip install --disable-pip-version-check --progress-bar off
+comma := ,
+PYTHON_NOT_FOUND := error: Python 3.13 not found. Install it (e.g. pyenv install 3.13.0) or run make PYTHON=/path/to/python3.13
 
-# Find Python 3.13: $(PYTHON) if given, then python3.13 on PATH, then pyenv's 3.13.
-PYTHON313 := $(shell for c in "$(PYTHON)" python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" ; do \
+# Python 3.13: $(PYTHON) if given (and then only that one), else python3.13 on PATH, else pyenv's.
+ifneq ($(strip $(PYTHON)),)
+PYTHON_VERSION := $(shell PYENV_VERSION=3.13.0 "$(PYTHON)" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)
+ifneq ($(filter 3.13.%,$(PYTHON_VERSION)),)
+PYTHON313 := $(shell PYENV_VERSION=3.13.0 "$(PYTHON)" -c 'import sys; print(sys.executable)')
+else ifneq ($(filter-out help,$(or $(MAKECMDGOALS),help)),)
+$(error PYTHON=$(PYTHON) is $(if $(PYTHON_VERSION),Python $(PYTHON_VERSION),not a Python that runs), but this project needs Python 3.13. Give one (make PYTHON=/path/to/python3.13 ...), or leave PYTHON unset: the Makefile then finds python3.13 on the PATH or pyenv's 3.13)
+endif
+else
+PYTHON313 := $(shell for c in python3.13 "$$(PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null)" ; do \
 	[ -n "$$c" ] && PYENV_VERSION=3.13.0 "$$c" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { PYENV_VERSION=3.13.0 "$$c" -c 'import sys; print(sys.executable)'; break; }; done)
+endif
+
+# $(call step,WHAT,COMMAND): says what it is doing, does it (its output shown), says how long it took.
+step = echo "$(1)…"; t0=$${EPOCHREALTIME:-$$(date +%s)}; $(2) && \
+	awk -v t0="$$t0" -v t1="$${EPOCHREALTIME:-$$(date +%s)}" 'BEGIN { printf "  done in %.1f s\n", t1 - t0 }'
+# VERBOSE=1 (not 0, no or false): --verbose for make run and make invoke.
+verbose = $(if $(filter-out 0 no false,$(VERBOSE)), --verbose)
+# The pinned lines of requirements files (not comments, not -r includes).
+pins = $(shell grep -hcvE '^[[:space:]]*(\#|-|$$)' $(1) | awk '{ n += $$1 } END { print n }')
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}' \
+		| sed -e 's/\$$(PORT)/$(PORT)/g' -e 's/\$$(MOTO_PORT)/$(MOTO_PORT)/g'
 
-$(STAMP): requirements-dev.txt layers/card_tokens/requirements.txt
-	@if [ -z "$(PYTHON313)" ]; then echo "error: Python 3.13 not found. Install it (e.g. pyenv install 3.13.0) or run make PYTHON=/path/to/python3.13" >&2; exit 1; fi
-	@echo "Creating $(VENV) with $(PYTHON313)"
-	rm -rf $(VENV)
-	$(PYTHON313) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $(STAMP)
+# What `make run` needs. A change to these pins rebuilds .venv from scratch (the tools come back
+# with the next `make test`).
+$(RUN_STAMP): requirements-run.txt layers/card_tokens/requirements.txt
+	@if [ -z "$(PYTHON313)" ]; then echo "$(PYTHON_NOT_FOUND)" >&2; exit 1; fi
+	@if [ -e $(VENV) ]; then echo "Removing $(VENV): $(if $(wildcard $@),$? changed,it was made before requirements-run.txt)"; fi
+	@rm -rf $(VENV)
+	@$(call step,Creating $(VENV) with $(PYTHON313),$(PYTHON313) -m venv $(VENV))
+	@$(call step,Installing the runtime: $(call pins,requirements-run.txt layers/card_tokens/requirements.txt) pinned packages and their dependencies (requirements-run.txt: the layer's pins$(comma) moto[server]$(comma) PyYAML),$(PIP_INSTALL) -r requirements-run.txt)
+	@touch $@
+
+# The card-tokens command (client/card_tokens_client), installed editable into .venv.
+$(CLIENT): $(RUN_STAMP) pyproject.toml
+	@$(call step,Installing the card-tokens command (pip install -e .),$(PIP_INSTALL) --no-deps -e .)
+	@touch $@
+	@echo "$(VENV) is ready for make run: $$(ls -d $(VENV)/lib/python3.13/site-packages/*.dist-info | wc -l) packages, $$(du -sh $(VENV) | cut -f1)."
+
+# The developer tools on top: sam, cfn-lint, mypy, ruff, pytest, schemathesis, matplotlib, ...
+# (after the CLI, never at the same time as its pip, and not again when only pyproject.toml changed)
+$(STAMP): $(RUN_STAMP) requirements-dev.txt | $(CLIENT)
+	@$(call step,Installing the developer tools: $(call pins,requirements-dev.txt) pinned packages and their dependencies (requirements-dev.txt: SAM CLI$(comma) cfn-lint$(comma) mypy$(comma) ruff$(comma) pytest$(comma) schemathesis$(comma) matplotlib$(comma) …),$(PIP_INSTALL) -r requirements-dev.txt)
+	@touch $@
 
 .PHONY: venv
 venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 
 # make run AWS_ENDPOINT_URL=http://127.0.0.1:4566 uses that emulator instead of starting moto.
 # Only a value given on make's command line counts: one exported in the shell is ignored.
+# make run VERBOSE=1 also prints the functions' own logs (Powertools JSON lines, EMF metrics).
 .PHONY: run
-run: $(STAMP) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto server, no Docker; AWS_ENDPOINT_URL=... uses yours)
-	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))
+run: $(CLIENT) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Docker; VERBOSE=1 adds the functions' JSON logs; AWS_ENDPOINT_URL=... uses yours)
+	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))$(verbose)
+
+# make invoke EVENT=events/jwks.json: the function template.yaml routes the event to (FUNCTION=...
+# for another), in this process, against the emulator of a running `make run` (MOTO_PORT).
+.PHONY: invoke
+invoke: $(RUN_STAMP) ## Run a sample event through its handler, no Docker: EVENT=events/issue_token.json (needs make run; FUNCTION=, VERBOSE=1)
+	$(PY) -m local.invoke$(if $(EVENT), $(EVENT))$(if $(FUNCTION), --function $(FUNCTION)) --moto-port $(MOTO_PORT)$(verbose)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy
@@ -40,14 +87,8 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy
 	$(VENV)/bin/mypy layers/card_tokens/card_tokens functions local client
 
 .PHONY: test
-test: $(STAMP) $(VENV)/bin/card-tokens browser-deps lint ## Everything CI runs: lint, unit, integration, template checks, e2e, log scan
+test: $(STAMP) $(CLIENT) browser-deps lint ## Everything CI runs: lint, unit, integration, template checks, e2e, log scan
 	$(PY) -m pytest
-
-# The card-tokens command (client/card_tokens_client), installed editable into .venv.
-CLIENT := $(VENV)/bin/card-tokens
-$(CLIENT): $(STAMP) pyproject.toml
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
-	@touch $@
 
 .PHONY: client
 client: $(CLIENT) ## Install the card-tokens command (the CLI) into .venv
@@ -118,11 +159,11 @@ audit: ## pip-audit --strict over the layer's and the tools' pins (fails if no a
 		$(AUDIT_FILES) -- --strict
 
 .PHONY: events
-events: $(STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
+events: $(RUN_STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT)) --moto-port $(MOTO_PORT)
 
 .PHONY: rotate
-rotate: $(STAMP) ## Rotate the signing key of the running local stack (make run)
+rotate: $(RUN_STAMP) ## Rotate the signing key of the running local stack (make run)
 	$(PY) -m local.rotation --moto-port $(MOTO_PORT)
 
 .PHONY: bench
@@ -130,7 +171,7 @@ bench: $(STAMP) ## Benchmark: warm/cold latency vs the floor and the tutorial, A
 	$(PY) -m bench.run
 
 .PHONY: fuzz
-fuzz: $(STAMP) ## Fuzz the HTTP contract (openapi.yaml) against a fresh local stack, longer
+fuzz: $(STAMP) ## Fuzz openapi.yaml against a fresh local stack: every check, stateful phase (EXAMPLES=400)
 	FUZZ_EXAMPLES=$(or $(EXAMPLES),400) $(PY) -m pytest tests/e2e/test_fuzz_contract.py -p no:randomly
 
 .PHONY: soak

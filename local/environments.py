@@ -10,7 +10,9 @@ processes (`python -m local.environments`, started by the stack, never by hand):
   (then the invocation waits for one to be free), and is reused when idle;
 - a worker imports the handler itself, with the function's own environment variables, and
   talks to the stack over two pipes of its own (JSON lines). Its stdout and stderr are the
-  stack's: the function's log stream, as CloudWatch Logs would get it;
+  stack's: the function's log stream, as CloudWatch Logs would get it. With
+  `function_logs=False` (make run's default, terse) its stdout, where Powertools writes its JSON
+  logs and EMF metrics, goes nowhere; stderr (a traceback, a crash) is still the stack's;
 - an invocation that outlives the function's Timeout gets its worker killed
   (`FunctionTimeoutError`); a new invocation starts a new environment, as in Lambda;
 - a worker exits when the stack does: at the end of its request pipe, or, if it is busy
@@ -115,7 +117,14 @@ class _LineReader:
 class ExecutionEnvironment:
     """One worker process that hosts one function, one invocation at a time."""
 
-    def __init__(self, spec: FunctionSpec, number: int, variables: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        number: int,
+        variables: Mapping[str, str],
+        *,
+        function_logs: bool = True,
+    ) -> None:
         self.spec = spec
         self.number = number
         self.invocations = 0
@@ -142,6 +151,7 @@ class ExecutionEnvironment:
                     "AWS_LAMBDA_LOG_STREAM_NAME": f"local/{number}",
                 },
                 stdin=subprocess.DEVNULL,
+                stdout=None if function_logs else subprocess.DEVNULL,
                 pass_fds=(requests_read, responses_write),
             )
         except BaseException:
@@ -261,6 +271,7 @@ class FunctionEnvironments:
         max_environments: int,
         *,
         init_timeout: float = INIT_TIMEOUT_SECONDS,
+        function_logs: bool = True,
     ) -> None:
         if max_environments < 1:
             raise ValueError("a function needs at least one execution environment")
@@ -268,6 +279,7 @@ class FunctionEnvironments:
         self.variables = dict(variables)
         self.max_environments = max_environments
         self.init_timeout = init_timeout
+        self.function_logs = function_logs
         self._changed = threading.Condition()
         self._idle: list[ExecutionEnvironment] = []  # the most recently used last
         self._live: list[ExecutionEnvironment] = []
@@ -310,7 +322,9 @@ class FunctionEnvironments:
                 self._changed.wait()
         started: ExecutionEnvironment | None = None
         try:
-            started = ExecutionEnvironment(self.spec, number, self.variables)
+            started = ExecutionEnvironment(
+                self.spec, number, self.variables, function_logs=self.function_logs
+            )
             started.initialise(self.init_timeout)
         except BaseException:
             if started is not None and started.process.poll() is None:

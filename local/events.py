@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -155,6 +157,46 @@ def _write_json(path: Path, document: Any) -> Path:
     return path
 
 
+def git_changes(paths: list[Path], root: Path = TEMPLATE_PATH.parent) -> str | None:
+    """`git diff --stat` of these files against the index; None where git cannot tell."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        result = subprocess.run(  # noqa: S603 - git, fixed arguments, our own paths
+            [git, "diff", "--stat", "--", *(str(path.relative_to(root)) for path in paths)],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.rstrip() if result.returncode == 0 else None
+
+
+def report_written(paths: list[Path], root: Path = TEMPLATE_PATH.parent) -> str:
+    """What `make events` says: the files it rewrote are tracked in git, and which changed."""
+    lines = [
+        f"Rewrote {len(paths)} files that git tracks: the sample events (and env.json) that "
+        "the tests, `make invoke` and `sam local invoke` read.",
+        *(f"  {path.relative_to(root)}" for path in paths),
+    ]
+    changes = git_changes(paths, root)
+    if changes is None:
+        lines.append("Compare them with the committed ones before you commit.")
+    elif changes:
+        lines += ["Changed from the committed ones (git diff --stat):", changes]
+    else:
+        lines.append("None differs from the committed ones.")
+    lines += [
+        "events/process_payment.json holds a token that expires in 15 minutes and pays once.",
+        "Commit them, or put the committed ones back with `git checkout -- events/`.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.events", description=__doc__)
     where = parser.add_mutually_exclusive_group()
@@ -177,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoStackError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for path in write_events(token, payment_id, args.moto_port):
-        print(f"wrote {path.relative_to(TEMPLATE_PATH.parent)}")
-    print("events/process_payment.json holds a token that expires in minutes and pays once.")
+    print(report_written(write_events(token, payment_id, args.moto_port)))
     return 0
 
 

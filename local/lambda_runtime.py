@@ -86,12 +86,21 @@ class LocalFunction:
         )
 
     def run_in_environments(
-        self, variables: Mapping[str, str], max_environments: int, python_path: list[Path]
+        self,
+        variables: Mapping[str, str],
+        max_environments: int,
+        python_path: list[Path],
+        *,
+        function_logs: bool = True,
     ) -> FunctionEnvironments:
-        """From now on, invocations go to execution environments (worker processes)."""
+        """From now on, invocations go to execution environments (worker processes).
+
+        `function_logs=False` drops what the handlers print (their Powertools JSON logs and EMF
+        metrics); their stderr still reaches this process's.
+        """
         self.check()
         self.environments = FunctionEnvironments(
-            self.spec(python_path), variables, max_environments
+            self.spec(python_path), variables, max_environments, function_logs=function_logs
         )
         return self.environments
 

@@ -22,6 +22,9 @@ from local.cfn import load_deployed_template, resources_of_type
 from local.intrinsics import REGION, Resolver
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+# How long the local stack's functions cache keys (`make run`, --key-cache-seconds), instead of
+# the 300 s of AWS (POWERTOOLS_PARAMETERS_MAX_AGE): short, so a rotation shows at once.
+LOCAL_KEY_CACHE_SECONDS = 5
 ROTATION_SCHEDULE = "AWS::SecretsManager::RotationSchedule"
 
 Invoke = Callable[[dict[str, Any]], Any]
@@ -146,6 +149,15 @@ def rotate_all(
     return versions
 
 
+def after_rotation(key_cache_seconds: int) -> str:
+    """What the running stack does next, for `make rotate` to say."""
+    return (
+        f"The local stack's functions cache keys for {key_cache_seconds} s (on AWS, 300 s): "
+        f"within {key_cache_seconds} s, new tokens are signed with the new key and the JWKS "
+        "lists both keys. Tokens issued before keep paying."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     from local.emulator import use_local_aws
     from local.lambda_runtime import functions_from_template, put_layers_on_path
@@ -158,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moto-port", type=int, default=5005, help="the stack's AWS emulator")
     parser.add_argument("--moto-host", default="127.0.0.1")
     parser.add_argument("--stack-name", default=STACK_NAME)
+    parser.add_argument(
+        "--key-cache-seconds",
+        type=int,
+        default=LOCAL_KEY_CACHE_SECONDS,
+        help="what the running stack was started with (make run: %(default)s)",
+    )
     args = parser.parse_args(argv)
 
     use_local_aws(f"http://{args.moto_host}:{args.moto_port}")
@@ -177,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = rotate_all(template, stack.resolver.refs, functions)
     for secret, version in versions.items():
         print(f"rotated {secret}: new AWSCURRENT version {version}")
-    print("The running stack caches keys for a few minutes before it signs with the new one.")
+    print(after_rotation(args.key_cache_seconds))
     return 0
 
 

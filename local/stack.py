@@ -48,7 +48,7 @@ from local.provision import (
     named_resolver,
     provision_stack,
 )
-from local.rotation import rotate_all
+from local.rotation import LOCAL_KEY_CACHE_SECONDS, rotate_all
 from web.checkout.page import PAGE_FILES, page_response
 
 EXIT_PORT_IN_USE = 2
@@ -134,8 +134,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--key-cache-seconds",
         type=int,
-        default=5,
+        default=LOCAL_KEY_CACHE_SECONDS,
         help="how long the functions cache keys (AWS: 300); short so `make rotate` shows at once",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the functions' own logs (Powertools JSON lines, EMF metrics), as "
+        "CloudWatch Logs gets them; by default only one access line per request",
     )
     parser.add_argument(
         "--concurrency",
@@ -291,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
 
+    print(
+        f"Starting the local stack: {'an AWS emulator, ' if external is None else ''}"
+        "the resources of template.yaml, the first signing key…",
+        flush=True,
+    )
     moto = None
     if external is None:
         try:
@@ -331,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                 **stack.function_environments[logical_id],
                 "POWERTOOLS_PARAMETERS_MAX_AGE": str(args.key_cache_seconds),
             }
-            function.run_in_environments(variables, args.concurrency, python_path)
+            function.run_in_environments(
+                variables, args.concurrency, python_path, function_logs=args.verbose
+            )
         rotate_all(template, stack.resolver.refs, functions)
 
         serving = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
@@ -374,6 +388,13 @@ def print_banner(
         f"  Execution environments: up to {args.concurrency} per function (--concurrency), "
         f"each a worker process started on demand; see {base_url}{ENVIRONMENTS_PATH}",
         f"  Checkout page: {base_url}/",
+        "  Logs: "
+        + (
+            "one access line per request, and the functions' own JSON logs and metrics"
+            if args.verbose
+            else "one access line per request (--verbose, or make run VERBOSE=1, adds the "
+            "functions' JSON logs)"
+        ),
         "Routes:",
         *routes,
         "Try:",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
-from card_tokens_client.signing import needs_signature
+from card_tokens_client.signing import is_loopback, needs_signature
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 USER_AGENT = "card-tokens-cli/0.1"
@@ -47,7 +47,17 @@ class ApiError(Exception):
 
 
 class Unreachable(Exception):
-    """No HTTP answer at all: refused, timed out, DNS, TLS."""
+    """No HTTP answer at all: refused, timed out, DNS, TLS.
+
+    `sent` says whether the server may have acted on the request. False: it never left this
+    machine whole (no connection, a name or TLS failure, or the connection broke while sending),
+    so nothing can have been charged. True: it was sent and no answer came (a timeout, a
+    connection closed before the answer), so a payment may have been made.
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class InvalidBaseUrl(ValueError):
@@ -151,9 +161,20 @@ class CardTokensApi:
                 return _json_object(response.read(), response.status)
         except urllib.error.HTTPError as error:
             raise _api_error(error.code, error.read()) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise Unreachable(f"no answer from {self.base_url} ({reason})") from None
+        except urllib.error.URLError as error:
+            # urllib raises URLError while connecting or sending: the request did not get out.
+            raise Unreachable(_not_sent(self.base_url, error.reason), sent=False) from None
+        except (http.client.HTTPException, OSError) as error:
+            # Raised while waiting for the answer: the request was sent, and may have been acted on.
+            raise Unreachable(f"no answer from {self.base_url} ({error})", sent=True) from None
+
+
+def _not_sent(base_url: str, reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        if is_loopback(urlsplit(base_url).hostname or ""):
+            return f"could not reach {base_url}: is the local stack running? (make run)"
+        return f"could not reach {base_url}: the connection was refused"
+    return f"could not reach {base_url} ({reason})"
 
 
 def _json_object(raw: bytes, status: int) -> dict[str, Any]:

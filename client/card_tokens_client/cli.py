@@ -43,8 +43,14 @@ BRAND_NAMES = {
     "unionpay": "UnionPay",
     "visa": "Visa",
 }
+# The currencies the API takes, spelled as it takes them (ISO 4217, capitals), and the API's
+# own words when one is refused: `eur` is refused here as the API refuses it.
+CURRENCIES = ("AUD", "CAD", "CHF", "CZK", "DKK", "EUR", "GBP", "JPY", "NOK", "PLN", "SEK", "USD")
+CURRENCY_RULE = f"currency must be one of {', '.join(CURRENCIES)} (ISO 4217, in capitals)."
 # ISO 4217 minor-unit digits of the supported currencies that do not have two.
 MINOR_DIGITS = {"JPY": 0}
+# Errors after which the API says nothing was charged: a retry needs no particular key.
+NOTHING_CHARGED = frozenset({"processor_error", "service_unavailable"})
 
 Prompt = Callable[[str], str]
 ApiFactory = Callable[[str, RequestSigner | None, float], CardTokensApi]
@@ -193,13 +199,20 @@ def cmd_tokenize(api: CardTokensApi, args: argparse.Namespace, io: Console) -> i
     return EXIT_OK
 
 
+def outcome_unknown(error: Unreachable | ApiError) -> bool:
+    """Whether a failed payment request may have charged the card."""
+    if isinstance(error, Unreachable):
+        return error.sent  # refused, or a name or TLS failure: the request never got out
+    return error.status >= 500 and error.code not in NOTHING_CHARGED
+
+
 def cmd_pay(api: CardTokensApi, args: argparse.Namespace, io: Console) -> int:
     token = read_token(args, io.prompter)
     key = args.idempotency_key or str(uuid.uuid4())
     try:
-        payment = api.pay(token, args.amount, args.currency.upper(), args.reference, key)
+        payment = api.pay(token, args.amount, args.currency, args.reference, key)
     except (Unreachable, ApiError) as error:
-        if isinstance(error, Unreachable) or error.status >= 500:
+        if outcome_unknown(error):
             # The payment may have gone through: the same key (and token) gets its result back.
             io.err.write(
                 f"hint: retry with --idempotency-key {key} and the same token: it returns the "
@@ -255,6 +268,14 @@ def minor_units(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError("give the amount in minor units: 1999 for 19.99")
     return int(text)
+
+
+def currency_code(text: str) -> str:
+    """The code as given, once it is one the API takes; refused in the API's words otherwise."""
+    if text in CURRENCIES:
+        return text
+    suggestion = f" Did you mean {text.upper()}?" if text.upper() in CURRENCIES else ""
+    raise argparse.ArgumentTypeError(CURRENCY_RULE + suggestion)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,12 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="minor units: 1999 is 19.99 EUR, 1999 JPY is 1999 yen",
     )
-    pay.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
-    pay.add_argument("--reference", help="your order reference (optional, ≤ 64 characters)")
+    pay.add_argument(
+        "--currency",
+        type=currency_code,
+        required=True,
+        help=f"ISO 4217 code in capitals, as the API takes it: {', '.join(CURRENCIES)} "
+        "(eur is refused, as the API refuses it)",
+    )
+    pay.add_argument(
+        "--reference", help="your order reference (optional): 1 to 64 printable characters"
+    )
     pay.add_argument(
         "--idempotency-key",
         metavar="KEY",
-        help="makes a retry safe (default: a new random key, printed if the request fails)",
+        help="makes a retry safe (default: a new random key, printed when the outcome is unknown)",
     )
     pay.set_defaults(run=cmd_pay)
 
@@ -386,8 +415,7 @@ def main(
         err.write(f"card-tokens: error: {error.describe()}\n")
         return EXIT_ERROR
     except Unreachable as error:
-        hint = " Is the local stack running (make run)?" if args.url == DEFAULT_URL else ""
-        err.write(f"card-tokens: error: {error}.{hint}\n")
+        err.write(f"card-tokens: error: {error}\n")
         return EXIT_ERROR
     except SigningError as error:
         err.write(f"card-tokens: error: {error}\n")

@@ -1,5 +1,6 @@
 // Drives Debian's Chromium (headless, through playwright-core) through the checkout page of a
-// running stack: an approved card, a declined card, an invalid card number, an expired card.
+// running stack: an approved card, a declined card, an invalid card number, an expired card, an
+// American Express code, a processor failure, and amounts in major units.
 //
 //   node tests/browser/checkout.mjs --base-url http://127.0.0.1:3000 --out test-artifacts/checkout
 //        [--readme-screenshot docs/checkout.png]
@@ -30,6 +31,8 @@ const STEP_TIMEOUT_MS = 15_000;
 const APPROVED = "4242 4242 4242 4242";
 const DECLINED = "4000 0000 0000 0002";
 const BAD_LUHN = "4242 4242 4242 4241";
+const AMEX = "3782 822463 10005";
+const PROCESSOR_FAILURE = "4000 0000 0000 0119";
 const CVV = "123";
 const CARDHOLDER = "Ada Browser-Lovelace";
 const NEXT_YEAR = String(new Date().getUTCFullYear() + 3);
@@ -94,9 +97,10 @@ async function assertNoCardLeak(page, context, seen, pan) {
   );
 }
 
-// Chromium reports every 4xx answer as a console error; the API's 400 is expected where a
-// scenario sends a bad card, and API Gateway's 404 where payments need a signature. Any other error (a CSP violation, a missing asset) fails.
-const EXPECTED_API_ERROR = /^error: Failed to load resource: the server responded with a status of (400|404) /;
+// Chromium reports every 4xx and 5xx answer as a console error; the API's 400 is expected where a
+// scenario sends a bad card, API Gateway's 404 where payments need a signature, and the 502 of
+// the processor-failure test card. Any other error (a CSP violation, a missing asset) fails.
+const EXPECTED_API_ERROR = /^error: Failed to load resource: the server responded with a status of (400|404|502) /;
 
 function assertQuietConsole(seen) {
   const errors = seen.console.filter(
@@ -131,11 +135,11 @@ function lifetimeSeconds(text) {
   return Number(match[1]) * 60 + Number(match[2]);
 }
 
-async function tokenizeAndCheck(page, baseUrl, number, expectLast4) {
-  await fillCard(page, { number });
+async function tokenizeAndCheck(page, baseUrl, number, expectLast4, { brand = "Visa", cvv = CVV } = {}) {
+  await fillCard(page, { number, cvv });
   await page.waitForSelector("#pay-step:not([hidden])");
   check(page.url() === `${baseUrl}/`, `the page navigated to ${page.url()}`);
-  check((await page.textContent("#token-brand")) === "Visa", "the brand is not shown as Visa");
+  check((await page.textContent("#token-brand")) === brand, `the brand is not shown as ${brand}`);
   check((await page.textContent("#token-last4")) === expectLast4, "the last four digits are wrong");
   for (const id of ["#card-number", "#exp-month", "#exp-year", "#cvv", "#cardholder-name"]) {
     check((await page.inputValue(id)) === "", `${id} still holds its value after tokenizing`);
@@ -164,8 +168,22 @@ async function screenshotOfMain(page, path) {
   });
 }
 
+// The error shown beside a field, once it is shown.
+async function fieldError(page, id) {
+  return (await page.waitForSelector(`#${id}:not([hidden])`)).textContent();
+}
+
 const scenarios = {
   async approved({ page, seen, context, baseUrl, out, readmeScreenshot }) {
+    // The grey placeholder reads as an example, not as a number already typed in
+    const placeholder = await page.getAttribute("#card-number", "placeholder");
+    check(placeholder.startsWith("e.g. "), `the card number's placeholder reads "${placeholder}"`);
+    const placeholderStyle = await page.$eval("#card-number", (input) => getComputedStyle(input, "::placeholder").fontStyle);
+    check(placeholderStyle === "italic", `the placeholder is not styled apart (${placeholderStyle})`);
+    const testCards = await page.textContent(".test-cards");
+    for (const number of [AMEX, PROCESSOR_FAILURE]) {
+      check(testCards.includes(number), `the test-card list leaves out ${number}`);
+    }
     await tokenizeAndCheck(page, baseUrl, APPROVED, "4242");
     await page.fill("#reference", "order-1234");
     await page.screenshot({ path: join(out, "tokenized.png"), fullPage: true });
@@ -201,8 +219,11 @@ const scenarios = {
 
   async invalidCardNumber({ page, seen, context, out }) {
     await fillCard(page, { number: BAD_LUHN });
-    const error = await page.waitForSelector("#error-card_number:not([hidden])");
-    check((await error.textContent()) === "The card number is not valid.", "the API's message is not beside the card number");
+    const message = await fieldError(page, "error-card_number");
+    check(
+      message === "The card number fails the Luhn check: a digit is probably mistyped.",
+      `the API's rule is not beside the card number, in the page's words: "${message}"`,
+    );
     const box = await page.getAttribute('.field[data-field="card_number"]', "class");
     check(box.includes("invalid"), "the card number field is not marked invalid");
     check(await page.isHidden("#pay-step"), "an invalid card reached the pay step");
@@ -256,12 +277,85 @@ const scenarios = {
 
   async expiredCard({ page, seen, context, out }) {
     await fillCard(page, { number: APPROVED, month: "01", year: "2020" });
-    const error = await page.waitForSelector("#error-expiry:not([hidden])");
-    check((await error.textContent()) === "The card has expired.", "the API's message is not beside the expiry");
+    const message = await fieldError(page, "error-expiry");
+    check(
+      message === "The card has expired: the expiry year is in the past.",
+      `the API's message is not beside the expiry: "${message}"`,
+    );
     check(await page.isHidden("#error-card_number"), "the card number is marked wrong for an expired card");
     check(await page.isHidden("#pay-step"), "an expired card reached the pay step");
     await assertNoCardLeak(page, context, seen, APPROVED);
     await page.screenshot({ path: join(out, "expired-card.png"), fullPage: true });
+  },
+
+  // An American Express code has 4 digits: a 3-digit one is refused beside the code, saying so.
+  async amexNeedsFourDigits({ page, seen, context, baseUrl, out }) {
+    await fillCard(page, { number: AMEX, cvv: "123" });
+    const message = await fieldError(page, "error-cvv");
+    check(
+      message === "The security code must be 4 digits for American Express.",
+      `no 4-digit hint beside the code: "${message}"`,
+    );
+    check(await page.isHidden("#error-card_number"), "the card number is marked wrong for a short code");
+    await page.screenshot({ path: join(out, "amex.png"), fullPage: true });
+    await tokenizeAndCheck(page, baseUrl, AMEX, "0005", { brand: "American Express", cvv: "1234" });
+    await pay(page);
+    check((await page.getAttribute("#result", "data-status")) === "approved", "the Amex payment was not approved");
+    await assertNoCardLeak(page, context, seen, AMEX);
+  },
+
+  // The 0119 test card: the processor fails, nothing is charged, and the token still pays.
+  async processorFailure({ page, seen, context, baseUrl, out }) {
+    await tokenizeAndCheck(page, baseUrl, PROCESSOR_FAILURE, "0119");
+    await page.click("#pay-button");
+    const error = await page.waitForSelector("#payment-form-error:not([hidden])");
+    const message = await error.textContent();
+    check(message.includes("nothing was charged"), `the processor failure reads "${message}"`);
+    check(await page.isHidden("#result"), "a processor failure showed a payment result");
+    check(await page.isEnabled("#pay-button"), "Pay is disabled after a failure that charged nothing");
+    await assertNoCardLeak(page, context, seen, PROCESSOR_FAILURE);
+    await page.screenshot({ path: join(out, "processor-failure.png"), fullPage: true });
+  },
+
+  // The amount is typed in major units: the page checks it in those, and never shows the API's
+  // minor-unit wording, even when the API refuses an amount itself.
+  async amountInMajorUnits({ page, seen, context, baseUrl, out }) {
+    await tokenizeAndCheck(page, baseUrl, APPROVED, "4242");
+    const payments = () => seen.requests.filter((r) => new URL(r.url).pathname === "/payments").length;
+    const cases = [
+      ["0", "EUR", "The amount must be from 0.01 to 999999.99 EUR."],
+      ["1000000", "EUR", "The amount must be from 0.01 to 999999.99 EUR."],
+      ["19.999", "EUR", "Enter the amount like 19.99 (at most 2 decimals)."],
+      ["19.99", "JPY", "Enter the amount like 1999 (JPY has no decimals)."],
+      ["0", "JPY", "The amount must be from 1 to 99999999 JPY."],
+    ];
+    for (const [amount, currency, expected] of cases) {
+      await page.fill("#amount", amount);
+      await page.selectOption("#currency", currency);
+      await page.click("#pay-button");
+      const message = await fieldError(page, "error-amount");
+      check(message === expected, `${amount} ${currency} reads "${message}", not "${expected}"`);
+    }
+    check(payments() === 0, "an amount the page refused was sent");
+    await page.screenshot({ path: join(out, "amount-major-units.png"), fullPage: true });
+    // The API's own refusal, in minor units, is said in major units
+    await page.route("**/payments", (route) =>
+      route.fulfill({
+        status: 400,
+        contentType: "application/json",
+        body: JSON.stringify({
+          error: { code: "invalid_amount", message: "amount must be from 1 to 99999999 minor units.", field: "amount" },
+        }),
+      }),
+    );
+    await page.fill("#amount", "5.00");
+    await page.selectOption("#currency", "EUR");
+    await page.click("#pay-button");
+    await page.waitForFunction(() => document.getElementById("error-amount").textContent !== "");
+    const translated = await fieldError(page, "error-amount");
+    check(translated === "The amount must be from 0.01 to 999999.99 EUR.", `the API's refusal reads "${translated}"`);
+    check(!(await page.textContent("main")).includes("minor units"), "the page shows minor units");
+    await assertNoCardLeak(page, context, seen, APPROVED);
   },
 };
 

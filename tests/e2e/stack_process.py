@@ -266,8 +266,16 @@ LOCAL_ONLY = {
         "stack serves"
     ),
     ("test_stack_cli.py", None): (
-        "runs the local stack's and the events generator's command lines (local.stack, "
-        "local.events) on this machine"
+        "runs the local stack's, the events generator's and make invoke's command lines "
+        "(local.stack, local.events, local.invoke) on this machine"
+    ),
+    ("test_stack_output.py", None): (
+        "starts local stacks of its own to read what they print; a deployed stack's logs are in "
+        "CloudWatch Logs"
+    ),
+    ("test_invoke.py", None): (
+        "make invoke runs a handler in the test's process against the local stack's emulator "
+        "(--moto-port); a deployed stack's AWS resources are not reachable that way"
     ),
     ("test_rotate_running_stack.py", None): (
         "rotates through the local emulator's port (--moto-port); a deployed stack's key "
@@ -296,9 +304,12 @@ def local_only_reason(module: str, function: str) -> str | None:
 
 
 def start_stack(
-    port: int, moto_port: int, log_path: Path, *options: str
+    port: int, moto_port: int, log_path: Path, *options: str, verbose: bool = True
 ) -> subprocess.Popen[bytes]:
-    """`python -m local.stack` on these ports, with any further options (--aws-endpoint-url)."""
+    """`python -m local.stack` on these ports, with any further options (--aws-endpoint-url).
+
+    --verbose by default: the functions' own logs are what the log scans check for card data.
+    """
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [
@@ -309,6 +320,7 @@ def start_stack(
                 str(port),
                 "--moto-port",
                 str(moto_port),
+                *(["--verbose"] if verbose else []),
                 *options,
             ],
             cwd=REPO_ROOT,

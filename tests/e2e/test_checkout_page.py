@@ -25,6 +25,9 @@ SCENARIOS = (
     "signedPaymentsOnly",
     "tokenExpires",
     "expiredCard",
+    "amexNeedsFourDigits",
+    "processorFailure",
+    "amountInMajorUnits",
 )
 SCREENSHOTS = (
     "approved.png",
@@ -33,6 +36,9 @@ SCREENSHOTS = (
     "signed-payments-only.png",
     "token-expired.png",
     "expired-card.png",
+    "amex.png",
+    "processor-failure.png",
+    "amount-major-units.png",
 )
 BROWSER_SECONDS = 120
 
@@ -86,7 +92,8 @@ def test_chromium_pays_declines_and_shows_field_errors_without_leaking_the_card(
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
 
     # When tests/browser/checkout.mjs drives the page: approved, declined, bad number, expired
-    # card, a deployed stack's 403 on unsigned payments, and a token that runs out
+    # card, a deployed stack's 403 on unsigned payments, a token that runs out, an Amex code of
+    # 3 digits, the processor-failure card, and amounts in major units
     result = subprocess.run(
         [
             "node",

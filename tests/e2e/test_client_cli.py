@@ -115,7 +115,8 @@ def test_an_invalid_card_exits_1_naming_the_field(local_stack: LocalStack) -> No
 
     assert result.returncode == 1
     assert result.stderr == (
-        "card-tokens: error: 400 invalid_card_number (card_number): The card number is not valid.\n"
+        "card-tokens: error: 400 invalid_card_number (card_number): card_number fails the Luhn "
+        "check: a digit is probably mistyped.\n"
     )
     assert "4241" not in result.stdout + result.stderr
 
@@ -143,11 +144,18 @@ def test_jwks_lists_the_stacks_signing_keys(local_stack: LocalStack) -> None:
         assert f"  {key['kid']}  {key['alg']}" in result.stdout
 
 
-def test_without_a_stack_the_command_says_there_was_no_answer() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [("jwks",), ("pay", "a.b.c", "--amount", "1999", "--currency", "EUR")],
+    ids=["jwks", "pay"],
+)
+def test_without_a_stack_the_command_asks_whether_it_is_running(command: tuple[str, ...]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
 
-    result = run_command("--url", url, "jwks")
+    result = run_command("--url", url, *command)
 
+    # Then one line, and no retry hint for a payment: a refused connection charged nothing
     assert result.returncode == 1
-    assert f"no answer from {url}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"card-tokens: error: could not reach {url}: is the local stack running? (make run)\n"
+    )

@@ -1,4 +1,4 @@
-"""How `python -m local.stack` and `python -m local.events` fail when they cannot work."""
+"""How `python -m local.stack`, `local.events` and `local.invoke` fail when they cannot work."""
 
 from __future__ import annotations
 
@@ -64,3 +64,15 @@ def test_events_without_a_running_stack_fails_clearly_and_writes_nothing() -> No
     assert result.returncode == 1
     assert f"no card-tokens stack answered at http://127.0.0.1:{port}" in result.stderr
     assert {path: path.read_bytes() for path in (REPO_ROOT / "events").glob("*.json")} == before
+
+
+def test_invoke_without_a_running_stack_exits_3_saying_to_start_make_run() -> None:
+    port = free_port()
+
+    result = run_module("local.invoke", "events/jwks.json", "--moto-port", str(port))
+
+    assert result.returncode == 3
+    assert f"no local stack: nothing answers on 127.0.0.1:{port}" in result.stderr
+    assert "Start `make run`" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""

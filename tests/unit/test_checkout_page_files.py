@@ -137,3 +137,32 @@ def test_the_forms_post_and_never_submit_by_get() -> None:
 
     assert len(forms) == 2
     assert all('method="post"' in form for form in forms)
+
+
+def test_the_test_card_list_has_every_sandbox_outcome_and_only_cards_that_tokenize() -> None:
+    from datetime import UTC, datetime
+
+    from card_tokens.cards import validate_card
+    from card_tokens.processor import _DECLINES
+
+    listed = {code.replace(" ", "") for code in re.findall(r"<code>([0-9 ]{13,})</code>", HTML)}
+
+    # Every card the sandbox processor treats apart (declines, the 0119 failure), and an Amex
+    assert set(_DECLINES) | {"4242424242424242", "378282246310005"} <= listed
+    for pan in listed:
+        cvv = "1234" if pan.startswith(("34", "37")) else "123"
+        validate_card(
+            card_number=pan,
+            exp_month=12,
+            exp_year=2030,
+            cvv=cvv,
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+
+
+def test_the_card_number_placeholder_reads_as_an_example() -> None:
+    parsed = _Inputs()
+    parsed.feed(HTML)
+
+    assert str(parsed.inputs["card-number"]["placeholder"]).startswith("e.g. ")
+    assert "input::placeholder" in (PAGE_DIRECTORY / "style.css").read_text(encoding="utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import urllib.error
@@ -138,18 +139,53 @@ def test_a_success_that_is_not_a_json_object_is_an_error() -> None:
         api.jwks()
 
 
+def test_connection_refused_on_this_machine_asks_whether_the_local_stack_is_running() -> None:
+    api, _ = api_answering(urllib.error.URLError(ConnectionRefusedError(111, "refused")))
+
+    with pytest.raises(Unreachable) as unreachable:
+        api.jwks()
+
+    assert str(unreachable.value) == (
+        "could not reach http://127.0.0.1:3000: is the local stack running? (make run)"
+    )
+    assert unreachable.value.sent is False  # nothing got out: nothing can have been charged
+
+
+def test_connection_refused_elsewhere_says_so_without_mentioning_make_run() -> None:
+    opener = FakeOpener(urllib.error.URLError(ConnectionRefusedError(111, "refused")))
+    api = CardTokensApi("https://pay.example.com", opener=opener)
+
+    with pytest.raises(Unreachable) as unreachable:
+        api.jwks()
+
+    assert str(unreachable.value) == (
+        "could not reach https://pay.example.com: the connection was refused"
+    )
+    assert unreachable.value.sent is False
+
+
+def test_a_name_that_does_not_resolve_was_not_sent() -> None:
+    api, _ = api_answering(urllib.error.URLError(OSError(-2, "Name or service not known")))
+
+    with pytest.raises(Unreachable, match=r"^could not reach http://127\.0\.0\.1:3000 \(") as e:
+        api.jwks()
+
+    assert e.value.sent is False
+
+
 @pytest.mark.parametrize(
     "failure",
-    [
-        urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
-        TimeoutError("timed out"),
-    ],
+    [TimeoutError("timed out"), http.client.RemoteDisconnected("closed without an answer")],
 )
-def test_no_answer_is_unreachable_naming_the_url(failure: Exception) -> None:
+def test_no_answer_after_sending_is_unreachable_and_may_have_been_acted_on(
+    failure: Exception,
+) -> None:
     api, _ = api_answering(failure)
 
-    with pytest.raises(Unreachable, match=r"no answer from http://127\.0\.0\.1:3000"):
+    with pytest.raises(Unreachable, match=r"^no answer from http://127\.0\.0\.1:3000") as e:
         api.jwks()
+
+    assert e.value.sent is True
 
 
 @pytest.mark.parametrize(

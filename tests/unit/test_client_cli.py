@@ -11,6 +11,8 @@ import pytest
 
 from card_tokens_client.api import ApiError, CardInput, Unreachable
 from card_tokens_client.cli import (
+    CURRENCIES,
+    CURRENCY_RULE,
     EXIT_DECLINED,
     EXIT_ERROR,
     EXIT_OK,
@@ -189,7 +191,12 @@ def test_a_bad_expiry_is_a_usage_error_before_any_request() -> None:
 
 
 def test_an_api_error_names_code_and_field_without_echoing_the_card() -> None:
-    error = ApiError(400, "The card number is not valid.", "invalid_card_number", "card_number")
+    error = ApiError(
+        400,
+        "card_number fails the Luhn check: a digit is probably mistyped.",
+        "invalid_card_number",
+        "card_number",
+    )
 
     code, out, err, _ = run(
         ["tokenize", "--card-number", PAN, "--exp", "12/30", "--cvv", CVV], error
@@ -198,13 +205,14 @@ def test_an_api_error_names_code_and_field_without_echoing_the_card() -> None:
     assert code == EXIT_ERROR
     assert out == ""
     assert err == (
-        "card-tokens: error: 400 invalid_card_number (card_number): The card number is not valid.\n"
+        "card-tokens: error: 400 invalid_card_number (card_number): card_number fails the Luhn "
+        "check: a digit is probably mistyped.\n"
     )
 
 
 def test_pay_approved_prints_the_payment_and_exits_0() -> None:
     code, out, _, api = run(
-        ["pay", "a.b.c", "--amount", "1999", "--currency", "eur", "--reference", "order-1"],
+        ["pay", "a.b.c", "--amount", "1999", "--currency", "EUR", "--reference", "order-1"],
         APPROVED,
     )
 
@@ -231,7 +239,15 @@ def test_pay_reads_the_token_from_stdin_by_default() -> None:
     assert api.calls[0][1][0] == "x.y.z"
 
 
-@pytest.mark.parametrize("failure", [Unreachable("no answer"), ApiError(503, "unavailable")])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Unreachable("no answer from http://127.0.0.1:3000 (timed out)", sent=True),
+        ApiError(503, "The payment's outcome is not settled yet.", "payment_in_progress"),
+        ApiError(500, "The request could not be processed.", "internal_error"),
+        ApiError(504, "Endpoint request timed out"),  # API Gateway's own, without a code
+    ],
+)
 def test_a_payment_whose_outcome_is_unknown_prints_the_key_to_retry_with(
     failure: Exception,
 ) -> None:
@@ -240,6 +256,68 @@ def test_a_payment_whose_outcome_is_unknown_prints_the_key_to_retry_with(
     key = api.calls[0][1][4]
     assert code == EXIT_ERROR
     assert f"--idempotency-key {key}" in err
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Unreachable(
+            "could not reach http://127.0.0.1:3000: is the local stack running? (make run)",
+            sent=False,
+        ),
+        ApiError(502, "The payment processor failed and nothing was charged.", "processor_error"),
+        ApiError(503, "A dependency is unavailable; retry later.", "service_unavailable"),
+    ],
+)
+def test_a_payment_that_cannot_have_been_charged_gives_no_retry_hint(failure: Exception) -> None:
+    code, _, err, _ = run(["pay", "a.b.c", "--amount", "1999", "--currency", "EUR"], failure)
+
+    assert code == EXIT_ERROR
+    assert "idempotency-key" not in err
+    assert err.startswith("card-tokens: error: ")
+
+
+def test_connection_refused_asks_whether_the_local_stack_is_running() -> None:
+    failure = Unreachable(
+        "could not reach http://127.0.0.1:3000: is the local stack running? (make run)",
+        sent=False,
+    )
+
+    code, _, err, _ = run(["pay", "a.b.c", "--amount", "1999", "--currency", "EUR"], failure)
+
+    assert code == EXIT_ERROR
+    assert err == (
+        "card-tokens: error: could not reach http://127.0.0.1:3000: is the local stack running? "
+        "(make run)\n"
+    )
+
+
+@pytest.mark.parametrize(("currency", "suggestion"), [("eur", " Did you mean EUR?"), ("XXX", "")])
+def test_a_currency_the_api_refuses_is_refused_in_the_apis_words_before_any_request(
+    currency: str, suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeApi.instances = []
+    with pytest.raises(SystemExit) as exited:
+        main(["pay", "a.b.c", "--amount", "1999", "--currency", currency], api_factory=FakeApi)
+
+    assert exited.value.code == EXIT_USAGE
+    assert FakeApi.instances == []
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "card-tokens pay: error: argument --currency: currency must be one of AUD, CAD, CHF, "
+        f"CZK, DKK, EUR, GBP, JPY, NOK, PLN, SEK, USD (ISO 4217, in capitals).{suggestion}"
+    )
+
+
+def test_the_cli_takes_the_currencies_the_api_takes_with_the_same_words() -> None:
+    # Given the API's validation, imported from the layer
+    from card_tokens.errors import UnsupportedCurrency
+    from card_tokens.request_body import SUPPORTED_CURRENCIES, parse_payment_request
+
+    # Then the CLI's list and its refusal are the API's
+    assert set(CURRENCIES) == SUPPORTED_CURRENCIES
+    with pytest.raises(UnsupportedCurrency) as refused:
+        parse_payment_request({"token": "a.b.c", "amount": 1, "currency": "eur"})
+    assert refused.value.message == CURRENCY_RULE
 
 
 def test_a_refused_payment_gives_no_retry_hint() -> None:

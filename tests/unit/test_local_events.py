@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from local.cfn import load_deployed_template
-from local.events import EVENTS_DIR, env_json, sample_event, sample_requests
+from local.events import EVENTS_DIR, env_json, report_written, sample_event, sample_requests
 from local.http_api import find_route, routes_from_template
 
 ROUTES = routes_from_template(load_deployed_template())
@@ -115,3 +116,38 @@ def test_make_events_passes_the_emulator_port_on_to_env_json() -> None:
     assert command, dry_run.stdout
     assert "--port 3100" in command[-1]
     assert "--moto-port 6006" in command[-1]
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_make_events_says_the_files_are_tracked_and_which_changed(tmp_path: Path) -> None:
+    # Given a work tree whose events/ is committed
+    events = tmp_path / "events"
+    events.mkdir()
+    paths = [events / "jwks.json", events / "env.json"]
+    for path in paths:
+        path.write_text("{}\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-q", "-m", "events")
+    # When one of them is rewritten with other content
+    paths[0].write_text('{"routeKey": "GET /.well-known/jwks.json"}\n')
+    report = report_written(paths, tmp_path)
+
+    # Then the report names both files, says git tracks them, and shows the one that changed
+    assert report.startswith("Rewrote 2 files that git tracks")
+    assert "  events/jwks.json\n  events/env.json" in report
+    assert "events/jwks.json | 2 +-" in report
+    assert "env.json |" not in report
+    assert "git checkout -- events/" in report
+    # and says so when nothing changed
+    git(tmp_path, "checkout", "--", "events/")
+    assert "None differs from the committed ones." in report_written(paths, tmp_path)

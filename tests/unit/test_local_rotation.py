@@ -13,7 +13,14 @@ from moto import mock_aws
 from local import moto_fixes
 from local.cfn import load_template
 from local.emulator import in_process_aws_environment
-from local.rotation import RotationError, rotate, schedules_from_template
+from local.rotation import (
+    LOCAL_KEY_CACHE_SECONDS,
+    RotationError,
+    after_rotation,
+    rotate,
+    schedules_from_template,
+)
+from local.stack import parse_args
 
 
 @pytest.fixture
@@ -113,3 +120,13 @@ def test_the_template_schedules_the_signing_key_rotation_every_30_days_by_defaul
         "RotateSigningKeyFunction",
         30,
     )
+
+
+def test_make_rotate_says_how_long_the_running_stack_keeps_the_old_key() -> None:
+    # make run starts the stack with this cache time; the message states it, not "minutes"
+    assert parse_args([]).key_cache_seconds == LOCAL_KEY_CACHE_SECONDS == 5
+
+    message = after_rotation(LOCAL_KEY_CACHE_SECONDS)
+
+    assert "cache keys for 5 s (on AWS, 300 s)" in message
+    assert "minutes" not in message

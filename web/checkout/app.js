@@ -17,6 +17,22 @@
   };
   // ISO 4217 minor-unit digits of the supported currencies that do not have two.
   const MINOR_DIGITS = { JPY: 0 };
+  // The API's amount range, in minor units (POST /payments, openapi.yaml).
+  const MIN_AMOUNT = 1;
+  const MAX_AMOUNT = 99999999;
+  // The API names fields as its JSON does ("cvv must be 4 digits..."); the page says them as
+  // its labels do ("The security code must be 4 digits...").
+  const FIELD_LABELS = {
+    card_number: "the card number",
+    exp_month: "the expiry month",
+    exp_year: "the expiry year",
+    cvv: "the security code",
+    cardholder_name: "the name on the card",
+    amount: "the amount",
+    currency: "the currency",
+    reference: "the order reference",
+  };
+  const FIELD_NAMES = new RegExp(`\\b(${Object.keys(FIELD_LABELS).join("|")})\\b`, "g");
 
   const $ = (id) => document.getElementById(id);
   const cardForm = $("card-form");
@@ -62,7 +78,7 @@
     if (!response.ok) {
       const error = answer && answer.error;
       if (error && typeof error.message === "string") {
-        throw new ApiError(response.status, error.code, error.message, error.field);
+        throw new ApiError(response.status, error.code, inPageWords(error.message), error.field);
       }
       // API Gateway's own answers (403, 404, 429, 5xx) have the shape {"message": "..."}.
       const message = answer && typeof answer.message === "string"
@@ -95,6 +111,13 @@
       message.textContent = "";
       message.hidden = true;
     }
+  }
+
+  // "cvv must be 4 digits for American Express." → "The security code must be 4 digits for
+  // American Express.": the API's exact rule, in the page's words.
+  function inPageWords(message) {
+    const worded = message.replace(FIELD_NAMES, (name) => FIELD_LABELS[name]);
+    return worded.charAt(0).toUpperCase() + worded.slice(1);
   }
 
   // The message goes beside the field it names; without a (known) field, above the button.
@@ -208,17 +231,41 @@
 
   // ------------------------------------------------------------------ step 2: pay
 
-  // "19.99" → 1999 (or "1999" JPY → 1999), in exact decimal arithmetic.
+  // The API's range said in the major units this page takes: "from 0.01 to 999999.99 EUR".
+  function amountRange(currency) {
+    return `from ${formatAmount(MIN_AMOUNT, currency).replace(` ${currency}`, "")} to ` +
+      formatAmount(MAX_AMOUNT, currency);
+  }
+
+  // "19.99" → 1999 (or "1999" JPY → 1999), in exact decimal arithmetic, checked against the
+  // API's range here, so that the API's minor-unit wording never reaches the page.
   function minorUnits(text, currency) {
     const digits = MINOR_DIGITS[currency] ?? 2;
     const pattern = digits === 0 ? /^[0-9]+$/ : new RegExp(`^[0-9]+(\\.[0-9]{1,${digits}})?$`);
     const value = text.trim();
     if (!pattern.test(value)) {
-      const example = digits === 0 ? "1999" : "19.99";
-      throw new ApiError(0, "invalid_amount", `Enter an amount like ${example}.`, "amount");
+      const example = digits === 0
+        ? `1999 (${currency} has no decimals)`
+        : `19.99 (at most ${digits} decimals)`;
+      throw new ApiError(0, "invalid_amount", `Enter the amount like ${example}.`, "amount");
     }
     const [whole, fraction = ""] = value.split(".");
-    return Number.parseInt(whole + fraction.padEnd(digits, "0"), 10);
+    const amount = Number.parseInt(whole + fraction.padEnd(digits, "0"), 10);
+    if (amount < MIN_AMOUNT || amount > MAX_AMOUNT) {
+      throw amountOutOfRange(currency);
+    }
+    return amount;
+  }
+
+  function amountOutOfRange(currency) {
+    return new ApiError(0, "invalid_amount", `The amount must be ${amountRange(currency)}.`, "amount");
+  }
+
+  // The API counts amounts in minor units ("from 1 to 99999999 minor units"); this page does not.
+  // (Status 0: the page's own refusal, already in major units.)
+  function inMajorUnits(error, currency) {
+    const fromTheApi = error.status !== 0 && error.code === "invalid_amount";
+    return fromTheApi ? amountOutOfRange(currency) : error;
   }
 
   function formatAmount(amount, currency) {
@@ -252,6 +299,7 @@
     clearErrors(paymentForm);
     setBusy(paymentForm, true);
     let finished = false;
+    const currency = $("currency").value;
     try {
       const body = paymentRequest();
       const { answer } = await postJson("payments", body, {
@@ -260,7 +308,10 @@
       finished = true;
       showResult(answer);
     } catch (error) {
-      showError(paymentForm, error instanceof ApiError ? signedOnly(error) : unexpected());
+      showError(
+        paymentForm,
+        error instanceof ApiError ? signedOnly(inMajorUnits(error, currency)) : unexpected(),
+      );
     } finally {
       setBusy(paymentForm, false);
       if (!finished && remainingSeconds() === 0) $("pay-button").disabled = true;

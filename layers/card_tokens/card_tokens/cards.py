@@ -14,11 +14,15 @@ from card_tokens.errors import (
     InvalidExpiry,
     InvalidRequest,
 )
+from card_tokens.printable import is_printable_text
 
-# ASCII digits only (re.ASCII keeps \d from matching Arabic-Indic or fullwidth digits); one space
+# ASCII digits only ([0-9], never \d, which matches Arabic-Indic or fullwidth digits); one space
 # or hyphen may separate digit groups, nothing else.
-_CARD_NUMBER = re.compile(r"[0-9]+(?:[ -][0-9]+)*", re.ASCII)
-_CVV = re.compile(r"[0-9]{3,4}", re.ASCII)
+_CARD_NUMBER = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
+MIN_CARD_DIGITS, MAX_CARD_DIGITS = 13, 19  # the shortest and longest of every brand's lengths
+# The same two rules (shape, then digit count) as one pattern: openapi.yaml's card_number.
+CARD_NUMBER_PATTERN = r"^[0-9](?:[ -]?[0-9]){12,18}$"
+_CVV = re.compile(r"[0-9]+")
 MAX_EXPIRY_YEARS_AHEAD = 20
 MAX_CARDHOLDER_NAME = 100
 
@@ -26,6 +30,7 @@ MAX_CARDHOLDER_NAME = 100
 @dataclass(frozen=True)
 class Brand:
     name: str
+    display_name: str
     prefixes: tuple[tuple[int, int], ...]  # inclusive ranges of leading digits
     lengths: frozenset[int]
     cvv_length: int = 3
@@ -40,18 +45,20 @@ class Brand:
 
 # Most specific first: Discover's 622126-622925 sits inside UnionPay's 62.
 BRANDS: tuple[Brand, ...] = (
-    Brand("amex", ((34, 34), (37, 37)), frozenset({15}), cvv_length=4),
-    Brand("visa", ((4, 4),), frozenset({13, 16, 19})),
-    Brand("mastercard", ((51, 55), (2221, 2720)), frozenset({16})),
+    Brand("amex", "American Express", ((34, 34), (37, 37)), frozenset({15}), cvv_length=4),
+    Brand("visa", "Visa", ((4, 4),), frozenset({13, 16, 19})),
+    Brand("mastercard", "Mastercard", ((51, 55), (2221, 2720)), frozenset({16})),
     Brand(
         "discover",
+        "Discover",
         ((6011, 6011), (644, 649), (65, 65), (622126, 622925)),
         frozenset(range(16, 20)),
     ),
-    Brand("jcb", ((3528, 3589),), frozenset(range(16, 20))),
-    Brand("diners", ((300, 305), (36, 36), (38, 39)), frozenset(range(14, 20))),
-    Brand("unionpay", ((62, 62),), frozenset(range(16, 20))),
+    Brand("jcb", "JCB", ((3528, 3589),), frozenset(range(16, 20))),
+    Brand("diners", "Diners Club", ((300, 305), (36, 36), (38, 39)), frozenset(range(14, 20))),
+    Brand("unionpay", "UnionPay", ((62, 62),), frozenset(range(16, 20))),
 )
+BRAND_LIST = "Visa, Mastercard, American Express, Discover, JCB, Diners Club or UnionPay"
 
 
 @dataclass(frozen=True, repr=False)
@@ -83,61 +90,114 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+def _required(value: object, field: str) -> None:
+    """Absent, null or "" is `invalid_request`: "<field> is required."."""
+    if value is None or value == "":
+        raise InvalidRequest(f"{field} is required.", field=field)
+
+
+def _count(lengths: frozenset[int]) -> str:
+    """{16} → "16", {13, 16, 19} → "13, 16 or 19", {16..19} → "16 to 19"."""
+    ordered = sorted(lengths)
+    if len(ordered) == 1:
+        return str(ordered[0])
+    if ordered == list(range(ordered[0], ordered[-1] + 1)):
+        return f"{ordered[0]} to {ordered[-1]}"
+    return ", ".join(map(str, ordered[:-1])) + f" or {ordered[-1]}"
+
+
 def normalize_card_number(raw: object) -> str:
-    """The bare digits of a card number, or InvalidCardNumber."""
-    if not isinstance(raw, str) or not _CARD_NUMBER.fullmatch(raw):
-        raise InvalidCardNumber(field="card_number")
+    """The bare digits of a card number, or InvalidCardNumber saying what is wrong with it."""
+    _required(raw, "card_number")
+    if not isinstance(raw, str):
+        raise InvalidCardNumber("card_number must be a string of digits.", field="card_number")
+    if not _CARD_NUMBER.fullmatch(raw):
+        raise InvalidCardNumber(
+            "card_number may hold only the digits 0-9, with a single space or hyphen between "
+            "groups.",
+            field="card_number",
+        )
     pan = raw.replace(" ", "").replace("-", "")
-    if not 12 <= len(pan) <= 19 or not luhn_valid(pan):
-        raise InvalidCardNumber(field="card_number")
+    if not MIN_CARD_DIGITS <= len(pan) <= MAX_CARD_DIGITS:
+        raise InvalidCardNumber(
+            f"card_number must have {MIN_CARD_DIGITS} to {MAX_CARD_DIGITS} digits.",
+            field="card_number",
+        )
     return pan
 
 
 def detect_brand(pan: str) -> Brand:
-    for brand in BRANDS:
-        if brand.matches(pan):
-            if len(pan) not in brand.lengths:
-                break
-            return brand
-    raise InvalidCardNumber(field="card_number")
+    """The brand of a normalized number whose length and Luhn check digit fit it."""
+    brand = next((brand for brand in BRANDS if brand.matches(pan)), None)
+    if brand is None:
+        raise InvalidCardNumber(
+            f"card_number is not from a supported card brand ({BRAND_LIST}).",
+            field="card_number",
+        )
+    if len(pan) not in brand.lengths:
+        raise InvalidCardNumber(
+            f"card_number must have {_count(brand.lengths)} digits for {brand.display_name}.",
+            field="card_number",
+        )
+    if not luhn_valid(pan):
+        raise InvalidCardNumber(
+            "card_number fails the Luhn check: a digit is probably mistyped.",
+            field="card_number",
+        )
+    return brand
 
 
-def _strict_int(value: object, field: str, error: type[InvalidRequest]) -> int:
+def _strict_int(value: object, field: str, expected: str) -> int:
+    _required(value, field)
     # bool is an int in Python; JSON true is not a month.
     if type(value) is not int:
-        raise error(f"{field} must be an integer.", field=field)
+        raise InvalidExpiry(f"{field} must be {expected}.", field=field)
     return value
 
 
 def check_expiry(exp_month: object, exp_year: object, now: datetime) -> tuple[int, int]:
     """The card is good through the last second of its expiry month (UTC)."""
-    month = _strict_int(exp_month, "exp_month", InvalidExpiry)
-    year = _strict_int(exp_year, "exp_year", InvalidExpiry)
+    month_rule = "an integer from 1 to 12"
+    year_rule = "a four-digit integer, such as 2030"
+    month = _strict_int(exp_month, "exp_month", month_rule)
+    year = _strict_int(exp_year, "exp_year", year_rule)
     if not 1 <= month <= 12:
-        raise InvalidExpiry("exp_month must be from 1 to 12.", field="exp_month")
+        raise InvalidExpiry(f"exp_month must be {month_rule}.", field="exp_month")
     if not 1000 <= year <= 9999:
-        raise InvalidExpiry("exp_year must have four digits.", field="exp_year")
+        raise InvalidExpiry(f"exp_year must be {year_rule}.", field="exp_year")
     if year > now.year + MAX_EXPIRY_YEARS_AHEAD:
-        raise InvalidExpiry("exp_year is too far in the future.", field="exp_year")
+        raise InvalidExpiry(
+            f"exp_year must be at most {MAX_EXPIRY_YEARS_AHEAD} years from now.", field="exp_year"
+        )
     last_day = calendar.monthrange(year, month)[1]
     end_of_month = datetime(year, month, last_day, 23, 59, 59, tzinfo=UTC)
     if now > end_of_month:
-        raise CardExpired(field="exp_year")
+        # Blame the field a person would fix: the year when it is past, else the month.
+        if year < now.year:
+            raise CardExpired("The card has expired: exp_year is in the past.", field="exp_year")
+        raise CardExpired(
+            "The card has expired: exp_month is before the current month of this year.",
+            field="exp_month",
+        )
     return month, year
 
 
 def check_cvv(raw: object, brand: Brand) -> str:
+    _required(raw, "cvv")
     if not isinstance(raw, str) or not _CVV.fullmatch(raw) or len(raw) != brand.cvv_length:
-        raise InvalidCvv(field="cvv")
+        raise InvalidCvv(
+            f"cvv must be {brand.cvv_length} digits for {brand.display_name}.", field="cvv"
+        )
     return raw
 
 
 def check_cardholder_name(raw: object) -> str | None:
     if raw is None:
         return None
-    if not isinstance(raw, str) or len(raw) > MAX_CARDHOLDER_NAME or not raw.isprintable():
+    if not isinstance(raw, str) or len(raw) > MAX_CARDHOLDER_NAME or not is_printable_text(raw):
         raise InvalidRequest(
-            "cardholder_name must be printable text of at most 100 characters.",
+            f"cardholder_name must be printable text of at most {MAX_CARDHOLDER_NAME} characters "
+            "(no control, formatting or private-use characters).",
             field="cardholder_name",
         )
     return raw

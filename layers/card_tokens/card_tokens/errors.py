@@ -1,4 +1,11 @@
-"""Domain errors; `card_tokens.api` turns them into HTTP responses in one place."""
+"""Domain errors; `card_tokens.api` turns them into HTTP responses in one place.
+
+A refusal about one field names it twice: in `field`, and in its message, which says what is
+wrong and what is expected ("cvv must be 4 digits for American Express."). A required field
+that is absent, null or "" is `invalid_request` ("currency is required."); the field's own code
+(invalid_card_number, invalid_amount...) is for a value that is there and wrong. The defaults
+below are for a raise without a message: the validators always give one.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +31,7 @@ class InvalidRequest(CardTokensError):
 
 class InvalidCardNumber(InvalidRequest):
     code = "invalid_card_number"
-    message = "The card number is not valid."
+    message = "card_number is not a valid card number."
 
 
 class CardExpired(InvalidRequest):
@@ -34,22 +41,22 @@ class CardExpired(InvalidRequest):
 
 class InvalidExpiry(InvalidRequest):
     code = "invalid_expiry"
-    message = "The expiry date is not valid."
+    message = "exp_month and exp_year must be a valid expiry month and year."
 
 
 class InvalidCvv(InvalidRequest):
     code = "invalid_cvv"
-    message = "The card security code is not valid."
+    message = "cvv must be 3 digits, or 4 for American Express."
 
 
 class InvalidAmount(InvalidRequest):
     code = "invalid_amount"
-    message = "The amount must be an integer number of minor units from 1 to 99999999."
+    message = "amount must be an integer number of minor units from 1 to 99999999."
 
 
 class UnsupportedCurrency(InvalidRequest):
     code = "unsupported_currency"
-    message = "The currency is not supported."
+    message = "currency must be one of the supported ISO 4217 codes."
 
 
 class InvalidToken(CardTokensError):

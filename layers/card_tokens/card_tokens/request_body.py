@@ -15,6 +15,7 @@ from card_tokens.errors import (
     UnsupportedCurrency,
     UnsupportedMediaType,
 )
+from card_tokens.printable import is_printable_text
 from card_tokens.strict_json import JsonRejected, parse_strict_json
 
 MAX_BODY_BYTES = 16 * 1024
@@ -26,14 +27,15 @@ MAX_REFERENCE = 64
 SUPPORTED_CURRENCIES = frozenset(
     {"AUD", "CAD", "CHF", "CZK", "DKK", "EUR", "GBP", "JPY", "NOK", "PLN", "SEK", "USD"}
 )
+CURRENCY_LIST = ", ".join(sorted(SUPPORTED_CURRENCIES))
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-_CURRENCY = re.compile(r"[A-Z]{3}")
 # An unknown field's name is echoed only when it cannot carry a card number or a token.
 _SAFE_FIELD_NAME = re.compile(r"[A-Za-z_]{1,40}")
 _MEDIA_TYPE = re.compile(r"application/json\s*(;\s*charset\s*=\s*\"?utf-8\"?\s*)?", re.IGNORECASE)
 
-TOKEN_REQUEST_FIELDS = frozenset({"card_number", "exp_month", "exp_year", "cvv", "cardholder_name"})
-PAYMENT_REQUEST_FIELDS = frozenset({"token", "amount", "currency", "reference"})
+# In the order the contract lists them; the refusal of an unknown field names them.
+TOKEN_REQUEST_FIELDS = ("card_number", "exp_month", "exp_year", "cvv", "cardholder_name")
+PAYMENT_REQUEST_FIELDS = ("token", "amount", "currency", "reference")
 
 
 def header(event: dict[str, Any], name: str) -> str | None:
@@ -110,13 +112,14 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def reject_unknown_fields(document: dict[str, Any], allowed: frozenset[str]) -> None:
-    unknown = sorted(set(document) - allowed)
+def reject_unknown_fields(document: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(document) - set(allowed))
     if unknown:
         name = unknown[0]
+        expected = f"the fields are {', '.join(allowed)}"
         if _SAFE_FIELD_NAME.fullmatch(name):
-            raise InvalidRequest(f"Unknown field: {name}.", field=name)
-        raise InvalidRequest("The request has a field this endpoint does not accept.")
+            raise InvalidRequest(f"Unknown field: {name}; {expected}.", field=name)
+        raise InvalidRequest(f"The request has a field this endpoint does not accept; {expected}.")
 
 
 @dataclass(frozen=True, repr=False)
@@ -134,27 +137,43 @@ class PaymentRequest:
         return {"amount": self.amount, "currency": self.currency, "reference": self.reference}
 
 
+def _required(document: dict[str, Any], field: str) -> Any:
+    """The field's value; absent, null or "" is `invalid_request`: "<field> is required."."""
+    value = document.get(field)
+    if value is None or value == "":
+        raise InvalidRequest(f"{field} is required.", field=field)
+    return value
+
+
 def parse_payment_request(document: dict[str, Any]) -> PaymentRequest:
     reject_unknown_fields(document, PAYMENT_REQUEST_FIELDS)
-    token = document.get("token")
-    if not isinstance(token, str) or not token:
-        raise InvalidRequest("token must be a non-empty string.", field="token")
-    amount = document.get("amount")
-    if type(amount) is not int or not 1 <= amount <= MAX_AMOUNT:
-        raise InvalidAmount(field="amount")
-    currency = document.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        raise UnsupportedCurrency("currency must be an ISO 4217 alpha-3 code.", field="currency")
-    if currency not in SUPPORTED_CURRENCIES:
-        raise UnsupportedCurrency(field="currency")
+    token = _required(document, "token")
+    if not isinstance(token, str):
+        # Any string is a token to verify: every one that fails is the same 401.
+        raise InvalidRequest("token must be a string: the token from POST /tokens.", field="token")
+    amount = _required(document, "amount")
+    if type(amount) is not int:
+        raise InvalidAmount(
+            "amount must be an integer number of minor units, such as 1999 for 19.99.",
+            field="amount",
+        )
+    if not 1 <= amount <= MAX_AMOUNT:
+        raise InvalidAmount(f"amount must be from 1 to {MAX_AMOUNT} minor units.", field="amount")
+    currency = _required(document, "currency")
+    if not isinstance(currency, str) or currency not in SUPPORTED_CURRENCIES:  # also "eur"
+        raise UnsupportedCurrency(
+            f"currency must be one of {CURRENCY_LIST} (ISO 4217, in capitals).", field="currency"
+        )
     reference = document.get("reference")
     if reference is not None and (
         not isinstance(reference, str)
         or not 1 <= len(reference) <= MAX_REFERENCE
-        or not reference.isprintable()
+        or not is_printable_text(reference)
     ):
         raise InvalidRequest(
-            "reference must be printable text of 1 to 64 characters.", field="reference"
+            f"reference must be printable text of 1 to {MAX_REFERENCE} characters "
+            "(no control, formatting or private-use characters).",
+            field="reference",
         )
     return PaymentRequest(token=token, amount=amount, currency=currency, reference=reference)
 

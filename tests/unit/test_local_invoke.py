@@ -1,0 +1,104 @@
+"""local.invoke (`make invoke`): which function an event goes to, and how the answer is printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.cfn import load_deployed_template
+from local.http_api import GatewayResponse, routes_from_template
+from local.invoke import (
+    EVENTS_DIR,
+    UsageError,
+    format_response,
+    hint,
+    is_http_event,
+    read_event,
+    target_for,
+)
+from local.lambda_runtime import functions_from_template
+from local.provision import STACK_NAME
+
+TEMPLATE = load_deployed_template()
+ROUTES = routes_from_template(TEMPLATE)
+FUNCTIONS = functions_from_template(TEMPLATE, STACK_NAME)
+
+
+def target(event: dict[str, Any], function: str | None = None) -> str:
+    return target_for(event, ROUTES, FUNCTIONS, TEMPLATE, function).function.logical_id
+
+
+@pytest.mark.parametrize(
+    ("name", "function"),
+    [
+        ("issue_token.json", "IssueTokenFunction"),
+        ("process_payment.json", "ProcessPaymentFunction"),
+        ("get_payment.json", "ProcessPaymentFunction"),
+        ("jwks.json", "PublishJwksFunction"),
+    ],
+)
+def test_each_sample_event_goes_to_the_function_its_route_names(name: str, function: str) -> None:
+    event = read_event(EVENTS_DIR / name, function_given=False)
+
+    assert target(event) == function
+    assert is_http_event(event)
+
+
+def test_without_a_route_key_the_method_and_path_find_the_route() -> None:
+    event = read_event(EVENTS_DIR / "get_payment.json", function_given=False)
+    del event["routeKey"]
+
+    assert target(event) == "ProcessPaymentFunction"
+
+
+def test_function_overrides_the_route_and_an_event_without_one_needs_it() -> None:
+    assert target({}, "ReconcilePaymentsFunction") == "ReconcilePaymentsFunction"
+    assert target({"routeKey": "POST /tokens"}, "PublishJwksFunction") == "PublishJwksFunction"
+    with pytest.raises(UsageError, match="FUNCTION=<logical id>"):
+        target({"routeKey": "DELETE /tokens"})
+
+
+def test_an_unknown_function_names_the_templates_functions() -> None:
+    with pytest.raises(UsageError, match="no function NoSuchFunction; it has IssueTokenFunction"):
+        target({}, "NoSuchFunction")
+
+
+def test_the_rotation_function_is_left_to_make_rotate() -> None:
+    with pytest.raises(UsageError, match="`make rotate`"):
+        target({}, "RotateSigningKeyFunction")
+
+
+def test_no_event_file_is_a_usage_error_naming_the_sample_events(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"EVENT=events/<name>\.json .*issue_token\.json"):
+        read_event(None, function_given=False)
+    with pytest.raises(UsageError, match="no such event file"):
+        read_event(tmp_path / "missing.json", function_given=False)
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(UsageError, match="not a JSON object"):
+        read_event(tmp_path / "list.json", function_given=False)
+    assert read_event(None, function_given=True) == {}
+
+
+def test_the_answer_prints_status_headers_and_the_body_pretty_printed() -> None:
+    body = json.dumps({"error": {"code": "invalid_token"}}).encode()
+    response = GatewayResponse(401, [("Content-Type", "application/json")], body)
+
+    assert format_response(response) == (
+        "HTTP 401\n"
+        "Content-Type: application/json\n"
+        "\n"
+        '{\n  "error": {\n    "code": "invalid_token"\n  }\n}'
+    )
+    assert format_response(GatewayResponse(204)) == "HTTP 204\n\n(no body)"
+
+
+def test_a_refused_payment_event_gets_a_hint_to_run_make_events() -> None:
+    advice = hint(Path("events/process_payment.json"), 401)
+
+    assert advice is not None
+    assert "`make events`" in advice
+    assert hint(Path("events/process_payment.json"), 201) is None
+    assert hint(Path("events/issue_token.json"), 401) is None
