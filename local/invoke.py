@@ -1,7 +1,8 @@
 """`make invoke EVENT=events/jwks.json`: one event through its real handler, in this process.
 
-The function is the one template.yaml routes the event to (its routeKey, else its method and
-path), or the one given with --function (make invoke FUNCTION=...), for an event without a route.
+The function is the one template.yaml routes the event to (its httpMethod and resource, else its
+httpMethod and path), or the one given with --function (make invoke FUNCTION=...), for an event
+without a route.
 Its handler is imported in this process, as Lambda would import it (the function's code, the
 layer), with the function's own environment variables, and called once with the event and a
 fresh context: no Docker, no container. It runs against the AWS emulator of a running `make run`
@@ -9,12 +10,13 @@ fresh context: no Docker, no container. It runs against the AWS emulator of a ru
 stack issued pays here, a token issued here pays there. Nothing else is started: with no stack
 there, it says so and exits 3.
 
-What it prints is what API Gateway would answer for a payload-2.0 event (status, headers, the
-body pretty-printed), or the handler's return value for any other event. The function's own logs
+What it prints is what API Gateway (the REST API) would answer for a payload-1.0 event (status,
+headers, the body pretty-printed; a handler that raised is its 502), or the handler's return value
+for any other event. The function's own logs
 (Powertools JSON lines, EMF metrics) are dropped unless --verbose, which prints them on stderr.
 
 Exit status: 0 the function answered (whatever the HTTP status); 1 the handler raised (API
-Gateway's 500); 2 usage: no such event file or function, or an event without a route; 3 no local
+Gateway's 502); 2 usage: no such event file or function, or an event without a route; 3 no local
 stack on the emulator's port.
 """
 
@@ -37,7 +39,7 @@ from typing import Any, TextIO
 from local.cfn import TEMPLATE_PATH, load_deployed_template
 from local.environments import lambda_variables
 from local.http_api import (
-    INTERNAL_SERVER_ERROR,
+    BAD_GATEWAY,
     GatewayResponse,
     Route,
     find_route,
@@ -104,7 +106,7 @@ def target_for(
     template: dict[str, Any],
     function_name: str | None = None,
 ) -> Target:
-    """The function the event goes to: the one named, else the route's (routeKey, else path)."""
+    """The function the event goes to: the one named, else the route's (resource, else path)."""
     rotated = {schedule.function for schedule in schedules_from_template(template)}
     if function_name is not None:
         if function_name not in functions:
@@ -120,32 +122,37 @@ def target_for(
     route = _route_of(event, routes)
     if route is None:
         raise UsageError(
-            "the event is for no route of template.yaml (no routeKey, method or path that one "
-            "serves): name the function with FUNCTION=<logical id> (make invoke) or --function, "
-            f"one of {', '.join(functions)}"
+            "the event is for no route of template.yaml (no httpMethod with a resource or "
+            "path that one serves): name the function with FUNCTION=<logical id> (make invoke) "
+            f"or --function, one of {', '.join(functions)}"
         )
     return Target(functions[route.function], route)
 
 
 def _route_of(event: Mapping[str, Any], routes: list[Route]) -> Route | None:
-    route_key = event.get("routeKey")
+    """The route of a payload-1.0 event: its method and resource (the route's path as declared,
+    e.g. /payments/{payment_id}), else its method and the path it was called with."""
+    method = event.get("httpMethod")
+    if not isinstance(method, str):
+        return None
+    method = method.upper()
+    resource = event.get("resource")
     for route in routes:
-        if route.route_key == route_key:
+        if route.method in (method, "ANY") and route.path == resource:
             return route
-    context = event.get("requestContext")
-    http = context.get("http") if isinstance(context, dict) else None
-    method = http.get("method") if isinstance(http, dict) else None
-    path = event.get("rawPath") or (http.get("path") if isinstance(http, dict) else None)
-    if isinstance(method, str) and isinstance(path, str):
-        found = find_route(routes, method.upper(), path)
+    path = event.get("path")
+    if isinstance(path, str):
+        found = find_route(routes, method, path)
         if found is not None:
             return found[0]
     return None
 
 
 def is_http_event(event: Mapping[str, Any]) -> bool:
-    """A payload-2.0 event from API Gateway: its answer is an HTTP response."""
-    return event.get("version") == "2.0" and isinstance(event.get("requestContext"), dict)
+    """A payload-1.0 event from API Gateway (REST API): its answer is an HTTP response."""
+    return isinstance(event.get("httpMethod"), str) and isinstance(
+        event.get("requestContext"), dict
+    )
 
 
 def connect(host: str, port: int, stack_name: str, template: dict[str, Any]) -> LocalStack:
@@ -318,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     if invocation.error is not None:
         print(f"{function.logical_id} raised ({timing}):\n{invocation.error}", file=sys.stderr)
         if is_http_event(event):
-            print(format_response(INTERNAL_SERVER_ERROR))
+            print(format_response(BAD_GATEWAY))
         return EXIT_FUNCTION_ERROR
     print(f"answered ({timing}):")
     if is_http_event(event):

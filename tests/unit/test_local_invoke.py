@@ -47,18 +47,43 @@ def test_each_sample_event_goes_to_the_function_its_route_names(name: str, funct
     assert is_http_event(event)
 
 
-def test_without_a_route_key_the_method_and_path_find_the_route() -> None:
+def test_without_a_resource_the_method_and_path_find_the_route() -> None:
     event = read_event(EVENTS_DIR / "get_payment.json", function_given=False)
-    del event["routeKey"]
+    del event["resource"]
+
+    assert event["path"].startswith("/payments/pay_")
+    assert target(event) == "ProcessPaymentFunction"
+
+
+def test_the_resource_names_the_route_whatever_the_path() -> None:
+    # payload 1.0: `resource` is the route as declared, `path` what the client called
+    event = {"httpMethod": "GET", "resource": "/payments/{payment_id}", "path": "/elsewhere"}
 
     assert target(event) == "ProcessPaymentFunction"
 
 
+def test_the_cors_preflight_goes_to_the_token_function() -> None:
+    event = {"httpMethod": "OPTIONS", "resource": "/tokens", "path": "/tokens"}
+
+    assert target(event) == "IssueTokenFunction"
+
+
 def test_function_overrides_the_route_and_an_event_without_one_needs_it() -> None:
     assert target({}, "ReconcilePaymentsFunction") == "ReconcilePaymentsFunction"
-    assert target({"routeKey": "POST /tokens"}, "PublishJwksFunction") == "PublishJwksFunction"
+    token_event = {"httpMethod": "POST", "resource": "/tokens", "path": "/tokens"}
+    assert target(token_event, "PublishJwksFunction") == "PublishJwksFunction"
     with pytest.raises(UsageError, match="FUNCTION=<logical id>"):
-        target({"routeKey": "DELETE /tokens"})
+        target({"httpMethod": "DELETE", "resource": "/tokens", "path": "/tokens"})
+    with pytest.raises(UsageError, match="FUNCTION=<logical id>"):
+        target({"httpMethod": "POST", "path": "/nowhere"})
+
+
+def test_only_an_api_gateway_event_is_answered_as_http() -> None:
+    event = read_event(EVENTS_DIR / "issue_token.json", function_given=False)
+
+    assert is_http_event(event)
+    assert not is_http_event({})
+    assert not is_http_event({"version": "2.0", "routeKey": "POST /tokens", "requestContext": {}})
 
 
 def test_an_unknown_function_names_the_templates_functions() -> None:
