@@ -80,13 +80,34 @@ def test_the_local_values_in_the_table_are_the_template_defaults() -> None:
 
 
 def test_the_arn_guidance_matches_the_template_api() -> None:
-    # integrate.md: <api-id> is the first label of the ApiUrl output, and the stage is $default
+    # integrate.md's policy: <api-id> is the ApiId output, the stage is the REST API's StageName,
+    # and the ARNs are exactly the routes that use IAM authorization (a path variable: "*")
     template = load_template()
-    api_url = template["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"]
-    assert api_url.startswith("https://${CardTokensApi}.execute-api.${AWS::Region}.")
+    assert template["Outputs"]["ApiId"]["Value"] == {"Ref": "CardTokensApi"}
     api = template["Resources"]["CardTokensApi"]
-    assert api["Type"] == "AWS::Serverless::HttpApi", "update integrate.md's <stage> guidance"
-    assert "StageName" not in api["Properties"], "update integrate.md's <stage> guidance"
+    assert api["Type"] == "AWS::Serverless::Api", "update integrate.md's ARN guidance"
+    stage = api["Properties"]["StageName"]
+    signed = [
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"])
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for event in resource["Properties"].get("Events", {}).values()
+        if event["Type"] == "Api"
+        and event["Properties"].get("Auth", {}).get("Authorizer") == "AWS_IAM"
+    ]
+    text = PAGE.read_text(encoding="utf-8")
+    arns = re.findall(r'"(arn:aws:execute-api:[^"]+)"', text)
+    assert sorted(arns) == sorted(
+        f"arn:aws:execute-api:<region>:<account>:<api-id>/{stage}/{method}"
+        + re.sub(r"\{[^}]+\}", "*", path)
+        for method, path in signed
+    )
+    assert "OutputKey=='ApiId'" in text
+    # and what an unsigned request gets: MISSING_AUTHENTICATION_TOKEN, which the API maps to 404
+    missing = api["Properties"]["GatewayResponses"]["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["StatusCode"] == "404"
+    assert json.loads(missing["ResponseTemplates"]["application/json"]) == {"message": "Not Found"}
+    assert re.search(r'no signature[^.]*`404 \{"message": "Not Found"\}`', " ".join(text.split()))
 
 
 @pytest.mark.parametrize(
