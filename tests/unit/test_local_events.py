@@ -139,7 +139,7 @@ def test_make_events_says_the_files_are_tracked_and_which_changed(tmp_path: Path
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-q", "-m", "events")
     # When one of them is rewritten with other content
-    paths[0].write_text('{"routeKey": "GET /.well-known/jwks.json"}\n')
+    paths[0].write_text('{"resource": "/.well-known/jwks.json"}\n')
     report = report_written(paths, tmp_path)
 
     # Then the report names both files, says git tracks them, and shows the one that changed
