@@ -98,9 +98,9 @@ async function assertNoCardLeak(page, context, seen, pan) {
 }
 
 // Chromium reports every 4xx and 5xx answer as a console error; the API's 400 is expected where a
-// scenario sends a bad card, API Gateway's 404 where payments need a signature, and the 502 of
-// the processor-failure test card. Any other error (a CSP violation, a missing asset) fails.
-const EXPECTED_API_ERROR = /^error: Failed to load resource: the server responded with a status of (400|404|502) /;
+// scenario sends a bad card, API Gateway's 404 and 403 where payments need a signature, and the
+// 502 of the processor-failure test card. Any other error (a CSP violation, a missing asset) fails.
+const EXPECTED_API_ERROR = /^error: Failed to load resource: the server responded with a status of (400|403|404|502) /;
 
 function assertQuietConsole(seen) {
   const errors = seen.console.filter(
@@ -234,7 +234,7 @@ const scenarios = {
 
   // A deployed stack authorizes /payments with IAM: the browser's unsigned request gets the REST
   // API's missing-token answer, 404 Not Found (template GatewayResponses), and the page hands the
-  // token over instead of dead-ending on it.
+  // token over instead of dead-ending on it. So it does on API Gateway's or AWS WAF's 403.
   async signedPaymentsOnly({ page, seen, context, baseUrl, out }) {
     await page.route("**/payments", (route) =>
       route.fulfill({ status: 404, contentType: "application/json", body: '{"message":"Not Found"}' }),
@@ -245,6 +245,19 @@ const scenarios = {
     await page.click("#pay-button");
     const error = await page.waitForSelector("#payment-form-error:not([hidden])");
     check((await error.textContent()).includes("signed back end"), "no hand-off message on a 404");
+    await page.unroute("**/payments");
+    await page.route("**/payments", (route) =>
+      route.fulfill({ status: 403, contentType: "application/json", body: '{"message":"Forbidden"}' }),
+    );
+    await page.evaluate(() => {
+      const shown = document.getElementById("payment-form-error");
+      shown.textContent = "";
+      shown.hidden = true;
+    });
+    await page.click("#pay-button");
+    const refused = await page.waitForSelector("#payment-form-error:not([hidden])");
+    check((await refused.textContent()).includes("signed back end"), "no hand-off message on a 403");
+    check(await page.isVisible("#hand-off"), "no Copy token after a 403");
     await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: baseUrl });
     await page.click("#copy-token-button");
     await page.waitForFunction(() => document.getElementById("copy-token-status").textContent !== "");

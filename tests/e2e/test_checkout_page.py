@@ -92,8 +92,8 @@ def test_chromium_pays_declines_and_shows_field_errors_without_leaking_the_card(
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
 
     # When tests/browser/checkout.mjs drives the page: approved, declined, bad number, expired
-    # card, a deployed stack's 403 on unsigned payments, a token that runs out, an Amex code of
-    # 3 digits, the processor-failure card, and amounts in major units
+    # card, a deployed stack's 404 on unsigned payments (and its 403), a token that runs out, an
+    # Amex code of 3 digits, the processor-failure card, and amounts in major units
     result = subprocess.run(
         [
             "node",
