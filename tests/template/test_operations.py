@@ -87,7 +87,7 @@ def version_alarm_ids(template: Template) -> set[str]:
 
 
 def alarms(template: Template) -> dict[str, dict[str, Any]]:
-    """The operational alarms (README "Operate"): every alarm but the per-version ones."""
+    """The operational alarms (docs/operate.md): every alarm but the per-version ones."""
     per_version = version_alarm_ids(template)
     return {
         alarm_id: alarm
@@ -372,7 +372,7 @@ def test_every_alarm_always_exists_and_notifies_the_chosen_topic(template: Templ
         assert properties["OKActions"] == [CHOSEN_TOPIC], alarm_id
         expected = "breaching" if alarm_id in MISSING_DATA_BREACHES else "notBreaching"
         assert properties["TreatMissingData"] == expected, alarm_id
-        assert "Runbook: README" in properties["AlarmDescription"], alarm_id
+        assert "Runbook: docs/operate.md" in properties["AlarmDescription"], alarm_id
 
 
 def _lambda_alarm_metrics(template: Template) -> set[tuple[str, str]]:

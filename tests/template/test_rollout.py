@@ -183,7 +183,8 @@ def test_rollback_alarms_always_exist_and_notify_the_chosen_topic(
         assert properties["TreatMissingData"] == "notBreaching", alarm_id
         # Named after the stack: the deploy's execution role may create only those
         assert properties["AlarmName"]["Fn::Sub"].startswith("${AWS::StackName}-"), alarm_id
-        runbook = "Runbook: README" if alarm_id == API_ROLLBACK_ALARM else "docs/rollout.md"
+        operational = alarm_id == API_ROLLBACK_ALARM
+        runbook = "Runbook: docs/operate.md" if operational else "docs/rollout.md"
         assert runbook in properties["AlarmDescription"], alarm_id
 
 
