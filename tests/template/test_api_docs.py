@@ -99,7 +99,9 @@ def quoted(cell: str) -> list[str]:
 def route_sections() -> dict[tuple[str, str], str]:
     return {
         (match[1], match[2]): section(match[0])
-        for match in re.finditer(r"^## (GET|POST|PUT|PATCH|DELETE|OPTIONS) (\S+)$", PAGE, re.MULTILINE)
+        for match in re.finditer(
+            r"^## (GET|POST|PUT|PATCH|DELETE|OPTIONS) (\S+)$", PAGE, re.MULTILINE
+        )
     }
 
 
