@@ -369,7 +369,8 @@ LEFT_OUT = [
         "their resource policies. (iam:PassRole stays, to API Gateway's account setting, for "
         "its logging role.)",
         never_set(
-            "AWS::ApiGateway::RestApi", "Body.paths.{}.{}.x-amazon-apigateway-integration.credentials"
+            "AWS::ApiGateway::RestApi",
+            "Body.paths.{}.{}.x-amazon-apigateway-integration.credentials",
         ),
     ),
     Adjustment(
@@ -1793,7 +1794,9 @@ WEAKENED: list[tuple[str, str, Callable[[Template], None]]] = [
             {
                 "Effect": "Allow",
                 "Action": "iam:AttachRolePolicy",
-                "Resource": _sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AppStackName}-*"),
+                "Resource": _sub(
+                    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${AppStackName}-*"
+                ),
             },
         ),
     ),
