@@ -128,14 +128,22 @@ validate: $(STAMP) ## sam validate --lint and cfn-lint
 	$(VENV)/bin/sam validate --lint --template-file template.yaml
 	$(VENV)/bin/cfn-lint template.yaml
 
+# checkov leaves out a resource whose Condition is false with the parameters' defaults (the
+# checkout page, a custom domain, Bot Control, ...): .ci/scan_variants.py writes both templates
+# again with defaults that turn every condition on (and fails if one stays off), scanned too.
+SCAN_DIR := .aws-sam/scan
+
 .PHONY: scan
-scan: $(STAMP) ## checkov over template.yaml and deploy/ (own venv: checkov pins an older boto3)
+scan: $(STAMP) ## checkov over template.yaml and deploy/, also with every condition on (own venv: checkov pins an older boto3)
 	@cmp -s requirements-scan.txt $(VENV)/checkov/requirements-scan.txt || { \
 		rm -rf $(VENV)/checkov && $(PYTHON313) -m venv $(VENV)/checkov && \
 		$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check -r requirements-scan.txt && \
 		cp requirements-scan.txt $(VENV)/checkov/requirements-scan.txt; }
+	@rm -rf $(SCAN_DIR)
+	$(PY) .ci/scan_variants.py $(SCAN_DIR)
 	$(VENV)/checkov/bin/checkov --framework cloudformation --quiet --compact --skip-download \
-		--file template.yaml --file deploy/github-oidc-role.yaml
+		--file template.yaml --file deploy/github-oidc-role.yaml \
+		$(addprefix --file $(SCAN_DIR)/,template-all-conditions.yaml github-oidc-role-all-conditions.yaml)
 
 # pip-audit --strict over each requirements file as pip installs it: .ci/audit.py resolves the file
 # with pip (it pins direct dependencies only), audits that full list and checks that every package
