@@ -360,6 +360,7 @@ def _create_stage(name: str, properties: dict[str, Any]) -> Created:
         "StageName",
         "AccessLogSetting",
         "MethodSettings",
+        "TracingEnabled",
     }, set(properties)
     apigateway = _client("apigateway")
     apigateway.create_stage(
@@ -375,6 +376,14 @@ def _stage_patch(properties: dict[str, Any]) -> list[dict[str, str]]:
     operations = [
         {"op": "replace", "path": "/deploymentId", "value": properties["DeploymentId"]},
     ]
+    if "TracingEnabled" in properties:
+        operations.append(
+            {
+                "op": "replace",
+                "path": "/tracingEnabled",
+                "value": str(properties["TracingEnabled"]).lower(),
+            }
+        )
     access_log = properties.get("AccessLogSetting", {})
     for key, path in (("DestinationArn", "destinationArn"), ("Format", "format")):
         if key in access_log:
