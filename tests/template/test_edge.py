@@ -1,8 +1,9 @@
 """template.yaml's edge: the AWS WAF web ACL on the REST API stage, its logs, TLS and the domain.
 
 PCI DSS 4.0 6.4.2 asks for an automated technical solution in front of the public web
-application that detects and prevents web-based attacks. docs/deploy.md "Edge protection" explains the
-choice (a REST API with a regional web ACL) and every rule; these tests hold the template to it.
+application that detects and prevents web-based attacks. docs/deploy.md "Edge protection"
+explains the choice (a REST API with a regional web ACL) and every rule; these tests hold the
+template to it.
 AWS WAF itself cannot run here: what is checked is the configuration, and, where a rule is ours
 (a regular expression, a size), what it matches.
 """
