@@ -25,6 +25,16 @@ from tests.flows import Invoke, body, load_event, new_token, payment_event, toke
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 
 
+@pytest.fixture(autouse=True)
+def no_cached_keys() -> None:
+    """Each test starts from the secrets' current keys, whatever an earlier test rotated.
+
+    The stack is the session's: a test that caches a key and then rotates would otherwise leave
+    the next test signing with a key one rotation old, which its own rotation makes two.
+    """
+    forget_cached_keys()
+
+
 def rotation(stack: LocalStack, algorithm: str = "ES256") -> SigningKeyRotation:
     env = stack.environment
     return SigningKeyRotation(
