@@ -46,10 +46,10 @@ from samcli.lib.package.ecr_uploader import ECRUploader
 from samcli.lib.package.s3_uploader import S3Uploader
 from samcli.lib.package.uploaders import Uploaders
 from samcli.yamlhelper import yaml_parse
-from samtranslator.translator.transform import transform
 
 from local.cfn import TEMPLATE_PATH, load_template
 from local.intrinsics import Resolver
+from tests.template.sam import sam_transform
 
 pytestmark = pytest.mark.template
 
@@ -970,17 +970,9 @@ def _moto_workarounds(patch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------- the emulated account
 
 
-class _NoManagedPolicies:
-    """The template names no managed policy, so the transform needs no IAM lookup."""
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def _transform(template: Template, values: dict[str, str]) -> Template:
     """CloudFormation's AWS::Serverless transform, run with one deploy's parameter values."""
-    output: Template = transform(copy.deepcopy(template), values, _NoManagedPolicies())
-    return output
+    return sam_transform(template, values, region=REGION)
 
 
 @dataclass

@@ -15,13 +15,13 @@ import re
 from typing import Any
 
 import pytest
-from samtranslator.translator.transform import transform
 
 from card_tokens.api import error_response
 from card_tokens.errors import PayloadTooLarge
 from card_tokens.request_body import MAX_BODY_BYTES
-from local.cfn import load_template, resources_of_type
+from local.cfn import resources_of_type
 from local.http_api import STAGE
+from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
 
@@ -36,21 +36,8 @@ MANAGED_GROUPS = {
 INSPECTION_LIMITS = {"KB_16": 16 * 1024, "KB_32": 32 * 1024, "KB_48": 48 * 1024, "KB_64": 64 * 1024}
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def translated(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str]) -> Template:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    sam = load_template()
-    for resource in sam["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
-    output: Template = transform(sam, parameters, _NoManagedPolicies())
-    return output
+    return sam_transform(packaged(), parameters)
 
 
 def web_acl(template: Template) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from samtranslator.translator.transform import transform
 
 from local.cfn import load_template, resources_of_type
+from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
 
@@ -1167,11 +1167,6 @@ def test_api_gateways_logging_role_writes_this_stacks_access_log_only(
             assert API_GATEWAY_LOGS_ROLE not in repr(policy["Properties"])
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 # SAM adds a role for the reconciler's schedule (ScheduleV2). CodeDeploy's traffic shifting
 # (DeploymentPreference, docs/rollout.md) runs as CodeDeployRole, so SAM adds no
 # CodeDeployServiceRole: that one would carry no permissions boundary.
@@ -1183,16 +1178,8 @@ BOUNDARY_IF = {
 
 def _transformed(monkeypatch: pytest.MonkeyPatch, **parameters: str) -> Template:
     """template.yaml through the AWS::Serverless transform, as CloudFormation runs it."""
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    sam = load_template()
-    for resource in sam["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
     # The stub answers no managed-policy name: the template names none (above).
-    output: Template = transform(sam, parameters, _NoManagedPolicies())
-    return output
+    return sam_transform(packaged(), parameters)
 
 
 def test_the_only_role_sam_adds_is_the_schedules(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,9 +12,9 @@ import re
 from typing import Any
 
 import pytest
-from samtranslator.translator.transform import transform
 
-from local.cfn import load_template, resources_of_type
+from local.cfn import resources_of_type
+from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
 
@@ -49,25 +49,9 @@ METADATA_VARIABLES = {
 }
 
 
-class _NoManagedPolicies:
-    """The template names no managed policy, so the transform needs no IAM lookup."""
-
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def translated(parameter_values: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Template:
     """What CloudFormation's AWS::Serverless transform makes of template.yaml."""
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    sam = load_template()  # a fresh copy: the transform mutates it
-    for resource in sam["Resources"].values():
-        # As `sam deploy` does after uploading the code.
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            resource["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
-    output: Template = transform(sam, parameter_values, _NoManagedPolicies())
-    return output
+    return sam_transform(packaged(), parameter_values)
 
 
 def openapi_body(output: Template) -> dict[str, Any]:

@@ -37,10 +37,10 @@ import pytest
 import s3transfer
 import samcli
 import yaml
-from samtranslator.translator.transform import transform
 
 from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
 from local.intrinsics import Resolver
+from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
 
@@ -100,26 +100,13 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 @cache
 def _transformed(parameter_set: str) -> Template:
     """template.yaml as CloudFormation gets it: packaged by SAM CLI, then the SAM transform."""
-    sam = load_template()
-    for resource in sam["Resources"].values():
-        # What `sam deploy` writes after the upload (s3_uploader.make_url): no object version.
-        s3_url = "s3://aws-sam-cli-managed-default-samclisourcebucket-1a2b3c/card-tokens-staging/"
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = s3_url + "0123456789abcdef"
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            resource["Properties"]["ContentUri"] = s3_url + "fedcba9876543210"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        output: Template = transform(sam, PARAMETER_SETS[parameter_set], _NoManagedPolicies())
-    return output
+    # What `sam deploy` writes after the upload (s3_uploader.make_url): no object version.
+    s3_url = "s3://aws-sam-cli-managed-default-samclisourcebucket-1a2b3c/card-tokens-staging/"
+    sam = packaged(code=s3_url + "0123456789abcdef", layer=s3_url + "fedcba9876543210")
+    return sam_transform(sam, PARAMETER_SETS[parameter_set], region="us-east-1")
 
 
 def transformed() -> Iterator[Template]:
@@ -1606,10 +1593,8 @@ def managed_bucket_template() -> Template:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(bootstrap, "GlobalConfig", _AnonymousConfig)  # reads no ~/.aws-sam
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         template = json.loads(bootstrap._get_stack_template())
-        output: Template = transform(template, {}, _NoManagedPolicies())
-    return output
+    return sam_transform(template, region="us-east-1")
 
 
 def bootstrap_permissions() -> set[str]:

@@ -17,9 +17,9 @@ import pytest
 from samtranslator.model.preferences.deployment_preference_collection import (
     CODEDEPLOY_PREDEFINED_CONFIGURATIONS_LIST,
 )
-from samtranslator.translator.transform import transform
 
-from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
+from local.cfn import TEMPLATE_PATH, resources_of_type
+from tests.template.sam import CODE_URI, LAYER_URI, packaged, sam_transform
 
 pytestmark = pytest.mark.template
 
@@ -58,27 +58,14 @@ DESCRIPTION_MAX = 256  # AWS::Lambda::Version Description
 LOCAL_ONLY_PARAMETERS = {"LocalEndpointUrl"}
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def translated(
     monkeypatch: pytest.MonkeyPatch,
     parameters: dict[str, str] | None = None,
-    code: str = "s3://artifacts/code.zip",
-    layer: str = "s3://artifacts/layer.zip",
+    code: str = CODE_URI,
+    layer: str = LAYER_URI,
 ) -> Template:
     """The transformed template, after `sam deploy` uploaded the code and the layer."""
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    sam = load_template()
-    for resource in sam["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = code
-        if resource["Type"] == "AWS::Serverless::LayerVersion":
-            resource["Properties"]["ContentUri"] = layer
-    output: Template = transform(sam, parameters or {}, _NoManagedPolicies())
-    return output
+    return sam_transform(packaged(code, layer), parameters)
 
 
 def rollback_alarms(function_id: str) -> list[dict[str, str]]:
