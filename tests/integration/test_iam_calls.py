@@ -790,11 +790,7 @@ def test_card_key_calls_carry_exactly_the_context_the_key_policy_pins(
 
 # ------------------------------------------------------------------ completeness: a static scan
 
-_SERVICES = {
-    "dynamodb": dynamodb_client,
-    "kms": kms_client,
-    "secretsmanager": secretsmanager_client,
-}
+_SERVICES = ("dynamodb", "kms", "secretsmanager")
 _CLIENT = r"\b(dynamodb|kms|secretsmanager)_client\(\)"
 CLIENT_CALL = re.compile(_CLIENT + r"\s*\.\s*(\w+)\(")
 PAGINATOR = re.compile(_CLIENT + r"\s*\.\s*get_paginator\(\s*[\"'](\w+)[\"']\s*\)")
@@ -898,8 +894,17 @@ def scan(sources: dict[str, str]) -> tuple[set[tuple[str, str]], list[str]]:
     return operations, unfollowed
 
 
+@cache
+def _method_to_api(service: str) -> dict[str, str]:
+    """A client's method names → API operations, as botocore names a client's methods; from the
+    service model alone, so the scan needs no client, region or endpoint (it runs in any order)."""
+    assert service in _SERVICES, service
+    model = botocore.session.get_session().get_service_model(service)
+    return {botocore.xform_name(name): name for name in model.operation_names}
+
+
 def _operation(service: str, method: str) -> str:
-    mapping: dict[str, str] = _SERVICES[service]().meta.method_to_api_mapping
+    mapping = _method_to_api(service)
     assert method in mapping, f"{service} client has no method {method}"
     return mapping[method]
 
