@@ -26,12 +26,14 @@ STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 
 
 @pytest.fixture(autouse=True)
-def no_cached_keys() -> None:
-    """Each test starts from the secrets' current keys, whatever an earlier test rotated.
+def no_cached_keys() -> Iterator[None]:
+    """Each test starts from the secrets' current keys, and leaves none cached for the next.
 
     The stack is the session's: a test that caches a key and then rotates would otherwise leave
-    the next test signing with a key one rotation old, which its own rotation makes two.
+    the next test (in any module) signing with a key one rotation old, or of another algorithm.
     """
+    forget_cached_keys()
+    yield
     forget_cached_keys()
 
 
