@@ -17,54 +17,71 @@ class CardTokensError(Exception):
     code = "internal_error"
     message = "The request could not be processed."
 
+    def __init_subclass__(
+        cls, *, status: int = 0, code: str = "", message: str = "", **kwargs: object
+    ) -> None:
+        """Each error declares its own HTTP status, code and default message in its header."""
+        super().__init_subclass__(**kwargs)
+        cls.status = status or cls.status
+        cls.code = code or cls.code
+        cls.message = message or cls.message
+
     def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
         self.message = message or type(self).message
         self.field = field
         super().__init__(self.message)
 
 
-class InvalidRequest(CardTokensError):
-    status = 400
-    code = "invalid_request"
-    message = "The request is not valid."
+class InvalidRequest(
+    CardTokensError, status=400, code="invalid_request", message="The request is not valid."
+):
+    pass
 
 
-class InvalidCardNumber(InvalidRequest):
-    code = "invalid_card_number"
-    message = "card_number is not a valid card number."
+class InvalidCardNumber(
+    InvalidRequest, code="invalid_card_number", message="card_number is not a valid card number."
+):
+    pass
 
 
-class CardExpired(InvalidRequest):
-    code = "card_expired"
-    message = "The card has expired."
+class CardExpired(InvalidRequest, code="card_expired", message="The card has expired."):
+    pass
 
 
-class InvalidExpiry(InvalidRequest):
-    code = "invalid_expiry"
-    message = "exp_month and exp_year must be a valid expiry month and year."
+class InvalidExpiry(
+    InvalidRequest,
+    code="invalid_expiry",
+    message="exp_month and exp_year must be a valid expiry month and year.",
+):
+    pass
 
 
-class InvalidCvv(InvalidRequest):
-    code = "invalid_cvv"
-    message = "cvv must be 3 digits, or 4 for American Express."
+class InvalidCvv(
+    InvalidRequest, code="invalid_cvv", message="cvv must be 3 digits, or 4 for American Express."
+):
+    pass
 
 
-class InvalidAmount(InvalidRequest):
-    code = "invalid_amount"
-    message = "amount must be an integer number of minor units from 1 to 99999999."
+class InvalidAmount(
+    InvalidRequest,
+    code="invalid_amount",
+    message="amount must be an integer number of minor units from 1 to 99999999.",
+):
+    pass
 
 
-class UnsupportedCurrency(InvalidRequest):
-    code = "unsupported_currency"
-    message = "currency must be one of the supported ISO 4217 codes."
+class UnsupportedCurrency(
+    InvalidRequest,
+    code="unsupported_currency",
+    message="currency must be one of the supported ISO 4217 codes.",
+):
+    pass
 
 
-class InvalidToken(CardTokensError):
+class InvalidToken(
+    CardTokensError, status=401, code="invalid_token", message="The token is not valid."
+):
     """One code and one message for every verification failure; the reason goes to logs only."""
-
-    status = 401
-    code = "invalid_token"
-    message = "The token is not valid."
 
     def __init__(self, reason: str) -> None:
         super().__init__()
@@ -72,46 +89,63 @@ class InvalidToken(CardTokensError):
         self.reason = reason
 
 
-class PaymentNotFound(CardTokensError):
-    status = 404
-    code = "payment_not_found"
-    message = "No payment has this id."
+class PaymentNotFound(
+    CardTokensError, status=404, code="payment_not_found", message="No payment has this id."
+):
+    pass
 
 
-class TokenAlreadyUsed(CardTokensError):
-    status = 409
-    code = "token_already_used"
-    message = "The token has already been used."
+class TokenAlreadyUsed(
+    CardTokensError,
+    status=409,
+    code="token_already_used",
+    message="The token has already been used.",
+):
+    pass
 
 
-class PayloadTooLarge(CardTokensError):
-    status = 413
-    code = "payload_too_large"
-    message = "The request body is larger than 16 KiB."
+class PayloadTooLarge(
+    CardTokensError,
+    status=413,
+    code="payload_too_large",
+    message="The request body is larger than 16 KiB.",
+):
+    pass
 
 
-class UnsupportedMediaType(CardTokensError):
-    status = 415
-    code = "unsupported_media_type"
-    message = "The request body must be application/json."
+class UnsupportedMediaType(
+    CardTokensError,
+    status=415,
+    code="unsupported_media_type",
+    message="The request body must be application/json.",
+):
+    pass
 
 
-class IdempotencyKeyReused(CardTokensError):
-    status = 422
-    code = "idempotency_key_reused"
-    message = "The Idempotency-Key was already used with a different request body."
+class IdempotencyKeyReused(
+    CardTokensError,
+    status=422,
+    code="idempotency_key_reused",
+    message="The Idempotency-Key was already used with a different request body.",
+):
+    pass
 
 
-class ProcessorError(CardTokensError):
-    status = 502
-    code = "processor_error"
-    message = "The payment processor failed and nothing was charged; the token can be used again."
+class ProcessorError(
+    CardTokensError,
+    status=502,
+    code="processor_error",
+    message="The payment processor failed and nothing was charged; the token can be used again.",
+):
+    pass
 
 
-class ServiceUnavailable(CardTokensError):
-    status = 503
-    code = "service_unavailable"
-    message = "A dependency is unavailable; retry later."
+class ServiceUnavailable(
+    CardTokensError,
+    status=503,
+    code="service_unavailable",
+    message="A dependency is unavailable; retry later.",
+):
     retry_after = 2
 
     def __init__(self, dependency: str) -> None:
@@ -120,17 +154,19 @@ class ServiceUnavailable(CardTokensError):
         self.dependency = dependency
 
 
-class PaymentInProgress(CardTokensError):
+class PaymentInProgress(
+    CardTokensError,
+    status=503,
+    code="payment_in_progress",
+    message=(
+        "The payment's outcome is not settled yet; retry the same request after Retry-After "
+        "seconds. It will not be charged twice."
+    ),
+):
     """The processor may have charged, and the outcome is not recorded yet (a payment in doubt).
 
     Only the same request (same token, amount, currency and reference) can finish it: its retry
     asks the processor first, so it gets this payment and is never charged twice.
     """
 
-    status = 503
-    code = "payment_in_progress"
-    message = (
-        "The payment's outcome is not settled yet; retry the same request after Retry-After "
-        "seconds. It will not be charged twice."
-    )
     retry_after = 2
