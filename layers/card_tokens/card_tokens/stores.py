@@ -322,15 +322,8 @@ class DynamoDBPaymentStates:
                     self._refused(intent, token_item, now)
                 raise
         # A transaction returns no item: read what the claim holds (data key, card, holders).
-        with unavailable_on_failure("dynamodb", "GetItem"):
-            read = dynamodb_client().get_item(
-                TableName=self._tokens,
-                Key={"jti": {"S": intent.jti}},
-                ConsistentRead=True,
-                ReturnConsumedCapacity="TOTAL",
-            )
-        _require(read, "ConsumedCapacity")
-        return self._claim_from(read.get("Item"), attempt_id, intent)
+        item = _read_item(self._tokens, {"jti": {"S": intent.jti}})
+        return self._claim_from(item, attempt_id, intent)
 
     def _key_in_progress(self, intent: PaymentIntent, attempt_id: str, now: int) -> dict[str, Any]:
         return {
@@ -411,15 +404,7 @@ class DynamoDBPaymentStates:
 
     def claim_of(self, jti: str) -> Claim | None:
         """The claim on a token now (consistent read), or None if nobody holds it."""
-        with unavailable_on_failure("dynamodb", "GetItem"):
-            response = dynamodb_client().get_item(
-                TableName=self._tokens,
-                Key={"jti": {"S": jti}},
-                ConsistentRead=True,
-                ReturnConsumedCapacity="TOTAL",
-            )
-        _require(response, "ConsumedCapacity")
-        item = response.get("Item")
+        item = _read_item(self._tokens, {"jti": {"S": jti}})
         if item is None:
             return None
         stored = _from_item(item)
@@ -603,19 +588,10 @@ class DynamoDBPaymentStates:
     # ------------------------------------------------------------------ reading and sweeping
 
     def get(self, payment_id: str) -> PaymentRecord:
-        with unavailable_on_failure("dynamodb", "GetItem"):
-            response = dynamodb_client().get_item(
-                TableName=self._payments,
-                Key={"payment_id": {"S": payment_id}},
-                ConsistentRead=True,
-                ReturnConsumedCapacity="TOTAL",
-            )
-        # AWS reports capacity whenever asked: without it the answer was cut short, and a
-        # missing Item would turn an existing payment into a 404.
-        _require(response, "ConsumedCapacity")
-        if "Item" not in response:
+        item = _read_item(self._payments, {"payment_id": {"S": payment_id}})
+        if item is None:
             raise PaymentNotFound()
-        return PaymentRecord.from_item(_from_item(response["Item"]))
+        return PaymentRecord.from_item(_from_item(item))
 
     def due_for_sweep(self, now: int) -> Iterator[str]:
         """The jti of every token whose claim lapsed or whose lifetime ended, by the index."""
@@ -678,6 +654,21 @@ def _claim_of(stored: dict[str, Any], *, inherited: bool) -> Claim:
         )
     except KeyError:
         raise ServiceUnavailable("dynamodb") from None  # an item cut short: nothing is decided
+
+
+def _read_item(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """One item by its key, read consistently; None if there is none.
+
+    AWS reports capacity whenever asked: without it the answer was cut short, and its missing
+    Item must not pass for "no such item" (an existing payment would become a 404).
+    """
+    with unavailable_on_failure("dynamodb", "GetItem"):
+        response = dynamodb_client().get_item(
+            TableName=table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
+        )
+    _require(response, "ConsumedCapacity")
+    item: dict[str, Any] | None = response.get("Item")
+    return item
 
 
 def _require(response: dict[str, Any] | Any, field: str) -> None:
