@@ -132,10 +132,6 @@ class PaymentRequest:
     def __repr__(self) -> str:  # the token is a bearer credential: never in a repr
         return f"PaymentRequest(amount={self.amount}, currency={self.currency!r})"
 
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """What must match for two requests to be 'the same payment' (the token aside)."""
-        return {"amount": self.amount, "currency": self.currency, "reference": self.reference}
-
 
 def _required(document: dict[str, Any], field: str) -> Any:
     """The field's value; absent, null or "" is `invalid_request`: "<field> is required."."""
