@@ -381,7 +381,7 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
         "",
         "Cold cache, for contrast (not timed): the first call of each function in a fresh "
         "container, and the first call after the secret cache expired "
-        "(`forget_cached_keys()`, as after `SECRET_CACHE_SECONDS`):",
+        "(`KEYS.reset()`, as after `SECRET_CACHE_SECONDS`):",
         "",
     ]
     for label, calls in (

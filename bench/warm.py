@@ -179,7 +179,7 @@ def _run(
     counter.processor_tables = {stack.environment["SANDBOX_LEDGER_TABLE_NAME"]}
 
     from card_tokens import aws
-    from card_tokens.signing_keys import forget_cached_keys
+    from card_tokens.key_store import KEYS
 
     for client in (aws.kms_client(), aws.dynamodb_client(), aws.secretsmanager_client()):
         counter.attach(client.meta.events)
@@ -286,7 +286,7 @@ def _run(
 
     # A cache that has expired (as after SECRET_CACHE_SECONDS): one Secrets Manager call, then
     # warm again.
-    forget_cached_keys()
+    KEYS.reset()
     after_expiry: dict[str, dict[str, str]] = {}
     with counter.window() as window:
         _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)

@@ -11,12 +11,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from card_tokens.api import create_app, json_response
 from card_tokens.config import issuer_settings
 from card_tokens.cors import add_cors_headers, preflight_headers
-from card_tokens.issuing import issuer
-from card_tokens.observability import logger, metrics, tracer
+from card_tokens.observability import lambda_entry
 from card_tokens.request_body import read_json_object
 from card_tokens.snapstart import register_hooks
+from card_tokens.wiring import issuer
 
 settings = issuer_settings()  # a missing variable fails the cold start, not the first customer
+issuer()
 register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 app = create_app()
 
@@ -37,11 +38,7 @@ def preflight() -> Response[str]:
     return Response(status_code=204, headers=headers, body="")
 
 
-# The event carries card data: never log it (log_event stays off), never trace the response.
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
-)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+# The event carries card data: never logged, never traced (card_tokens.observability).
+@lambda_entry(correlation_path=correlation_paths.API_GATEWAY_REST, cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return add_cors_headers(app.resolve(event, context), event, settings.cors_origins)

@@ -9,13 +9,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from card_tokens.api import create_app, json_response
-from card_tokens.config import payment_settings
-from card_tokens.observability import logger, metrics, tracer
-from card_tokens.payments import get_payment, pay
-from card_tokens.request_body import idempotency_key, read_json_object
+from card_tokens.observability import lambda_entry
+from card_tokens.request_body import idempotency_key, parse_payment_request, read_json_object
 from card_tokens.snapstart import register_hooks
+from card_tokens.wiring import cashier
 
-payment_settings()  # a missing variable fails the cold start, not the first customer
+cashier()  # a missing or unknown setting fails the cold start, not the first customer
 register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 app = create_app()
 
@@ -24,23 +23,22 @@ app = create_app()
 def create_payment() -> Response[str]:
     event = app.current_event.raw_event
     key = idempotency_key(event)
+    request = parse_payment_request(read_json_object(event))  # the body, parsed once, here
     context = app.lambda_context
-    payment = pay(
-        read_json_object(event), key, lambda: context.get_remaining_time_in_millis() / 1000
+    payment = cashier().pay(
+        request,
+        idempotency_key=key,
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
-    return json_response(201, payment)
+    return json_response(201, payment.to_response())
 
 
 @app.get("/payments/<payment_id>")
 def read_payment(payment_id: str) -> Response[str]:
-    return json_response(200, get_payment(payment_id))
+    return json_response(200, cashier().get(payment_id).to_response())
 
 
-# The request carries a token: never log the event, never trace the response.
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
-)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+# The request carries a token: never logged, never traced (card_tokens.observability).
+@lambda_entry(correlation_path=correlation_paths.API_GATEWAY_REST, cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

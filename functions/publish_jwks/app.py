@@ -10,12 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from card_tokens.api import create_app, json_response
 from card_tokens.config import jwks_settings
-from card_tokens.observability import logger, metrics, tracer
-from card_tokens.signing_keys import published_jwks
+from card_tokens.observability import lambda_entry
 from card_tokens.snapstart import register_hooks
+from card_tokens.wiring import published_jwks
 
 # A function of its own: the public route runs with no KMS grant and no private key.
-settings = jwks_settings()  # a missing variable fails the cold start, not the first verifier
+jwks_settings()  # a missing variable fails the cold start, not the first verifier
 register_hooks()  # SnapStart: what a restored environment resets (card_tokens/snapstart.py)
 app = create_app()
 JWKS_MAX_AGE_SECONDS = 300
@@ -23,17 +23,12 @@ JWKS_MAX_AGE_SECONDS = 300
 
 @app.get("/.well-known/jwks.json")
 def jwks() -> Response[str]:
-    document = published_jwks(settings.verification_keys_secret_id)
     return json_response(
-        200, document, {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
+        200, published_jwks(), {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}"}
     )
 
 
-# log_event=False: POWERTOOLS_LOGGER_LOG_EVENT=true must not log the event whole.
-@logger.inject_lambda_context(
-    correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False
-)
-@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+# POWERTOOLS_LOGGER_LOG_EVENT=true must not log the event whole (card_tokens.observability).
+@lambda_entry(correlation_path=correlation_paths.API_GATEWAY_REST, cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from card_tokens.aws import dynamodb_client, kms_client, secretsmanager_client
-from card_tokens.payments import sandbox_processor
-from card_tokens.signing_keys import forget_cached_keys
+from card_tokens.key_store import KEYS
+from card_tokens.wiring import payment_processor as sandbox_processor
 from tests.flows import (
     Invoke,
     body,
@@ -124,7 +124,7 @@ def test_dynamodb_failing_after_the_charge_is_503_and_the_same_request_finishes_
 
 
 def test_secrets_manager_down_with_a_cold_cache_is_503(issue: Invoke) -> None:
-    forget_cached_keys()
+    KEYS.reset()
     with failing(
         secretsmanager_client(), "GetSecretValue", client_error("InternalServiceError", 500)
     ):
@@ -145,10 +145,10 @@ def test_an_unusable_verification_keys_secret_makes_the_jwks_503(jwks: Invoke, s
     secret_id = stack.environment["VERIFICATION_KEYS_SECRET_ID"]
     good = secrets.get_secret_value(SecretId=secret_id)["SecretString"]
     secrets.put_secret_value(SecretId=secret_id, SecretString='{"not": "a key set"}')
-    forget_cached_keys()
+    KEYS.reset()
     try:
         # Then the JWKS route says the dependency is unavailable, not 500
         assert_503(jwks(load_event("jwks.json")))
     finally:
         secrets.put_secret_value(SecretId=secret_id, SecretString=good)
-        forget_cached_keys()
+        KEYS.reset()

@@ -72,11 +72,11 @@ from botocore.exceptions import ClientError
 
 from card_tokens.aws import dynamodb_client, kms_client, secretsmanager_client
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, issuer_settings
+from card_tokens.key_store import KEYS
 from card_tokens.payments import CLAIM_LEASE_SECONDS
 from card_tokens.processor import ProcessorOutcomeUnknown, SandboxProcessor
 from card_tokens.reconciliation import Reconciler
 from card_tokens.records import epoch_seconds
-from card_tokens.signing_keys import forget_cached_keys
 from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
 from local.intrinsics import ACCOUNT_ID, REGION
 from local.lambda_runtime import LambdaContext
@@ -322,12 +322,12 @@ def kms_fails(operation: str) -> Iterator[list[int]]:
 
 
 def issue_token_paths(fx: Functions) -> None:
-    forget_cached_keys()  # the signing key's first read: GetSecretValue
+    KEYS.reset()  # the signing key's first read: GetSecretValue
     fx.issue()  # GenerateDataKey, PutItem (ReturnValuesOnConditionCheckFailure)
 
 
 def process_payment_paths(fx: Functions) -> None:
-    forget_cached_keys()  # the verification keys' first read: GetSecretValue
+    KEYS.reset()  # the verification keys' first read: GetSecretValue
     # Approved without a key: claim (UpdateItem), Decrypt, the charge (ledger PutItem), the
     # finishing transaction (Put payment, Update token).
     paid = fx.issue()
@@ -403,7 +403,7 @@ def rotate_signing_key_paths(fx: Functions, stack: LocalStack) -> None:
 
 
 def publish_jwks_paths(fx: Functions) -> None:
-    forget_cached_keys()
+    KEYS.reset()
     response = fx.invoke("PublishJwksFunction", load_event("jwks.json"))
     assert response["statusCode"] == 200, response["body"]
     assert json.loads(response["body"])["keys"]
@@ -439,7 +439,7 @@ def run(stack: LocalStack) -> Run:
             publish_jwks_paths(fx)
             checkout_page_paths(fx)
         finally:
-            forget_cached_keys()  # the rotation changed the keys: nothing stale for others
+            KEYS.reset()  # the rotation changed the keys: nothing stale for others
     return Run(recorder.calls, recorder.invoked, recorder.strays)
 
 

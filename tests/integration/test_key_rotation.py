@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from card_tokens.aws import secretsmanager_client
 from card_tokens.config import RotationSettings, TokenSettings
 from card_tokens.key_rotation import SigningKeyRotation
-from card_tokens.signing_keys import forget_cached_keys
+from card_tokens.key_store import KEYS
 from local.provision import LocalStack
 from local.rotation import rotate
 from tests.flows import Invoke, body, load_event, new_token, payment_event, token_event
@@ -32,9 +32,9 @@ def no_cached_keys() -> Iterator[None]:
     The stack is the session's: a test that caches a key and then rotates would otherwise leave
     the next test (in any module) signing with a key one rotation old, or of another algorithm.
     """
-    forget_cached_keys()
+    KEYS.reset()
     yield
-    forget_cached_keys()
+    KEYS.reset()
 
 
 def rotation(stack: LocalStack, algorithm: str = "ES256") -> SigningKeyRotation:
@@ -82,7 +82,7 @@ def current_kid(stack: LocalStack) -> str:
 
 
 def published_kids(jwks: Invoke) -> list[str]:
-    forget_cached_keys()
+    KEYS.reset()
     return [key["kid"] for key in body(jwks(load_event("jwks.json")))["keys"]]
 
 
@@ -91,18 +91,18 @@ def test_a_token_issued_before_one_rotation_still_pays(
 ) -> None:
     token = new_token(issue)
     rotate(stack.environment["SIGNING_KEY_SECRET_ID"])
-    forget_cached_keys()  # as if every cache had expired
+    KEYS.reset()  # as if every cache had expired
     assert payments(payment_event(token))["statusCode"] == 201
 
 
 def test_after_two_more_rotations_the_old_key_is_no_longer_accepted(
     issue: Invoke, payments: Invoke, stack: LocalStack
 ) -> None:
-    forget_cached_keys()
+    KEYS.reset()
     token = new_token(issue)
     for _ in range(2):
         rotate(stack.environment["SIGNING_KEY_SECRET_ID"])
-    forget_cached_keys()
+    KEYS.reset()
     response = payments(payment_event(token))
     assert response["statusCode"] == 401
     assert body(response)["error"]["code"] == "invalid_token"
@@ -121,7 +121,7 @@ def test_the_jwks_lists_current_and_previous_keys_after_a_rotation(
 def test_every_step_can_run_twice_without_harm(
     issue: Invoke, payments: Invoke, jwks: Invoke, stack: LocalStack
 ) -> None:
-    forget_cached_keys()
+    KEYS.reset()
     token_before = new_token(issue)
     token = start_rotation(stack)
     steps = rotation(stack)
@@ -129,7 +129,7 @@ def test_every_step_can_run_twice_without_harm(
         steps.run(step, stack.environment["SIGNING_KEY_SECRET_ID"], token)
         steps.run(step, stack.environment["SIGNING_KEY_SECRET_ID"], token)
     finish_cleanup(stack, token)
-    forget_cached_keys()
+    KEYS.reset()
     assert len(published_kids(jwks)) == 2
     assert payments(payment_event(token_before))["statusCode"] == 201
     assert payments(payment_event(new_token(issue)))["statusCode"] == 201
@@ -174,7 +174,7 @@ def test_a_failed_step_leaves_the_previous_key_current_and_tokens_issuing(
         steps.run(step, secret_id, token)
     # The previous key is still current, and tokens still issue and pay.
     assert current_kid(stack) == kid_before
-    forget_cached_keys()
+    KEYS.reset()
     assert payments(payment_event(new_token(issue)))["statusCode"] == 201
     # Secrets Manager retries the rotation with the same token: it completes.
     for step in STEPS[STEPS.index(failing_step) :]:
@@ -192,7 +192,7 @@ def test_rs256_keys_rotate_in_and_their_tokens_pay(
     for step in STEPS:
         steps.run(step, secret_id, token)
     finish_cleanup(stack, token)
-    forget_cached_keys()
+    KEYS.reset()
     card_token = new_token(issue)
     header = json.loads(jwcrypto.common.base64url_decode(card_token.split(".")[0]))
     assert header["alg"] == "RS256"
@@ -204,7 +204,7 @@ def test_an_independent_jose_library_verifies_tokens_from_the_jwks_alone(
     issue: Invoke, jwks: Invoke, stack: LocalStack
 ) -> None:
     # Given only the public JWKS document, as any relying party would fetch it
-    forget_cached_keys()
+    KEYS.reset()
     document = jwks(load_event("jwks.json"))["body"]
     keyset = jwcrypto.jwk.JWKSet.from_json(document)
     token = body(issue(token_event()))["token"]

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from card_tokens.signing_keys import forget_cached_keys
+from card_tokens.key_store import KEYS
 from local.provision import LocalStack
 from local.rotation import rotate
 from tests.flows import (
@@ -60,7 +60,7 @@ def run_every_flow(issue: Invoke, payments: Invoke, jwks: Invoke, stack: LocalSt
     payments(get_event("pay_unknown"))
     jwks(load_event("jwks.json"))
     rotate(stack.environment["SIGNING_KEY_SECRET_ID"])
-    forget_cached_keys()  # the rotation changed the keys: nothing stale for other tests
+    KEYS.reset()  # the rotation changed the keys: nothing stale for other tests
     return secrets
 
 

@@ -24,9 +24,9 @@ import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 
 from card_tokens.aws import dynamodb_client, kms_client
-from card_tokens.payments import sandbox_processor
 from card_tokens.processor import ProcessorOutcomeUnknown, SandboxProcessor
 from card_tokens.records import payment_id_for
+from card_tokens.wiring import payment_processor as sandbox_processor
 from local.provision import LocalStack
 from tests.aws_faults import Fault, faults_on
 from tests.flows import (

@@ -41,6 +41,8 @@ from card_tokens.aws import dynamodb_client, kms_client
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, issuer_settings, payment_settings
 from card_tokens.errors import CardTokensError
 from card_tokens.issuing import Issuer
+from card_tokens.key_store import KEYS as key_store
+from card_tokens.kms_data_keys import KmsDataKeys
 from card_tokens.payments import CLAIM_LEASE_SECONDS, Cashier
 from card_tokens.processor import (
     ChargeResult,
@@ -51,8 +53,6 @@ from card_tokens.processor import (
 from card_tokens.reconciliation import Reconciler
 from card_tokens.records import epoch_seconds, payment_id_for
 from card_tokens.request_body import PaymentRequest
-from card_tokens.sealing import KmsDataKeys
-from card_tokens.signing_keys import current_signing_key, find_verification_key
 from card_tokens.stores import DynamoDBPaymentStates, DynamoDBTokenStore
 from card_tokens.tokens import verify_token
 from local.provision import LocalStack
@@ -218,7 +218,7 @@ class PaymentModel(RuleBasedStateMachine):
             settings=issuer_env,
             data_keys=KmsDataKeys(issuer_env.card_key_id),
             tokens=DynamoDBTokenStore(issuer_env.token_table),
-            signing_key=lambda: current_signing_key(issuer_env.signing_key_secret_id),
+            signing_key=lambda: key_store.current_signing_key(issuer_env.signing_key_secret_id),
             clock=lambda: self.now,
         )
         self.cashier = Cashier(
@@ -226,7 +226,9 @@ class PaymentModel(RuleBasedStateMachine):
             data_keys=KmsDataKeys(env.card_key_id),
             states=states,
             processor=self.processor,
-            find_key=lambda kid: find_verification_key(env.verification_keys_secret_id, kid),
+            find_key=lambda kid: key_store.find_verification_key(
+                env.verification_keys_secret_id, kid
+            ),
             clock=lambda: self.now,
         )
         self.reconciler = Reconciler(
@@ -341,7 +343,9 @@ class PaymentModel(RuleBasedStateMachine):
         env = payment_settings()
         claims = verify_token(
             issued["token"],
-            find_key=lambda kid: find_verification_key(env.verification_keys_secret_id, kid),
+            find_key=lambda kid: key_store.find_verification_key(
+                env.verification_keys_secret_id, kid
+            ),
             settings=env.token,
             now=self.now,
         )

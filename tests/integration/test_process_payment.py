@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from card_tokens.payments import sandbox_processor
+from card_tokens.wiring import payment_processor as sandbox_processor
 from local.provision import LocalStack
 from tests.flows import (
     Invoke,

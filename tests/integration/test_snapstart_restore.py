@@ -4,7 +4,8 @@ clients and freshly read keys."""
 
 from __future__ import annotations
 
-from card_tokens import aws, signing_keys, snapstart
+from card_tokens import aws, snapstart
+from card_tokens.key_store import KEYS
 from tests.flows import Invoke, body, load_event, new_token, payment_event
 
 
@@ -16,7 +17,7 @@ def test_a_container_serves_the_same_flows_after_a_snapshot_and_a_restore(
     assert paid["statusCode"] == 201, paid["body"]
     assert jwks(load_event("jwks.json"))["statusCode"] == 200
     clients = (aws.kms_client(), aws.dynamodb_client(), aws.secretsmanager_client())
-    provider = signing_keys._secrets()
+    provider = KEYS._secrets()
 
     # When Lambda snapshots it, then restores an environment from the snapshot
     snapstart.before_snapshot()
@@ -24,7 +25,7 @@ def test_a_container_serves_the_same_flows_after_a_snapshot_and_a_restore(
 
     # Then nothing of the old container's is cached any more
     assert aws.kms_client.cache_info().currsize == 0
-    assert signing_keys._secrets.cache_info().currsize == 0
+    assert KEYS.is_empty
     # and the same flows work: new clients, keys read again from Secrets Manager
     token = new_token(issue)
     paid = payments(payment_event(token))
@@ -34,5 +35,5 @@ def test_a_container_serves_the_same_flows_after_a_snapshot_and_a_restore(
     assert jwks(load_event("jwks.json"))["statusCode"] == 200
     rebuilt = (aws.kms_client(), aws.dynamodb_client(), aws.secretsmanager_client())
     assert all(new is not old for new, old in zip(rebuilt, clients, strict=True))
-    assert signing_keys._secrets() is not provider
-    assert signing_keys._secrets().client is aws.secretsmanager_client()
+    assert KEYS._secrets() is not provider
+    assert KEYS._secrets().client is aws.secretsmanager_client()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from card_tokens.payments import sandbox_processor
+from card_tokens.wiring import payment_processor as sandbox_processor
 from local.lambda_runtime import LambdaContext
 from tests.flows import payment_event, token_event
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from card_tokens.signing_keys import forget_cached_keys
+from card_tokens.key_store import KEYS
 from tests.flows import everything_written
 
 # Card numbers and CVV markers used anywhere in tests/security.
@@ -31,7 +31,7 @@ def _scan_output(
 ) -> Iterator[None]:
     """Fails the test if its output holds a card number, a CVV or a token."""
     # Forgeries are signed with the secret's current key: start from what the secret says now.
-    forget_cached_keys()
+    KEYS.reset()
     with everything_written(capsys, caplog) as outputs:
         yield
     out = "\n".join(outputs)

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from card_tokens.payments import sandbox_processor
+from card_tokens.wiring import payment_processor as sandbox_processor
 from local.provision import LocalStack
 from tests.flows import Invoke, body, new_token, payment_event
 

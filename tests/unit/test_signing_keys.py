@@ -89,6 +89,6 @@ def test_the_key_ring_finds_keys_by_kid_only() -> None:
     ring = VerificationKeyRing.from_jwks(
         {"keys": [signing_key().public_jwk(), signing_key("RS256").public_jwk()]}
     )
-    assert len(ring) == 2
     assert ring.get(signing_key().kid) is not None
+    assert ring.get(signing_key("RS256").kid) is not None
     assert ring.get("unknown") is None

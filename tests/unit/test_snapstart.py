@@ -27,9 +27,10 @@ import botocore.session
 import jwt
 import pytest
 
-from card_tokens import aws, sealing, signing_keys, snapstart, tokens
+from card_tokens import aws, sealing, snapstart, tokens
 from card_tokens.config import IssuerSettings, TokenSettings
 from card_tokens.issuing import Issuer
+from card_tokens.key_store import KEYS
 from card_tokens.records import TokenRecord
 from card_tokens.sealing import DataKey
 from card_tokens.signing_keys import VerificationKeyRing
@@ -100,7 +101,7 @@ def _forget_everything() -> None:
     # Directly, not through the hooks under test: a broken hook must not leak this test's
     # clients (built for this environment) into the next test.
     aws.forget_clients()
-    signing_keys.forget_secrets_provider()
+    KEYS.reset()
 
 
 @pytest.fixture
@@ -114,17 +115,14 @@ def python_random() -> Iterator[None]:
 def _fill_key_caches() -> Any:
     """What a container holds after serving requests: a provider with a cached secret, a
     parsed signing key, a key ring, an unknown-kid refresh time."""
-    provider = signing_keys._secrets()
+    provider = KEYS._secrets()
     provider.add_to_cache(key=("probe-secret", "json"), value={"kid": "k"}, max_age=300)
     key = signing_key()
-    signing_keys._signing_keys[key.kid] = key
-    signing_keys._rings["probe-secret"] = ({"keys": []}, VerificationKeyRing([]))
-    signing_keys._forced_at["probe-secret"] = time.monotonic()
+    KEYS._signing_keys[key.kid] = key
+    KEYS._rings["probe-secret"] = ({"keys": []}, VerificationKeyRing([]))
+    KEYS._forced_at["probe-secret"] = time.monotonic()
+    assert not KEYS.is_empty
     return provider
-
-
-def _key_caches_are_empty() -> bool:
-    return not (signing_keys._signing_keys or signing_keys._rings or signing_keys._forced_at)
 
 
 def _clients() -> tuple[Any, Any, Any]:
@@ -220,11 +218,11 @@ def test_after_restore_builds_new_clients_and_reads_the_keys_again(runtime: Modu
     # provider, built on the new Secrets Manager client
     new_clients = _clients()
     assert all(new is not old for new, old in zip(new_clients, old_clients, strict=True))
-    assert signing_keys._secrets() is not old_provider
-    assert signing_keys._secrets().client is aws.secretsmanager_client()
     # and no secret or key is cached: each is fetched again, its max-age from this clock on
+    assert KEYS.is_empty
     assert not old_provider.has_not_expired_in_cache(("probe-secret", "json"))
-    assert _key_caches_are_empty()
+    assert KEYS._secrets() is not old_provider
+    assert KEYS._secrets().client is aws.secretsmanager_client()
 
 
 @pytest.mark.usefixtures("environment")
@@ -258,8 +256,7 @@ def test_before_snapshot_leaves_no_client_credential_or_key_but_the_parsed_model
     # Then it holds no client (no connection, no credential) and no key or secret
     for client in (aws.kms_client, aws.dynamodb_client, aws.secretsmanager_client):
         assert client.cache_info().currsize == 0, client
-    assert signing_keys._secrets.cache_info().currsize == 0
-    assert _key_caches_are_empty()
+    assert KEYS.is_empty
     # and preparing it resolved no credential
     assert resolved == []
 

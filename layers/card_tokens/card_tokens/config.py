@@ -9,6 +9,7 @@ from functools import cache
 # RFC 8725 §3.10: keep tokens short-lived; the template refuses a longer lifetime too.
 MAX_TOKEN_LIFETIME_SECONDS = 3600
 CLOCK_LEEWAY_SECONDS = 30
+DEFAULT_PROCESSOR = "sandbox"
 
 
 class ConfigurationError(RuntimeError):
@@ -40,9 +41,15 @@ class TokenSettings:
 
 
 @dataclass(frozen=True)
-class IssuerSettings:
+class SealingSettings:
+    """What issuing and paying must agree on: the token's issuer and audience, the card key."""
+
     token: TokenSettings
     card_key_id: str
+
+
+@dataclass(frozen=True)
+class IssuerSettings(SealingSettings):
     token_table: str
     signing_key_secret_id: str
     token_lifetime_seconds: int
@@ -51,22 +58,25 @@ class IssuerSettings:
 
 
 @dataclass(frozen=True)
-class PaymentSettings:
-    token: TokenSettings
-    card_key_id: str
+class PaymentStoreSettings:
+    """What the cashier and the reconciler share: the payment tables and the processor."""
+
     token_table: str
     payment_table: str
     idempotency_table: str
-    verification_keys_secret_id: str
+    # PAYMENT_PROCESSOR names the processor adapter (card_tokens.wiring.PROCESSORS).
+    processor: str
     sandbox_ledger_table: str
 
 
 @dataclass(frozen=True)
-class ReconcilerSettings:
-    token_table: str
-    payment_table: str
-    idempotency_table: str
-    sandbox_ledger_table: str
+class PaymentSettings(PaymentStoreSettings, SealingSettings):
+    verification_keys_secret_id: str
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings(PaymentStoreSettings):
+    """The sweep needs nothing beyond the shared tables and processor."""
 
 
 @dataclass(frozen=True)
@@ -86,11 +96,14 @@ def _token_settings() -> TokenSettings:
     return TokenSettings(issuer=_required("TOKEN_ISSUER"), audience=_required("TOKEN_AUDIENCE"))
 
 
+def _sealing_settings() -> SealingSettings:
+    return SealingSettings(token=_token_settings(), card_key_id=_required("CARD_KEY_ID"))
+
+
 @cache
 def issuer_settings() -> IssuerSettings:
     return IssuerSettings(
-        token=_token_settings(),
-        card_key_id=_required("CARD_KEY_ID"),
+        **vars(_sealing_settings()),
         token_table=_required("TOKEN_TABLE_NAME"),
         signing_key_secret_id=_required("SIGNING_KEY_SECRET_ID"),
         token_lifetime_seconds=_int("TOKEN_LIFETIME_SECONDS", 60, MAX_TOKEN_LIFETIME_SECONDS),
@@ -108,27 +121,28 @@ def _cors_origins() -> frozenset[str]:
         raise ConfigurationError(str(error)) from None
 
 
-@cache
-def payment_settings() -> PaymentSettings:
-    return PaymentSettings(
-        token=_token_settings(),
-        card_key_id=_required("CARD_KEY_ID"),
+def _payment_store_settings() -> PaymentStoreSettings:
+    return PaymentStoreSettings(
         token_table=_required("TOKEN_TABLE_NAME"),
         payment_table=_required("PAYMENT_TABLE_NAME"),
         idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
-        verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
+        processor=os.environ.get("PAYMENT_PROCESSOR", "").strip() or DEFAULT_PROCESSOR,
         sandbox_ledger_table=_required("SANDBOX_LEDGER_TABLE_NAME"),
+    )
+
+
+@cache
+def payment_settings() -> PaymentSettings:
+    return PaymentSettings(
+        **vars(_sealing_settings()),
+        **vars(_payment_store_settings()),
+        verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
     )
 
 
 @cache
 def reconciler_settings() -> ReconcilerSettings:
-    return ReconcilerSettings(
-        token_table=_required("TOKEN_TABLE_NAME"),
-        payment_table=_required("PAYMENT_TABLE_NAME"),
-        idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
-        sandbox_ledger_table=_required("SANDBOX_LEDGER_TABLE_NAME"),
-    )
+    return ReconcilerSettings(**vars(_payment_store_settings()))
 
 
 @cache

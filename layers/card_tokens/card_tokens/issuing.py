@@ -5,17 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from card_tokens.cards import validate_card
-from card_tokens.config import IssuerSettings, issuer_settings
+from card_tokens.config import IssuerSettings
 from card_tokens.observability import count, logger
 from card_tokens.records import TokenRecord, epoch_seconds, iso_utc
 from card_tokens.request_body import TOKEN_REQUEST_FIELDS, reject_unknown_fields
-from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, seal_card
-from card_tokens.signing_keys import SigningKey, current_signing_key
-from card_tokens.stores import DynamoDBTokenStore, TokenStore
+from card_tokens.sealing import DataKeySource, encryption_context, seal_card
+from card_tokens.signing_keys import SigningKey
+from card_tokens.stores import TokenStore
 from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token
 
 # The AWS calls one issue makes, one after another, in the worst case (cold cache):
@@ -80,14 +79,3 @@ class Issuer:
                 "exp_year": card.exp_year,
             },
         }
-
-
-@cache
-def issuer() -> Issuer:
-    settings = issuer_settings()
-    return Issuer(
-        settings=settings,
-        data_keys=KmsDataKeys(settings.card_key_id),
-        tokens=DynamoDBTokenStore(settings.token_table),
-        signing_key=lambda: current_signing_key(settings.signing_key_secret_id),
-    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
+from typing import Any, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -45,3 +47,24 @@ def count(name: str, **dimensions: str) -> None:
 
 # A GET or a refused request adds no metric; that is expected, not worth a warning per container.
 warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+def lambda_entry[Handler: Callable[..., Any]](
+    *, correlation_path: str | None = None, cold_start_metric: bool = False
+) -> Callable[[Handler], Handler]:
+    """The observability every handler gets: a Lambda context in each log line (and the
+    correlation id at correlation_path), a traced invocation, the metrics flushed at its end.
+
+    Events carry card data or tokens, and answers carry tokens: the event is never logged
+    (log_event=False wins over POWERTOOLS_LOGGER_LOG_EVENT=true), and the tracer records
+    neither the response nor the error.
+    """
+
+    def decorate(handler: Handler) -> Handler:
+        traced = tracer.capture_lambda_handler(capture_response=False, capture_error=False)(
+            metrics.log_metrics(capture_cold_start_metric=cold_start_metric)(handler)
+        )
+        logged = logger.inject_lambda_context(correlation_id_path=correlation_path, log_event=False)
+        return cast(Handler, logged(traced))
+
+    return decorate

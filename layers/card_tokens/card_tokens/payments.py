@@ -12,11 +12,9 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import Any
 
 from card_tokens.aws import no_deadline, worst_case_call_seconds
-from card_tokens.config import PaymentSettings, payment_settings
+from card_tokens.config import PaymentSettings
 from card_tokens.errors import (
     CardTokensError,
     IdempotencyKeyReused,
@@ -33,17 +31,15 @@ from card_tokens.processor import (
     ProcessorFailure,
     ProcessorIdempotencyConflict,
     ProcessorOutcomeUnknown,
-    SandboxProcessor,
 )
 from card_tokens.records import PaymentRecord, epoch_seconds, payment_id_for
-from card_tokens.request_body import PaymentRequest, parse_payment_request
-from card_tokens.sealing import DataKeySource, KmsDataKeys, encryption_context, open_card
-from card_tokens.signing_keys import VerificationKey, find_verification_key
+from card_tokens.request_body import PaymentRequest
+from card_tokens.sealing import DataKeySource, encryption_context, open_card
+from card_tokens.signing_keys import VerificationKey
 from card_tokens.stores import (
     Answered,
     Claim,
     ClaimLapsed,
-    DynamoDBPaymentStates,
     IdempotencyKeyConflict,
     PaymentIntent,
     PaymentStates,
@@ -211,39 +207,3 @@ def _ensure_time(time_left: Callable[[], float], calls: int, error: CardTokensEr
     """Stop before a step whose worst case would outlive the function: answer, retry later."""
     if time_left() < calls * worst_case_call_seconds():
         raise error
-
-
-@cache
-def sandbox_processor() -> SandboxProcessor:
-    return SandboxProcessor(payment_settings().sandbox_ledger_table)
-
-
-@cache
-def cashier() -> Cashier:
-    settings = payment_settings()
-    return Cashier(
-        settings=settings,
-        data_keys=KmsDataKeys(settings.card_key_id),
-        states=DynamoDBPaymentStates(
-            token_table=settings.token_table,
-            payment_table=settings.payment_table,
-            idempotency_table=settings.idempotency_table,
-        ),
-        processor=sandbox_processor(),
-        find_key=lambda kid: find_verification_key(settings.verification_keys_secret_id, kid),
-    )
-
-
-def pay(
-    document: dict[str, Any],
-    idempotency_key: str | None,
-    time_left: Callable[[], float] = no_deadline,
-) -> dict[str, Any]:
-    """One payment for one token; a retry of the same request gets the same payment."""
-    request = parse_payment_request(document)  # a 400 is never stored as an answer
-    payment = cashier().pay(request, idempotency_key=idempotency_key, time_left=time_left)
-    return payment.to_response()
-
-
-def get_payment(payment_id: str) -> dict[str, Any]:
-    return cashier().get(payment_id).to_response()

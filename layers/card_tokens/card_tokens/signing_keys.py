@@ -1,35 +1,22 @@
-"""Signing keys: generation, RFC 7638 kids, public JWKs, and the keys from Secrets Manager."""
+"""Signing keys, pure: generation, PEM, RFC 7638 kids, public JWKs and the verification key ring.
+
+No I/O here: the keys are read from Secrets Manager by card_tokens.key_store."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.parameters.exceptions import (
-    GetParameterError,
-    TransformParameterError,
-)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from card_tokens.aws import secretsmanager_client
-from card_tokens.errors import ServiceUnavailable
-from card_tokens.observability import logger
+from card_tokens import b64url
 
 ALGORITHMS = ("ES256", "RS256")
 RSA_KEY_BITS = 3072
-# Secrets are cached for this long in each container (Powertools' own setting; 300 s unless
-# POWERTOOLS_PARAMETERS_MAX_AGE says otherwise, as the local stack does). Rotation keeps the
-# retiring key valid far longer than this plus the maximum token lifetime.
-SECRET_CACHE_SECONDS = int(os.environ.get("POWERTOOLS_PARAMETERS_MAX_AGE", "300"))
 _PUBLIC_MEMBERS = {
     "EC": ("kty", "crv", "x", "y"),
     "RSA": ("kty", "n", "e"),
@@ -43,24 +30,13 @@ class KeyMaterialError(ValueError):
     """A stored key is malformed. The message names what is wrong, never the key."""
 
 
-def _b64url_uint(value: int) -> str:
-    length = max(1, (value.bit_length() + 7) // 8)
-    return base64.urlsafe_b64encode(value.to_bytes(length, "big")).rstrip(b"=").decode("ascii")
-
-
-def _b64url_to_int(value: str) -> int:
-    padded = value + "=" * (-len(value) % 4)
-    return int.from_bytes(base64.urlsafe_b64decode(padded.encode("ascii")), "big")
-
-
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace."""
     members = _PUBLIC_MEMBERS.get(str(jwk.get("kty")))
     if members is None:
         raise KeyMaterialError("unsupported key type")
     canonical = json.dumps({name: jwk[name] for name in sorted(members)}, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url.encode(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
 def _public_members(public_key: PublicKey) -> dict[str, str]:
@@ -70,11 +46,15 @@ def _public_members(public_key: PublicKey) -> dict[str, str]:
         return {
             "kty": "EC",
             "crv": "P-256",
-            "x": base64.urlsafe_b64encode(numbers.x.to_bytes(size, "big")).rstrip(b"=").decode(),
-            "y": base64.urlsafe_b64encode(numbers.y.to_bytes(size, "big")).rstrip(b"=").decode(),
+            "x": b64url.encode_uint(numbers.x, size),
+            "y": b64url.encode_uint(numbers.y, size),
         }
     rsa_numbers = public_key.public_numbers()
-    return {"kty": "RSA", "n": _b64url_uint(rsa_numbers.n), "e": _b64url_uint(rsa_numbers.e)}
+    return {
+        "kty": "RSA",
+        "n": b64url.encode_uint(rsa_numbers.n),
+        "e": b64url.encode_uint(rsa_numbers.e),
+    }
 
 
 def public_jwk(public_key: PublicKey, alg: str) -> dict[str, str]:
@@ -157,11 +137,11 @@ def verification_key_from_jwk(jwk: Mapping[str, Any]) -> VerificationKey:
         public_key: PublicKey
         if jwk["kty"] == "EC" and jwk["crv"] == "P-256":
             public_key = ec.EllipticCurvePublicNumbers(
-                _b64url_to_int(jwk["x"]), _b64url_to_int(jwk["y"]), ec.SECP256R1()
+                b64url.decode_uint(jwk["x"]), b64url.decode_uint(jwk["y"]), ec.SECP256R1()
             ).public_key()
         elif jwk["kty"] == "RSA":
             public_key = rsa.RSAPublicNumbers(
-                _b64url_to_int(jwk["e"]), _b64url_to_int(jwk["n"])
+                b64url.decode_uint(jwk["e"]), b64url.decode_uint(jwk["n"])
             ).public_key()
         else:
             raise KeyMaterialError("unsupported verification key type")
@@ -184,9 +164,6 @@ class VerificationKeyRing:
     def get(self, kid: str) -> VerificationKey | None:
         return self._by_kid.get(kid)
 
-    def __len__(self) -> int:
-        return len(self._by_kid)
-
     @classmethod
     def from_jwks(cls, document: Mapping[str, Any]) -> VerificationKeyRing:
         keys = document.get("keys")
@@ -202,105 +179,3 @@ def public_jwks(document: Mapping[str, Any]) -> dict[str, list[dict[str, str]]]:
     if not isinstance(keys, list):
         raise KeyMaterialError("the verification-keys secret has no key list")
     return {"keys": [{k: jwk[k] for k in allowed if k in jwk} for jwk in keys]}
-
-
-def published_jwks(secret_id: str) -> dict[str, list[dict[str, str]]]:
-    """GET /.well-known/jwks.json: the public keys a verifier must accept now."""
-    try:
-        return public_jwks(fetch_secret_json(secret_id))
-    except KeyMaterialError:
-        logger.error("verification keys unusable", extra={"key_error": "no key list"})
-        raise ServiceUnavailable("secretsmanager") from None
-
-
-@cache
-def _secrets() -> SecretsProvider:
-    # One client per service for the whole container: same retries, timeouts and hooks.
-    return SecretsProvider(boto3_client=secretsmanager_client())
-
-
-def fetch_secret_json(secret_id: str, *, force_fetch: bool = False) -> dict[str, Any]:
-    """A JSON secret through Powertools' cache; an outage becomes ServiceUnavailable."""
-    try:
-        value = _secrets().get(
-            secret_id,
-            max_age=SECRET_CACHE_SECONDS,
-            transform="json",
-            force_fetch=force_fetch,
-            VersionStage="AWSCURRENT",
-        )
-    except (GetParameterError, TransformParameterError):
-        # The exception text can quote the secret's value: log its type only.
-        logger.warning("secret unavailable", extra={"secret_error": "fetch_or_parse_failed"})
-        raise ServiceUnavailable("secretsmanager") from None
-    if not isinstance(value, dict):
-        raise ServiceUnavailable("secretsmanager")
-    return value
-
-
-_signing_keys: dict[str, SigningKey] = {}
-
-
-def current_signing_key(secret_id: str) -> SigningKey:
-    """The AWSCURRENT signing key; parsed once per kid, not once per request."""
-    document = fetch_secret_json(secret_id)
-    kid = document.get("kid")
-    if isinstance(kid, str) and kid in _signing_keys:
-        return _signing_keys[kid]
-    try:
-        key = signing_key_from_secret(document)
-    except KeyMaterialError as error:
-        # Before the first rotation the secret holds no key: issuing is unavailable, not broken.
-        logger.error("no usable signing key", extra={"key_error": str(error)})
-        raise ServiceUnavailable("secretsmanager") from None
-    _signing_keys[key.kid] = key
-    return key
-
-
-_rings: dict[str, tuple[dict[str, Any], VerificationKeyRing]] = {}
-
-
-def verification_key_ring(secret_id: str, *, force_fetch: bool = False) -> VerificationKeyRing:
-    """The accepted public keys; rebuilt only when the secret's content changed."""
-    document = fetch_secret_json(secret_id, force_fetch=force_fetch)
-    cached = _rings.get(secret_id)
-    if cached is not None and cached[0] == document:
-        return cached[1]
-    try:
-        ring = VerificationKeyRing.from_jwks(document)
-    except KeyMaterialError as error:
-        logger.error("verification keys unusable", extra={"key_error": str(error)})
-        raise ServiceUnavailable("secretsmanager") from None
-    _rings[secret_id] = (document, ring)
-    return ring
-
-
-# An unknown kid may be a key published after this container cached the ring (a rotation just
-# happened): look again, but at most this often, so junk kids cannot hammer Secrets Manager.
-UNKNOWN_KID_REFRESH_SECONDS = 30
-_forced_at: dict[str, float] = {}
-
-
-def find_verification_key(secret_id: str, kid: str) -> VerificationKey | None:
-    key = verification_key_ring(secret_id).get(kid)
-    last = _forced_at.get(secret_id)
-    if key is None and (last is None or time.monotonic() - last > UNKNOWN_KID_REFRESH_SECONDS):
-        _forced_at[secret_id] = time.monotonic()
-        key = verification_key_ring(secret_id, force_fetch=True).get(kid)
-    return key
-
-
-def forget_cached_keys() -> None:
-    """Drop every cached key and secret, as if the cache lifetime had passed."""
-    if _secrets.cache_info().currsize:  # never build a provider (and its client) just to clear it
-        _secrets().clear_cache()  # type: ignore[no-untyped-call]
-    _signing_keys.clear()
-    _rings.clear()
-    _forced_at.clear()
-
-
-def forget_secrets_provider() -> None:
-    """Drop the cached keys and the provider itself, with the Secrets Manager client it holds;
-    the next fetch builds a new one on the current secretsmanager_client()."""
-    forget_cached_keys()
-    _secrets.cache_clear()

@@ -11,20 +11,21 @@ happens to it:
   resolved credentials belong to one environment. Dropped before the snapshot and after every
   restore; the next call builds new ones. botocore's parsed service models are read-only and
   kept: loaded before the snapshot, so a restored environment builds its clients quickly.
-- Secrets and keys (card_tokens.signing_keys): the Powertools SecretsProvider (which holds its
-  own Secrets Manager client) and its cached secret values with their max-age, the parsed
+- Secrets and keys (card_tokens.key_store.KEYS): the Powertools SecretsProvider (which holds
+  its own Secrets Manager client) and its cached secret values with their max-age, the parsed
   signing keys, the verification key rings, and the unknown-kid refresh times (time.monotonic,
-  meaningless in another environment). Dropped on both sides: no private key is ever written
-  into a snapshot, and each restored environment fetches the keys and anchors their cache
-  lifetime on its own clock.
+  meaningless in another environment). KEYS.reset() drops them on both sides: no private key
+  is ever written into a snapshot, and each restored environment fetches the keys and anchors
+  their cache lifetime on its own clock.
 - Python's `random`: the layer draws nothing from it, but botocore's retry jitter does, and
   copies of one snapshot would otherwise share one generator state and retry in lockstep.
   Re-seeded from os.urandom after every restore.
 
-Nothing else needs a reset: the settings come from the version's environment, the issuer,
-cashier and sandbox processor hold names and ARNs only (they fetch the current client on every
-call), and every jti, nonce, data key and attempt id is drawn per request from `secrets`,
-os.urandom or KMS, never at init (tests/unit/test_snapstart.py checks both).
+Nothing else needs a reset: the settings come from the version's environment, the use cases
+the composition root caches (card_tokens.wiring) hold names, ARNs and KEYS only (they fetch
+the current client on every call), and every jti, nonce, data key and attempt id is drawn per
+request from `secrets`, os.urandom or KMS, never at init (tests/unit/test_snapstart.py checks
+both).
 
 Each handler module calls register_hooks() at import. The hooks come from snapshot_restore_py,
 which the Lambda Python runtime provides: it is not a dependency of the layer, and where it is
@@ -36,7 +37,8 @@ from __future__ import annotations
 import importlib
 import random
 
-from card_tokens import aws, signing_keys
+from card_tokens import aws
+from card_tokens.key_store import KEYS
 
 RUNTIME_HOOKS_MODULE = "snapshot_restore_py"
 _registered: list[str] = []  # the runtime module the hooks went to: register once per process
@@ -44,7 +46,7 @@ _registered: list[str] = []  # the runtime module the hooks went to: register on
 
 def forget_environment_state() -> None:
     """Drop what belongs to one execution environment: AWS clients, secrets and keys."""
-    signing_keys.forget_secrets_provider()
+    KEYS.reset()
     aws.forget_clients()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import secrets
 from collections.abc import Callable
@@ -12,6 +10,7 @@ from typing import Any
 
 import jwt
 
+from card_tokens import b64url
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, TokenSettings
 from card_tokens.errors import InvalidToken
 from card_tokens.signing_keys import SigningKey, VerificationKey
@@ -52,7 +51,7 @@ class TokenClaims:
 
 def new_jti() -> str:
     """128 random bits (RFC 7519 §4.1.7 wants collisions negligible), base64url."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(16)).rstrip(b"=").decode("ascii")
+    return b64url.encode(secrets.token_bytes(16))
 
 
 def sign_token(
@@ -85,23 +84,20 @@ def sign_token(
         return token
     # ES256 signatures are r || s, 32 bytes each, big-endian (RFC 7518 §3.4).
     signing_input, signature_segment = token.rsplit(".", 1)
-    signature = base64.urlsafe_b64decode(signature_segment + "==")
+    signature = b64url.decode(signature_segment)
     s = int.from_bytes(signature[32:], "big")
     if s <= _P256_HALF_ORDER:
         return token
     low_s = signature[:32] + (P256_ORDER - s).to_bytes(32, "big")
-    return f"{signing_input}.{base64.urlsafe_b64encode(low_s).rstrip(b'=').decode('ascii')}"
+    return f"{signing_input}.{b64url.encode(low_s)}"
 
 
 def _b64url_decode_canonical(segment: str) -> bytes:
     """Strict base64url: also refuses non-zero trailing bits, so one token has one spelling."""
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        return b64url.decode_canonical(segment)
+    except ValueError:
         raise InvalidToken("malformed") from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
-        raise InvalidToken("malformed")
-    return raw
 
 
 def _is_low_s_es256(signature: bytes) -> bool:

@@ -1,0 +1,54 @@
+"""The composition root picks the processor by configuration, and refuses one it does not know."""
+
+from __future__ import annotations
+
+import pytest
+
+from card_tokens import config, wiring
+from card_tokens.config import ConfigurationError, PaymentStoreSettings
+from card_tokens.processor import SandboxProcessor
+
+STORE_ENVIRONMENT = {
+    "TOKEN_TABLE_NAME": "tokens",
+    "PAYMENT_TABLE_NAME": "payments",
+    "IDEMPOTENCY_TABLE_NAME": "idempotency",
+    "SANDBOX_LEDGER_TABLE_NAME": "ledger",
+}
+
+
+def store_settings(monkeypatch: pytest.MonkeyPatch, processor: str | None) -> PaymentStoreSettings:
+    for name, value in STORE_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    if processor is None:
+        monkeypatch.delenv("PAYMENT_PROCESSOR", raising=False)
+    else:
+        monkeypatch.setenv("PAYMENT_PROCESSOR", processor)
+    return config.reconciler_settings.__wrapped__()  # not the cached settings of another test
+
+
+@pytest.mark.parametrize("processor", [None, "", "sandbox"])
+def test_the_sandbox_is_the_default_processor(
+    monkeypatch: pytest.MonkeyPatch, processor: str | None
+) -> None:
+    settings = store_settings(monkeypatch, processor)
+    assert settings.processor == "sandbox"
+    built = wiring.processor_for(settings)
+    assert isinstance(built, SandboxProcessor)
+    assert built._table == "ledger"
+
+
+def test_an_unknown_processor_fails_with_the_names_it_knows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = store_settings(monkeypatch, "acme")
+    with pytest.raises(
+        ConfigurationError, match=r"PAYMENT_PROCESSOR must be one of sandbox, got 'acme'"
+    ):
+        wiring.processor_for(settings)
+
+
+def test_another_processor_plugs_in_through_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = store_settings(monkeypatch, "acme")
+    acme = SandboxProcessor("acme-ledger")
+    monkeypatch.setitem(wiring.PROCESSORS, "acme", lambda _: acme)
+    assert wiring.processor_for(settings) is acme
