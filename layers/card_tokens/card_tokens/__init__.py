@@ -1,1 +1,33 @@
-"""Card tokens: the shared layer behind issue_token, process_payment and the key rotation."""
+"""Card tokens: the shared layer behind issue_token, process_payment and the key rotation.
+
+Use cases on top (issuing, payments, reconciliation, key_rotation), built by one composition
+root (wiring); pure code at the bottom (the formats, the key maths, the rules); the AWS I/O in
+the adapters named below, and nowhere else (tests/unit/test_layering.py holds both lists true).
+"""
+
+# The only modules that import boto3, botocore or Powertools' parameters utility (which imports
+# boto3). processor.py also holds the PaymentProcessor port, beside its sandbox adapter.
+ADAPTERS = (
+    "aws",
+    "aws_errors",
+    "key_rotation",
+    "key_store",
+    "kms_data_keys",
+    "processor",
+    "stores",
+)
+# Importable with no AWS SDK at all: a verifier can take tokens and the formats without boto3.
+PURE = (
+    "b64url",
+    "cards",
+    "config",
+    "cors",
+    "errors",
+    "printable",
+    "records",
+    "request_body",
+    "sealing",
+    "signing_keys",
+    "strict_json",
+    "tokens",
+)
