@@ -12,7 +12,10 @@ def encode(data: bytes) -> str:
 
 def decode(text: str) -> bytes:
     """The bytes of unpadded (or padded) base64url; ValueError if it is not base64url."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))  # binascii.Error is one
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError:  # binascii.Error, or a character that is not ASCII
+        raise ValueError("not base64url") from None
 
 
 def decode_canonical(text: str) -> bytes:
