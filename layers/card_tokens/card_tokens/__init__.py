@@ -6,7 +6,8 @@ the adapters named below, and nowhere else (tests/unit/test_layering.py holds bo
 """
 
 # The only modules that import boto3, botocore or Powertools' parameters utility (which imports
-# boto3). processor.py also holds the PaymentProcessor port, beside its sandbox adapter.
+# boto3). processor.py also holds the PaymentProcessor port, beside its sandbox adapter, and
+# key_rotation.py is a use case that speaks Secrets Manager's rotation protocol itself.
 ADAPTERS = (
     "aws",
     "aws_errors",
