@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 LAYER = REPO_ROOT / "layers" / "card_tokens" / "card_tokens"
 # A path in a layout block: a word with a slash or a file extension (`functions/`, `api.py`).
 PATH_WORD = re.compile(
-    r"(?<![\w./-])(\.?[\w-]+(?:/[\w.-]*)*(?:/|\.(?:py|yaml|toml|md|txt)))(?=\s|$)"
+    r"(?<![\w./-])(\.?[\w-]+(?:/[\w.-]*)*(?:/|\.(?:py|yaml|toml|md|txt)))(?=[\s,;:)]|$)"
 )
 # Files that brief a team but are not shipped: a reader of the repository cannot follow them.
 OUTSIDE_DOCUMENTS = re.compile(r"\b(?:DESIGN|STYLE|ORIGIN)\.md\b|\.\./shared\b")
