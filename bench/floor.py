@@ -56,10 +56,10 @@ _CLAIM_LEASE_SECONDS = 60
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = P256_ORDER // 2
 
-# The payment's expressions, copied from card_tokens.stores (CLAIM_UPDATE and CLAIMABLE are its
-# _CLAIM_UPDATE and _CLAIMABLE; the others are written inline there). The smoke test checks the
-# two claim constants against the originals, and every request of a payment against the
-# handler's own requests in the same bench run.
+# The payment's expressions, copied from card_tokens.stores (each is its constant of the same
+# name with a leading underscore). tests/integration/test_bench_smoke.py checks every copy
+# against its original, and every request of a payment against the handler's own requests in
+# the same bench run.
 CLAIM_UPDATE = (
     "SET #status = :claimed, claim_attempt_id = :attempt, claim_fingerprint = :fingerprint, "
     "claim_amount = :amount, claim_currency = :currency, claim_reference = :reference, "
