@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import statistics
+import string
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,23 @@ COLD_LABELS = {
     "issue": "IssueTokenFunction (POST /tokens)",
     "pay": "ProcessPaymentFunction (POST /payments)",
 }
+
+
+# The report's fixed prose, in Markdown, by part (see its first lines).
+PROSE = Path(__file__).with_name("report.md.tmpl")
+_PART_MARKER = re.compile(r"^<!-- part: (\S+) -->$", re.MULTILINE)
+
+
+@functools.cache
+def _parts() -> dict[str, str]:
+    chunks = _PART_MARKER.split(PROSE.read_text(encoding="utf-8"))
+    return {name: text.strip("\n") for name, text in zip(chunks[1::2], chunks[2::2], strict=True)}
+
+
+def part(name: str, **figures: object) -> list[str]:
+    """One part of the prose, its $fields filled in; one list item per line, as the report's."""
+    # substitute, not safe_substitute: a field without its figure fails the run, not the report.
+    return string.Template(_parts()[name]).substitute(figures).split("\n")
 
 
 def _ms(value: float) -> str:
@@ -156,15 +176,7 @@ def warm_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "## 1. Warm latency: the handler against the floor",
         "",
-        f"{warm['iterations']} timed rounds after {warm['warmup']} warm-up rounds; every round "
-        "times each route once through the real handler (`lambda_handler(event, context)` with "
-        "an event from `events/`, Powertools resolver, logger, metrics) and once "
-        "through the floor (`bench/floor.py`: the same AWS calls and crypto primitives, made "
-        "directly), in alternating order; the keyed payment is then sent again as is (the "
-        "replay row: a client whose answer was lost). AWS is moto in-process (`mock_aws`), "
-        "set up as `tests/integration/conftest.py` does. Each side pays tokens the *other* "
-        "side issued, which proves the floor does the same work. Tracing is disabled (no "
-        "X-Ray daemon).",
+        *part("warm-intro", iterations=warm["iterations"], warmup=warm["warmup"]),
         "",
         "| route | handler median ms | handler p99 ms | floor median ms | floor p99 ms | "
         "handler / floor median | p99 ratio |",
@@ -178,9 +190,7 @@ def warm_lines(results: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Where the time goes (medians, ms): inside botocore API calls (serialising, signing, "
-        "moto's emulation) and the rest (parsing, checks, crypto, logging, metrics, framework). "
-        "The last column is what the handler spends outside AWS calls beyond the floor.",
+        *part("warm-split"),
         "",
         "| route | handler: AWS calls | handler: rest | floor: AWS calls | floor: rest | "
         "handler rest - floor rest |",
@@ -195,12 +205,7 @@ def warm_lines(results: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Most of every figure is moto: serialising, signing (SigV4) and emulating each AWS call "
-        "in-process costs about 1 ms (DynamoDB `TransactWriteItems` more, since moto deep-copies "
-        "the tables it touches; the bench empties the tables between rounds so that cost stays "
-        "flat). In AWS each call is a network round trip of several ms, so in production the "
-        "handler / floor ratio is closer to 1 than here; what the ratio bounds is the "
-        "framework's own time.",
+        *part("warm-moto"),
         "",
     ]
     return lines
@@ -212,11 +217,7 @@ def tutorial_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "## 2. Against the tutorial baseline",
         "",
-        "`bench/baseline_tutorial.py` is the tutorial this project started from, made runnable "
-        "with the fewest changes (base64 text for `meta_data`, parameters for the key and files): "
-        "RS256 with an RSA-2048 key read from `private.pem` and parsed on every token, KMS "
-        "`Encrypt` of the whole card JSON, and on the server `jwt.decode` (PEM parsed every "
-        "call) plus KMS `Decrypt`. It runs in the same rounds, on the same moto.",
+        *part("tutorial-intro"),
         "",
         "| ours | median ms | p99 ms | tutorial | median ms | p99 ms | ours / tutorial (median) |",
         "|---|---|---|---|---|---|---|",
@@ -230,16 +231,7 @@ def tutorial_lines(results: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Issuing is faster than the tutorial although it does more (card validation, a DynamoDB "
-        "record, a per-token data key): the tutorial's cost is reading and parsing an RSA "
-        "private key on every call (with its consistency check) and an RSA signature; ours "
-        "keeps the parsed ES256 key for the life of the container. Paying costs more than "
-        "the tutorial's `process_jwt` because it does what the tutorial does not: single use "
-        "(a conditional claim, in one transaction with the `Idempotency-Key` record when there "
-        "is one), a charge through the processor (the sandbox ledger's `PutItem`), and the "
-        "payment record written with the token's tombstone, data key destroyed (one "
-        "transaction). Each is a call the tutorial skips, and each closes one of its holes "
-        "(replay, CVV kept after authorization, double charge on retry).",
+        *part("tutorial-why"),
         "",
     ]
     return lines
@@ -250,20 +242,9 @@ def cold_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "## 3. Cold start",
         "",
-        f"Each sample is a fresh `python -I -S` process (`bench/cold_child.py`) that imports "
-        f"the handler from its function folder with the layer's package and dependencies on "
-        f"`sys.path` (dependencies: {cold['dependencies']}; nothing from the dev virtualenv), "
-        f"and serves its first request; the floor's process imports only what `bench/floor.py` "
-        f"needs (boto3, cryptography) and makes the same first calls, Secrets Manager included. "
-        f"AWS is a moto server on loopback. {cold['runs']} samples per cell, all kinds "
-        "interleaved; the time is measured inside the process from its first line to the "
-        "response (interpreter start-up is the same for both sides and is in the wall column).",
+        *part("cold-intro", dependencies=cold["dependencies"], runs=cold["runs"]),
         "",
-        "- **as built**: what a plain `sam build` produces. It unpacks wheels without bytecode "
-        "(`.aws-sam/build/CardTokensLayer` has no `.pyc`) and `/opt` is read-only, so every "
-        "cold start would compile every imported module of the layer from source.",
-        "- **precompiled**: what `make build` ships: the same files, compiled by "
-        "`compileall --invalidation-mode unchecked-hash` right after `sam build` (item 1 below).",
+        *part("cold-variants"),
         "",
         "| variant | function | handler import ms | handler first request ms | handler total ms | "
         "floor import ms | floor first request ms | floor total ms | handler / floor | "
@@ -280,9 +261,7 @@ def cold_lines(results: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Where the import time goes as built: one `-X importtime` run each, self time of the "
-        "imported modules summed by top-level package (ms; the profiler inflates them, so "
-        "compare them with each other only):",
+        *part("cold-profiles"),
         "",
     ]
     profiles = cold["import_profiles"]
@@ -310,8 +289,7 @@ def cold_lines(results: dict[str, Any]) -> list[str]:
     variants = list(steps)
     lines += [
         "",
-        "What each part of the handler's imports adds, in a fresh process that first imports "
-        "what the floor imports, then each step on top of the previous ones (median ms):",
+        *part("cold-steps"),
         "",
         "| step | " + " | ".join(v.replace("_", " ") for v in variants) + " |",
         "|---|" + "---|" * len(variants),
@@ -338,21 +316,7 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
     lines = [
         "## 4. AWS requests per warm call",
         "",
-        "Counted with botocore `before-parameter-build` hooks registered on the layer's clients "
-        "(`card_tokens.aws.kms_client()` etc., built once per container), on boto3's default "
-        "session, on the floor's and the tutorial's clients; a second, independent tally hooks "
-        "every botocore session created during the run (through botocore's built-in handlers, "
-        "as moto does), so a client the first tally missed would show as a difference. Each "
-        "cell is the call pattern of every timed call (the count of calls that made it). The "
-        "targets count the service's own calls: the processor's charge is listed apart. Here "
-        "the processor is the sandbox, whose ledger is a DynamoDB table "
-        "(`SANDBOX_LEDGER_TABLE_NAME`): its conditional `PutItem` stands in for the network "
-        "request to a real processor, which every payment makes whatever the service does.",
-        "",
-        "Same requests: once per route, untimed, every DynamoDB request of each side is recorded "
-        "without its values (operation, table, expressions, attribute names and types, "
-        "ReturnValues settings, transaction items) and the floor's must equal the handler's; "
-        "`tests/integration/test_bench_smoke.py` fails otherwise.",
+        *part("requests-intro"),
         "",
         "| route | target: service calls | handler: service calls | floor: service calls | "
         "handler: processor | floor: processor | same requests | both tallies agree |",
@@ -379,9 +343,7 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "Cold cache, for contrast (not timed): the first call of each function in a fresh "
-        "container, and the first call after the secret cache expired "
-        "(`forget_cached_keys()`, as after `SECRET_CACHE_SECONDS`):",
+        *part("requests-cold-cache"),
         "",
     ]
     for label, calls in (
@@ -395,49 +357,7 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
         lines.append(f"- {label}: {calls['service']}{processor}")
     lines += [
         "",
-        "**Issuing** makes 2 calls: `GenerateDataKey` (a fresh data key per token: it is what "
-        "lets a payment destroy one token's key) and `PutItem` (the token record holding that "
-        "encrypted key). The signing key comes from the Powertools cache: no Secrets Manager "
-        "call while it is warm.",
-        "",
-        "**Paying: at most 3 calls of the service without `Idempotency-Key`, 4 with it** (6 and "
-        "4 before this design), plus the processor's charge. Without a key:",
-        "1. `UpdateItem` on the token record: the conditional claim (single use) *before* the "
-        "data key is decrypted. It stores what the request asks (fingerprint, amount, currency, "
-        "reference) with a lease, and returns the encrypted data key (`ReturnValues=ALL_NEW`).",
-        "2. KMS `Decrypt` of the data key, with the encryption context.",
-        "3. `TransactWriteItems`: the payment record and the token's tombstone (data key "
-        "deleted, PCI DSS 3.3.1) in one atomic write, after the processor's charge (keyed on "
-        "the token's jti, so no attempt can charge twice).",
-        "",
-        "With a key:",
-        "1. `TransactWriteItems`: the key's record (in progress, bound to the request's "
-        "fingerprint) and the claim, together: neither is ever held without the other.",
-        "2. `GetItem` (consistent) of the token record: a transaction returns no item, and the "
-        "claim's encrypted data key is needed.",
-        "3. KMS `Decrypt`.",
-        "4. `TransactWriteItems`: payment record, tombstone and the key's stored answer, "
-        "atomically; again after the processor's charge.",
-        "",
-        "**A replay** (same key and body, its first answer lost) is 1 call: the claim's "
-        "transaction fails its condition on the key record, which comes back with the failure "
-        "(`ReturnValuesOnConditionCheckFailure`) holding the stored answer; no KMS call, no "
-        "charge.",
-        "",
-        "**Why Powertools' idempotency utility was replaced.** It kept its own record around the "
-        "handler, a conditional `PutItem` before and an `UpdateItem` with the response after: 2 "
-        "round trips per keyed payment beyond the payment's own, so a keyed payment made 6 "
-        "calls (now 4) and an unkeyed one 4 (now 3: the pending payment record written before "
-        "the charge is gone too; the claim holds what it held, the processor's ledger records "
-        "the charge, and the reconciler settles a charge whose request died before recording "
-        "it). Above all, its record could not take part in the claim's transaction or in the "
-        "one that records the payment: a payment could commit while the utility's record did "
-        "not, and a retry whose first answer was lost then found the token spent and no stored "
-        "answer, and got 409 instead of its payment. The key's record now shares both "
-        "transactions, so a retry with the same key finds either its answer or its own claim.",
-        "",
-        "Verification costs no call: the public keys come from the cache. "
-        "`GET /payments/{payment_id}` is one consistent `GetItem`.",
+        *part("requests-explained"),
         "",
     ]
     return lines
@@ -513,10 +433,7 @@ def signing_lines(results: dict[str, Any]) -> list[str]:
         f"| token length (bytes) | {es['token_bytes']} | | {rs['token_bytes']} | | "
         f"{rs['token_bytes'] / es['token_bytes']:.2f} |",
         "",
-        "Signing happens on every POST /tokens, verification on every POST /payments. ES256 "
-        "signs an order of magnitude faster, makes shorter tokens and rotates in milliseconds; "
-        "RS256 verifies somewhat faster, which does not make up for its signing cost on the "
-        "issuing path. Hence ES256 as the default.",
+        *part("signing-why"),
         "",
     ]
     return lines
@@ -555,9 +472,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     figure, axes = plt.subplots(2, 3, figsize=(18, 10))
     figure.suptitle(f"card-tokens bench — {results['meta']['date']} — {results['meta']['commit']}")
+    _warm_panel(axes[0][0], results)
+    _tutorial_panel(axes[0][1], results)
+    _cold_panel(axes[0][2], results)
+    _calls_panel(axes[1][0], results)
+    _package_panel(axes[1][1], results)
+    _signing_panel(axes[1][2], results)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
 
-    # Warm latency per route.
-    ax = axes[0][0]
+
+def _warm_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Warm latency per route, handler beside floor."""
     rows = warm_rows(results["warm"])
     labels = [_short(r["route"]) for r in rows]
     x = range(len(rows))
@@ -584,8 +511,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Warm latency, moto in-process (handler/floor target ≤ {WARM_TARGET})")
     ax.legend(fontsize=8)
 
-    # Against the tutorial.
-    ax = axes[0][1]
+
+def _tutorial_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Ours against the tutorial baseline."""
     series = results["warm"]["series"]
     names = [ISSUE, TUTORIAL_ISSUE, PAY, PAY_NO_KEY, TUTORIAL_PAY]
     colors = ["tab:blue", "tab:orange", "tab:blue", "tab:blue", "tab:orange"]
@@ -607,8 +535,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("ms (bar: median, dash: p99)")
     ax.set_title("Ours (blue) against the tutorial baseline (orange)")
 
-    # Cold start.
-    ax = axes[0][2]
+
+def _cold_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Cold starts: import and first request, as built and with bytecode."""
     crow = cold_rows(results["cold"])
     labels = []
     position = 0.0
@@ -637,8 +566,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("ms (solid: import, light: first request)")
     ax.set_title(f"Cold start, medians (handler/floor target ≤ {COLD_TARGET})")
 
-    # AWS calls per warm call.
-    ax = axes[1][0]
+
+def _calls_panel(ax: Any, results: dict[str, Any]) -> None:
+    """AWS calls per warm request, the processor's hatched on top."""
+    series = results["warm"]["series"]
     operations: dict[str, list[int]] = {}
     routes = [*ROUTES, TUTORIAL_ISSUE, TUTORIAL_PAY]
     for index, route in enumerate(routes):
@@ -669,8 +600,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_title("AWS calls per warm request (processor hatched)")
     ax.legend(fontsize=7)
 
-    # Package size.
-    ax = axes[1][1]
+
+def _package_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Package size after sam build, against each budget."""
     package = results["package"]
     if "skipped" in package:
         ax.text(
@@ -694,8 +626,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
 
-    # ES256 against RS256.
-    ax = axes[1][2]
+
+def _signing_panel(ax: Any, results: dict[str, Any]) -> None:
+    """ES256 against RS256, per operation."""
     algorithms = results["signing"]["algorithms"]
     operations_names = ["sign_token", "verify_token", "raw_sign", "raw_verify"]
     for offset, alg, color in ((-0.2, "ES256", "tab:blue"), (0.2, "RS256", "tab:red")):
@@ -711,7 +644,3 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("µs, median (log)")
     ax.set_title(f"ES256 (P-256) vs RS256 (RSA-{results['signing']['rsa_bits']})")
     ax.legend()
-
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)

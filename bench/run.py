@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shlex
-import string
 import subprocess
 import sys
 import tempfile
@@ -84,14 +83,12 @@ def _cold(runs: int, deps: str, parallel: int) -> dict[str, Any]:
         return result
 
 
-# Section 7's prose; its figures come from gap_figures().
-GAPS_TEMPLATE = Path(__file__).with_name("gaps.md.tmpl")
 _XRAY_STEP = "aws_xray_sdk.core (Tracer's provider)"
 _LAYER_STEP = "card_tokens (the layer's own modules)"
 
 
 def gap_figures(results: dict[str, Any]) -> dict[str, str]:
-    """This run's numbers that section 7 quotes, formatted, by the template's field names."""
+    """This run's numbers that section 7 (the "gaps" part of report.md.tmpl) quotes, formatted."""
     from bench.report import COLD_TARGET, cold_rows
     from bench.warm import ISSUE, ROUTES
 
@@ -132,9 +129,9 @@ def gap_figures(results: dict[str, Any]) -> dict[str, str]:
 
 def proposals(results: dict[str, Any]) -> list[str]:
     """Gaps against the targets and what would close them, with this run's numbers."""
-    template = string.Template(GAPS_TEMPLATE.read_text(encoding="utf-8"))
-    # substitute, not safe_substitute: a field the figures lack fails the run, not the report.
-    return template.substitute(gap_figures(results)).split("\n")
+    from bench.report import part
+
+    return [*part("gaps", **gap_figures(results)), ""]
 
 
 def main(argv: list[str] | None = None) -> int:
