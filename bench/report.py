@@ -171,100 +171,105 @@ def _only(patterns: dict[str, int]) -> str:
     return max(patterns, key=lambda pattern: _total_calls(pattern))
 
 
+def _section(*blocks: list[str]) -> list[str]:
+    """Blocks (a heading, a paragraph, a table), each followed by a blank line, as Markdown
+    needs them."""
+    return [line for block in blocks for line in (*block, "")]
+
+
+def _table(header: str, rows: list[str]) -> list[str]:
+    """A Markdown table: its header row, the separator for as many columns, its rows."""
+    return [header, "|" + "---|" * (header.count("|") - 1), *rows]
+
+
 def warm_lines(results: dict[str, Any]) -> list[str]:
     warm = results["warm"]
-    lines = [
-        "## 1. Warm latency: the handler against the floor",
-        "",
-        *part("warm-intro", iterations=warm["iterations"], warmup=warm["warmup"]),
-        "",
-        "| route | handler median ms | handler p99 ms | floor median ms | floor p99 ms | "
-        "handler / floor median | p99 ratio |",
-        "|---|---|---|---|---|---|---|",
+    latency = [
+        f"| {row['route']} | {_ms(row['handler']['median_ms'])} | "
+        f"{_ms(row['handler']['p99_ms'])} | {_ms(row['floor']['median_ms'])} | "
+        f"{_ms(row['floor']['p99_ms'])} | **{row['ratio']:.2f}** | {row['ratio_p99']:.2f} |"
+        for row in warm_rows(warm)
     ]
-    for row in warm_rows(warm):
-        lines.append(
-            f"| {row['route']} | {_ms(row['handler']['median_ms'])} | "
-            f"{_ms(row['handler']['p99_ms'])} | {_ms(row['floor']['median_ms'])} | "
-            f"{_ms(row['floor']['p99_ms'])} | **{row['ratio']:.2f}** | {row['ratio_p99']:.2f} |"
-        )
-    lines += [
-        "",
-        *part("warm-split"),
-        "",
-        "| route | handler: AWS calls | handler: rest | floor: AWS calls | floor: rest | "
-        "handler rest - floor rest |",
-        "|---|---|---|---|---|---|",
-    ]
+    split = []
     for route in ROUTES:
         handler, floor = warm["series"][route], warm["series"][f"floor {route}"]
-        lines.append(
+        split.append(
             f"| {route} | {handler['aws']['median_ms']:.2f} | {handler['rest']['median_ms']:.2f} | "
             f"{floor['aws']['median_ms']:.2f} | {floor['rest']['median_ms']:.2f} | "
             f"{handler['rest']['median_ms'] - floor['rest']['median_ms']:.2f} |"
         )
-    lines += [
-        "",
-        *part("warm-moto"),
-        "",
-    ]
-    return lines
+    return _section(
+        ["## 1. Warm latency: the handler against the floor"],
+        part("warm-intro", iterations=warm["iterations"], warmup=warm["warmup"]),
+        _table(
+            "| route | handler median ms | handler p99 ms | floor median ms | floor p99 ms | "
+            "handler / floor median | p99 ratio |",
+            latency,
+        ),
+        part("warm-split"),
+        _table(
+            "| route | handler: AWS calls | handler: rest | floor: AWS calls | floor: rest | "
+            "handler rest - floor rest |",
+            split,
+        ),
+        part("warm-moto"),
+    )
 
 
 def tutorial_lines(results: dict[str, Any]) -> list[str]:
     series = results["warm"]["series"]
-    pairs = [(ISSUE, TUTORIAL_ISSUE), (PAY, TUTORIAL_PAY), (PAY_NO_KEY, TUTORIAL_PAY)]
-    lines = [
-        "## 2. Against the tutorial baseline",
-        "",
-        *part("tutorial-intro"),
-        "",
-        "| ours | median ms | p99 ms | tutorial | median ms | p99 ms | ours / tutorial (median) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for ours, theirs in pairs:
+    rows = []
+    for ours, theirs in [(ISSUE, TUTORIAL_ISSUE), (PAY, TUTORIAL_PAY), (PAY_NO_KEY, TUTORIAL_PAY)]:
         a, b = series[ours]["summary"], series[theirs]["summary"]
-        lines.append(
+        rows.append(
             f"| {ours} | {_ms(a['median_ms'])} | {_ms(a['p99_ms'])} | {theirs} | "
             f"{_ms(b['median_ms'])} | {_ms(b['p99_ms'])} | "
             f"**{a['median_ms'] / b['median_ms']:.2f}** |"
         )
-    lines += [
-        "",
-        *part("tutorial-why"),
-        "",
-    ]
-    return lines
+    return _section(
+        ["## 2. Against the tutorial baseline"],
+        part("tutorial-intro"),
+        _table(
+            "| ours | median ms | p99 ms | tutorial | median ms | p99 ms | "
+            "ours / tutorial (median) |",
+            rows,
+        ),
+        part("tutorial-why"),
+    )
 
 
 def cold_lines(results: dict[str, Any]) -> list[str]:
     cold = results["cold"]
-    lines = [
-        "## 3. Cold start",
-        "",
-        *part("cold-intro", dependencies=cold["dependencies"], runs=cold["runs"]),
-        "",
-        *part("cold-variants"),
-        "",
-        "| variant | function | handler import ms | handler first request ms | handler total ms | "
-        "floor import ms | floor first request ms | floor total ms | handler / floor | "
-        "wall ms handler / floor |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for row in cold_rows(cold):
         h, f = row["handler"], row["floor"]
-        lines.append(
+        rows.append(
             f"| {row['variant'].replace('_', ' ')} | {COLD_LABELS[row['route']]} | "
             f"{h['import_ms']:.0f} | {h['first_ms']:.0f} | {h['total_ms']:.0f} | "
             f"{f['import_ms']:.0f} | {f['first_ms']:.0f} | {f['total_ms']:.0f} | "
             f"**{row['ratio']:.2f}** | {h['wall_ms']:.0f} / {f['wall_ms']:.0f} |"
         )
-    lines += [
-        "",
-        *part("cold-profiles"),
-        "",
-    ]
-    profiles = cold["import_profiles"]
+    return _section(
+        ["## 3. Cold start"],
+        part("cold-intro", dependencies=cold["dependencies"], runs=cold["runs"]),
+        part("cold-variants"),
+        _table(
+            "| variant | function | handler import ms | handler first request ms | "
+            "handler total ms | floor import ms | floor first request ms | floor total ms | "
+            "handler / floor | wall ms handler / floor |",
+            rows,
+        ),
+        part("cold-profiles"),
+        _import_profile_lines(cold["import_profiles"]),
+        part("cold-steps"),
+        _import_step_lines(cold["import_steps"]),
+    )
+
+
+def _import_profile_lines(profiles: dict[str, Any]) -> list[str]:
+    """Per variant and kind: the import self time by top-level package, and the handler's
+    packages the floor does not import."""
+    lines = []
     for variant, kinds in profiles.items():
         floor_packages = kinds.get("floor:issue", {}).get("packages", {})
         for kind in ("handler:issue", "handler:pay", "floor:issue"):
@@ -285,43 +290,60 @@ def cold_lines(results: dict[str, Any]) -> list[str]:
                     f"{name} {ms:.0f}" for name, ms in extra
                 )
             lines.append(line)
-    steps = cold["import_steps"]
+    return lines
+
+
+def _import_step_lines(steps: dict[str, dict[str, float]]) -> list[str]:
+    """The marginal import costs as a table: one row per step, one column per variant; then
+    the sum of all steps but the floor's own imports."""
     variants = list(steps)
-    lines += [
-        "",
-        *part("cold-steps"),
-        "",
-        "| step | " + " | ".join(v.replace("_", " ") for v in variants) + " |",
-        "|---|" + "---|" * len(variants),
-    ]
-    for label in steps[variants[0]]:
-        lines.append(
-            f"| {label} | " + " | ".join(f"{steps[v][label]:.0f}" for v in variants) + " |"
-        )
     handler_extra = {
         v: sum(ms for label, ms in steps[v].items() if not label.startswith("floor"))
         for v in variants
     }
-    lines.append(
+    rows = [
+        f"| {label} | " + " | ".join(f"{steps[v][label]:.0f}" for v in variants) + " |"
+        for label in steps[variants[0]]
+    ]
+    rows.append(
         "| all but the floor's imports | "
         + " | ".join(f"{handler_extra[v]:.0f}" for v in variants)
         + " |"
     )
-    return [*lines, ""]
+    return _table("| step | " + " | ".join(v.replace("_", " ") for v in variants) + " |", rows)
 
 
 def requests_lines(results: dict[str, Any]) -> list[str]:
     warm = results["warm"]
+    return _section(
+        ["## 4. AWS requests per warm call"],
+        part("requests-intro"),
+        _table(
+            "| route | target: service calls | handler: service calls | floor: service calls | "
+            "handler: processor | floor: processor | same requests | both tallies agree |",
+            _request_rows(warm),
+        ),
+        part("requests-cold-cache"),
+        [
+            f"- {label}: {calls['service']}"
+            + ("" if calls["processor"] == "none" else f"; processor: {calls['processor']}")
+            for label, calls in (
+                *((f"first {route}", c) for route, c in warm["first_call"].items()),
+                *(
+                    (f"{route} after the cache expired", c)
+                    for route, c in warm["after_cache_expiry"].items()
+                ),
+            )
+        ],
+        part("requests-explained"),
+    )
+
+
+def _request_rows(warm: dict[str, Any]) -> list[str]:
+    """Per route: the target, each side's calls, whether both sides' requests and both
+    tallies agree; then the tutorial's calls."""
     shapes = warm["requests"]
-    lines = [
-        "## 4. AWS requests per warm call",
-        "",
-        *part("requests-intro"),
-        "",
-        "| route | target: service calls | handler: service calls | floor: service calls | "
-        "handler: processor | floor: processor | same requests | both tallies agree |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for route in ROUTES:
         handler = warm["series"][route]
         floor = warm["series"][f"floor {route}"]
@@ -331,36 +353,17 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
         )
         same = route in shapes and shapes[route]["handler"] == shapes[route]["floor"]
         before = f" (was {CALLS_BEFORE[route]})" if route in CALLS_BEFORE else ""
-        lines.append(
+        rows.append(
             f"| {route} | ≤ {MAX_CALLS[route]}{before} | {_patterns(handler['calls'])} | "
             f"{_patterns(floor['calls'])} | {_patterns(handler['processor_calls'])} | "
             f"{_patterns(floor['processor_calls'])} | {'yes' if same else '**no**'} | "
             f"{'yes' if agree else '**no**'} |"
         )
     for name in (TUTORIAL_ISSUE, TUTORIAL_PAY):
-        lines.append(
+        rows.append(
             f"| {name} | — | {_patterns(warm['series'][name]['calls'])} | — | — | — | — | — |"
         )
-    lines += [
-        "",
-        *part("requests-cold-cache"),
-        "",
-    ]
-    for label, calls in (
-        *((f"first {route}", c) for route, c in warm["first_call"].items()),
-        *(
-            (f"{route} after the cache expired", c)
-            for route, c in warm["after_cache_expiry"].items()
-        ),
-    ):
-        processor = "" if calls["processor"] == "none" else f"; processor: {calls['processor']}"
-        lines.append(f"- {label}: {calls['service']}{processor}")
-    lines += [
-        "",
-        *part("requests-explained"),
-        "",
-    ]
-    return lines
+    return rows
 
 
 def _patterns(patterns: dict[str, int]) -> str:
