@@ -177,6 +177,19 @@ def _section(*blocks: list[str]) -> list[str]:
     return [line for block in blocks for line in (*block, "")]
 
 
+def _row(*cells: object) -> str:
+    """One row of a Markdown table."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+# A cell pair per side: the median, then the 99th percentile.
+PERCENTILES = ("median_ms", "p99_ms")
+# The service's own calls, then the processor's.
+CALL_KINDS = ("calls", "processor_calls")
+# A cold start's parts, in the report's column order.
+COLD_PARTS = ("import_ms", "first_ms", "total_ms")
+
+
 def _table(header: str, rows: list[str]) -> list[str]:
     """A Markdown table: its header row, the separator for as many columns, its rows."""
     return [header, "|" + "---|" * (header.count("|") - 1), *rows]
@@ -185,19 +198,19 @@ def _table(header: str, rows: list[str]) -> list[str]:
 def warm_lines(results: dict[str, Any]) -> list[str]:
     warm = results["warm"]
     latency = [
-        f"| {row['route']} | {_ms(row['handler']['median_ms'])} | "
-        f"{_ms(row['handler']['p99_ms'])} | {_ms(row['floor']['median_ms'])} | "
-        f"{_ms(row['floor']['p99_ms'])} | **{row['ratio']:.2f}** | {row['ratio_p99']:.2f} |"
+        _row(
+            row["route"],
+            *(_ms(row[side][figure]) for side in ("handler", "floor") for figure in PERCENTILES),
+            f"**{row['ratio']:.2f}**",
+            f"{row['ratio_p99']:.2f}",
+        )
         for row in warm_rows(warm)
     ]
     split = []
     for route in ROUTES:
         handler, floor = warm["series"][route], warm["series"][f"floor {route}"]
-        split.append(
-            f"| {route} | {handler['aws']['median_ms']:.2f} | {handler['rest']['median_ms']:.2f} | "
-            f"{floor['aws']['median_ms']:.2f} | {floor['rest']['median_ms']:.2f} | "
-            f"{handler['rest']['median_ms'] - floor['rest']['median_ms']:.2f} |"
-        )
+        medians = [side[part]["median_ms"] for side in (handler, floor) for part in ("aws", "rest")]
+        split.append(_row(route, *(f"{ms:.2f}" for ms in (*medians, medians[1] - medians[3]))))
     return _section(
         ["## 1. Warm latency: the handler against the floor"],
         part("warm-intro", iterations=warm["iterations"], warmup=warm["warmup"]),
@@ -222,9 +235,13 @@ def tutorial_lines(results: dict[str, Any]) -> list[str]:
     for ours, theirs in [(ISSUE, TUTORIAL_ISSUE), (PAY, TUTORIAL_PAY), (PAY_NO_KEY, TUTORIAL_PAY)]:
         a, b = series[ours]["summary"], series[theirs]["summary"]
         rows.append(
-            f"| {ours} | {_ms(a['median_ms'])} | {_ms(a['p99_ms'])} | {theirs} | "
-            f"{_ms(b['median_ms'])} | {_ms(b['p99_ms'])} | "
-            f"**{a['median_ms'] / b['median_ms']:.2f}** |"
+            _row(
+                ours,
+                *(_ms(a[figure]) for figure in PERCENTILES),
+                theirs,
+                *(_ms(b[figure]) for figure in PERCENTILES),
+                f"**{a['median_ms'] / b['median_ms']:.2f}**",
+            )
         )
     return _section(
         ["## 2. Against the tutorial baseline"],
@@ -244,10 +261,13 @@ def cold_lines(results: dict[str, Any]) -> list[str]:
     for row in cold_rows(cold):
         h, f = row["handler"], row["floor"]
         rows.append(
-            f"| {row['variant'].replace('_', ' ')} | {COLD_LABELS[row['route']]} | "
-            f"{h['import_ms']:.0f} | {h['first_ms']:.0f} | {h['total_ms']:.0f} | "
-            f"{f['import_ms']:.0f} | {f['first_ms']:.0f} | {f['total_ms']:.0f} | "
-            f"**{row['ratio']:.2f}** | {h['wall_ms']:.0f} / {f['wall_ms']:.0f} |"
+            _row(
+                row["variant"].replace("_", " "),
+                COLD_LABELS[row["route"]],
+                *(f"{side[part]:.0f}" for side in (h, f) for part in COLD_PARTS),
+                f"**{row['ratio']:.2f}**",
+                f"{h['wall_ms']:.0f} / {f['wall_ms']:.0f}",
+            )
         )
     return _section(
         ["## 3. Cold start"],
@@ -354,15 +374,15 @@ def _request_rows(warm: dict[str, Any]) -> list[str]:
         same = route in shapes and shapes[route]["handler"] == shapes[route]["floor"]
         before = f" (was {CALLS_BEFORE[route]})" if route in CALLS_BEFORE else ""
         rows.append(
-            f"| {route} | ≤ {MAX_CALLS[route]}{before} | {_patterns(handler['calls'])} | "
-            f"{_patterns(floor['calls'])} | {_patterns(handler['processor_calls'])} | "
-            f"{_patterns(floor['processor_calls'])} | {'yes' if same else '**no**'} | "
-            f"{'yes' if agree else '**no**'} |"
+            _row(
+                route,
+                f"≤ {MAX_CALLS[route]}{before}",
+                *(_patterns(side[kind]) for kind in CALL_KINDS for side in (handler, floor)),
+                *("yes" if ok else "**no**" for ok in (same, agree)),
+            )
         )
     for name in (TUTORIAL_ISSUE, TUTORIAL_PAY):
-        rows.append(
-            f"| {name} | — | {_patterns(warm['series'][name]['calls'])} | — | — | — | — | — |"
-        )
+        rows.append(_row(name, "—", _patterns(warm["series"][name]["calls"]), *["—"] * 5))
     return rows
 
 
