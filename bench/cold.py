@@ -257,6 +257,37 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, endpoint: str, aws_env: dict[str, str]) -> dict[str, Any]:
+    stack_environment, issue_function = _provision(aws_env)
+    events = _events()
+    deps, deps_note = layer_dependencies(args.deps)
+    # Tokens for every payment child (and the discarded first runs), minted by the real handler.
+    needed = 2 * len(VARIANTS) * (args.runs + 2) + 4
+    tokens = [_mint(issue_function, events) for _ in range(needed)]
+    with tempfile.TemporaryDirectory(prefix="card-tokens-cold-") as scratch:
+        children = Children(
+            Path(scratch), deps, events, tokens, {**stack_environment, **aws_env}, args.parallel
+        )
+        # Discarded first runs: they fill the bytecode cache of the precompiled variant and the
+        # machine's file cache for both, so no variant pays for being first.
+        children.batch(
+            [(v, children.spec(side, route), []) for side, route in KINDS for v in VARIANTS]
+        )
+        profiles = _import_profiles(children)
+        import_steps = _import_steps(children, 3 if args.runs >= 3 else 1)
+        samples = _samples(children, args.runs)
+    return {
+        "runs": args.runs,
+        "dependencies": deps_note,
+        "endpoint": "moto server over loopback HTTP",
+        "samples": samples,
+        "import_profiles": profiles,
+        "import_steps": import_steps,
+    }
+
+
+def _provision(aws_env: dict[str, str]) -> tuple[dict[str, str], Any]:
+    """The stack on the moto server, with a first signing key: its functions' environment, and
+    the issuing function (loaded here, to mint the payments' tokens)."""
     from local.cfn import load_template
     from local.lambda_runtime import functions_from_template, put_layers_on_path
     from local.provision import provision_stack
@@ -272,111 +303,113 @@ def _run(args: argparse.Namespace, endpoint: str, aws_env: dict[str, str]) -> di
         stack.environment["SIGNING_KEY_SECRET_ID"],
         functions["RotateSigningKeyFunction"].invoke,
     )
-    events = _events()
-    deps, deps_note = layer_dependencies(args.deps)
-    runs_per_variant = args.runs
-    # Tokens for every payment child (and the discarded first runs), minted by the real handler.
-    needed = 2 * len(VARIANTS) * (runs_per_variant + 2) + 4
-    tokens = [_mint(functions["IssueTokenFunction"], events) for _ in range(needed)]
+    return stack.environment, functions["IssueTokenFunction"]
 
-    env = {
-        name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TMPDIR") if name in os.environ
+
+Job = tuple[str, dict[str, Any], list[str]]  # (variant, the child's spec, interpreter flags)
+
+
+class Children:
+    """Child processes over copies of the sources: what each one gets and how they are run."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        deps: Path,
+        events: dict[str, dict[str, Any]],
+        tokens: list[str],
+        stack_environment: dict[str, str],
+        parallel: int,
+    ) -> None:
+        self.roots = source_copies(workdir)
+        self.pycache = workdir / "pycache"
+        self.deps, self.events, self.tokens, self.parallel = deps, events, tokens, parallel
+        self.function_environment = {**stack_environment, "AWS_LAMBDA_FUNCTION_NAME": "bench-cold"}
+        self.env = {
+            name: os.environ[name]
+            for name in ("PATH", "HOME", "LANG", "TMPDIR")
+            if name in os.environ
+        }
+        self.env.update(self.function_environment)
+        self.env["POWERTOOLS_TRACE_DISABLED"] = "true"
+
+    def paths(self, side: str, route: str) -> list[str]:
+        return child_paths(side, route, self.roots, self.deps)
+
+    def spec(self, side: str, route: str) -> dict[str, Any]:
+        if route == "issue":
+            event = self.events["issue"]
+        else:
+            event = _payment_event(self.events, self.tokens.pop())
+        return {
+            "side": side,
+            "route": route,
+            "paths": self.paths(side, route),
+            "event": event,
+            "function_name": f"{STACK_NAME}-{FUNCTIONS[route]}",
+            "environment": self.function_environment,
+        }
+
+    def batch(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        """Run children one at a time (the figures), or a few at once (a smoke run)."""
+
+        def one(job: Job) -> dict[str, Any]:
+            variant, spec, extra = job
+            return run_child(interpreter_flags(variant, self.pycache), spec, self.env, extra)
+
+        if self.parallel <= 1:
+            return [one(job) for job in jobs]
+        with ThreadPoolExecutor(max_workers=self.parallel) as pool:
+            return list(pool.map(one, jobs))
+
+
+def _import_profiles(children: Children) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Where the import time goes (one run each, not used for the ratios)."""
+    profiles: dict[str, dict[str, dict[str, dict[str, float]]]] = {"as_built": {}}
+    profiled = [("as_built", s, r) for s, r in KINDS if s == "handler" or r == "issue"]
+    results = children.batch(
+        [(v, children.spec(s, r), ["-X", "importtime"]) for v, s, r in profiled]
+    )
+    for (variant, side, route), result in zip(profiled, results, strict=True):
+        profiles[variant][f"{side}:{route}"] = import_profile(result["stderr"])
+    return profiles
+
+
+def _import_steps(children: Children, runs: int) -> dict[str, dict[str, float]]:
+    """Marginal import costs, a few runs per variant: medians, ms."""
+    spec = {
+        "side": "parts",
+        "route": "issue",
+        "paths": children.paths("handler", "issue"),
+        "steps": IMPORT_STEPS,
     }
-    env.update(stack.environment)
-    env.update(aws_env)
-    env["AWS_LAMBDA_FUNCTION_NAME"] = "bench-cold"
-    env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    jobs: list[Job] = [(variant, spec, []) for _ in range(runs) for variant in VARIANTS]
+    steps: dict[str, dict[str, list[float]]] = {v: {} for v in VARIANTS}
+    for (variant, _, _), result in zip(jobs, children.batch(jobs), strict=True):
+        for label, seconds in result["parts"]:
+            steps[variant].setdefault(label, []).append(seconds * 1000)
+    return {
+        variant: {label: statistics.median(ms) for label, ms in by_label.items()}
+        for variant, by_label in steps.items()
+    }
 
+
+def _samples(children: Children, runs: int) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The figures: every kind in every variant, `runs` times."""
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {
         variant: {f"{side}:{route}": [] for side, route in KINDS} for variant in VARIANTS
     }
-    profiles: dict[str, dict[str, dict[str, dict[str, float]]]] = {"as_built": {}}
-    import_steps: dict[str, dict[str, list[float]]] = {v: {} for v in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="card-tokens-cold-") as scratch:
-        workdir = Path(scratch)
-        roots = source_copies(workdir)
-        pycache = workdir / "pycache"
-
-        def spec(side: str, route: str) -> dict[str, Any]:
-            event = events["issue"] if route == "issue" else _payment_event(events, tokens.pop())
-            return {
-                "side": side,
-                "route": route,
-                "paths": child_paths(side, route, roots, deps),
-                "event": event,
-                "function_name": f"{STACK_NAME}-{FUNCTIONS[route]}",
-                "environment": {
-                    **stack.environment,
-                    **aws_env,
-                    "AWS_LAMBDA_FUNCTION_NAME": "bench-cold",
-                },
-            }
-
-        def batch(jobs: list[tuple[str, dict[str, Any], list[str]]]) -> list[dict[str, Any]]:
-            """Run children one at a time (the figures), or a few at once (a smoke run)."""
-            if args.parallel <= 1:
-                return [run_child(interpreter_flags(v, pycache), sp, env, ex) for v, sp, ex in jobs]
-            with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-                return list(
-                    pool.map(
-                        lambda job: run_child(
-                            interpreter_flags(job[0], pycache), job[1], env, job[2]
-                        ),
-                        jobs,
-                    )
-                )
-
-        # Discarded first runs: they fill the bytecode cache of the precompiled variant and the
-        # machine's file cache for both, so no variant pays for being first.
-        batch([(v, spec(side, route), []) for side, route in KINDS for v in VARIANTS])
-        # Where the import time goes (one run each, not used for the ratios).
-        profiled = [("as_built", s, r) for s, r in KINDS if s == "handler" or r == "issue"]
-        for (variant, side, route), result in zip(
-            profiled,
-            batch([(v, spec(s, r), ["-X", "importtime"]) for v, s, r in profiled]),
-            strict=True,
-        ):
-            profiles[variant][f"{side}:{route}"] = import_profile(result["stderr"])
-        # Marginal import costs, a few runs per variant, medians.
-        part_runs = 3 if runs_per_variant >= 3 else 1
-        part_jobs = [
-            (
-                variant,
-                {
-                    "side": "parts",
-                    "route": "issue",
-                    "paths": child_paths("handler", "issue", roots, deps),
-                    "steps": IMPORT_STEPS,
-                },
-                [],
-            )
-            for _ in range(part_runs)
-            for variant in VARIANTS
-        ]
-        for (variant, _, _), result in zip(part_jobs, batch(part_jobs), strict=True):
-            for label, seconds in result["parts"]:
-                import_steps[variant].setdefault(label, []).append(seconds * 1000)
-        for run in range(runs_per_variant):
-            # Interleaved, with the order rotating each run, so drift on a shared machine
-            # lands on every kind alike.
-            order = [(variant, kind) for variant in VARIANTS for kind in KINDS]
-            shift = run % len(order)
-            order = order[shift:] + order[:shift]
-            results = batch([(variant, spec(side, route), []) for variant, (side, route) in order])
-            for (variant, (side, route)), result in zip(order, results, strict=True):
-                result.pop("stderr")
-                samples[variant][f"{side}:{route}"].append(result)
-    return {
-        "runs": runs_per_variant,
-        "dependencies": deps_note,
-        "endpoint": "moto server over loopback HTTP",
-        "samples": samples,
-        "import_profiles": profiles,
-        "import_steps": {
-            variant: {label: statistics.median(ms) for label, ms in steps.items()}
-            for variant, steps in import_steps.items()
-        },
-    }
+    for run in range(runs):
+        # Interleaved, with the order rotating each run, so drift on a shared machine
+        # lands on every kind alike.
+        order = [(variant, kind) for variant in VARIANTS for kind in KINDS]
+        shift = run % len(order)
+        order = order[shift:] + order[:shift]
+        jobs: list[Job] = [(v, children.spec(side, route), []) for v, (side, route) in order]
+        for (variant, (side, route)), result in zip(order, children.batch(jobs), strict=True):
+            result.pop("stderr")
+            samples[variant][f"{side}:{route}"].append(result)
+    return samples
 
 
 def _events() -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ import os
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -56,10 +57,10 @@ _CLAIM_LEASE_SECONDS = 60
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_ORDER = P256_ORDER // 2
 
-# The payment's expressions, copied from card_tokens.stores (CLAIM_UPDATE and CLAIMABLE are its
-# _CLAIM_UPDATE and _CLAIMABLE; the others are written inline there). The smoke test checks the
-# two claim constants against the originals, and every request of a payment against the
-# handler's own requests in the same bench run.
+# The payment's expressions, copied from card_tokens.stores (each is its constant of the same
+# name with a leading underscore). tests/integration/test_bench_smoke.py checks every copy
+# against its original, and every request of a payment against the handler's own requests in
+# the same bench run.
 CLAIM_UPDATE = (
     "SET #status = :claimed, claim_attempt_id = :attempt, claim_fingerprint = :fingerprint, "
     "claim_amount = :amount, claim_currency = :currency, claim_reference = :reference, "
@@ -252,6 +253,28 @@ def _public_key(jwk: dict[str, str]) -> Any:
     return rsa.RSAPublicNumbers(number("e"), number("n")).public_key()
 
 
+@dataclass(frozen=True)
+class _Intent:
+    """One payment request, checked: the token's claims and what the requests are keyed on."""
+
+    claims: dict[str, Any]
+    jti: str
+    amount: int
+    currency: str
+    reference: str | None
+    fingerprint: str
+    key_id: str | None
+    attempt_id: str
+    now: int
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The payment stored with an Idempotency-Key, answered again without a charge."""
+
+    document: dict[str, Any]
+
+
 class FloorCashier:
     """POST /payments and GET /payments/{id}: the layer's DynamoDB and KMS calls, in order.
 
@@ -294,6 +317,28 @@ class FloorCashier:
         TransactWriteItems (payment + tombstone + the key's answer). A replay of the same key
         and body: the first TransactWriteItems fails its condition and returns the answer.
         """
+        intent = self._intent(event)
+        claimed = self._claim(intent)
+        if isinstance(claimed, _Answer):
+            return _response(201, claimed.document)
+        card = self._card(intent, claimed)
+        self._charge(intent, card)
+        del card
+        payment = {
+            "payment_id": _payment_id(intent.jti),
+            "status": "approved",
+            "amount": intent.amount,
+            "currency": intent.currency,
+            "reference": intent.reference,
+            "brand": claimed["brand"]["S"],
+            "last4": claimed["last4"]["S"],
+            "decline_code": None,
+            "created_at": _iso(intent.now),
+        }
+        self._finish(intent, payment)
+        return _response(201, _response_document(payment))
+
+    def _intent(self, event: dict[str, Any]) -> _Intent:
         request = json.loads(event["body"])
         # Payload 1.0 keeps the client's casing of header names.
         idempotency_key = next(
@@ -302,13 +347,8 @@ class FloorCashier:
         )
         now = int(time.time())
         claims = self.verify(request["token"], now)
-        dynamodb = self.clients.get("dynamodb")
-        jti = claims["jti"]
-        amount, currency, reference = (
-            request["amount"],
-            request["currency"],
-            request.get("reference"),
-        )
+        jti, amount, currency = claims["jti"], request["amount"], request["currency"]
+        reference = request.get("reference")
         fingerprint = hashlib.sha256(
             json.dumps(
                 {"jti": jti, "amount": amount, "currency": currency, "reference": reference},
@@ -319,157 +359,174 @@ class FloorCashier:
         key_id = None
         if idempotency_key is not None:
             key_id = "payments#" + hashlib.sha256(idempotency_key.encode("ascii")).hexdigest()
-        attempt_id = uuid.uuid4().hex
-        claim: dict[str, Any] = {
-            "TableName": self.env["TOKEN_TABLE_NAME"],
-            "Key": {"jti": {"S": jti}},
-            "UpdateExpression": CLAIM_UPDATE,
-            "ConditionExpression": CLAIMABLE,
-            "ExpressionAttributeNames": {"#status": "status"},
+        return _Intent(
+            claims, jti, amount, currency, reference, fingerprint, key_id, uuid.uuid4().hex, now
+        )
+
+    def _claim(self, intent: _Intent) -> dict[str, Any] | _Answer:
+        """The claimed token record, or the answer stored with the Idempotency-Key."""
+        dynamodb = self.clients.get("dynamodb")
+        claim = self._token_update(
+            intent.jti,
+            update=CLAIM_UPDATE,
+            condition=CLAIMABLE,
+            values={
+                ":claimed": "claimed",
+                ":issued": "issued",
+                ":attempt": intent.attempt_id,
+                ":attempts": {"SS": [intent.attempt_id]},
+                ":fingerprint": intent.fingerprint,
+                ":amount": intent.amount,
+                ":currency": intent.currency,
+                ":reference": intent.reference,
+                ":key_id": intent.key_id,
+                ":now": intent.now,
+                ":lease_end": intent.now + _CLAIM_LEASE_SECONDS,
+            },
+        )
+        if intent.key_id is None:
+            token: dict[str, Any] = dynamodb.update_item(**claim, ReturnValues="ALL_NEW")[
+                "Attributes"
+            ]
+            return token
+        try:
+            dynamodb.transact_write_items(
+                TransactItems=[{"Put": self._key_in_progress(intent)}, {"Update": claim}],
+                ClientRequestToken=_request_token(intent.attempt_id, "claim"),
+            )
+        except ClientError as error:
+            return _Answer(_stored_answer(error, intent.fingerprint))
+        token = dynamodb.get_item(
+            TableName=self.env["TOKEN_TABLE_NAME"],
+            Key={"jti": {"S": intent.jti}},
+            ConsistentRead=True,
+            ReturnConsumedCapacity="TOTAL",
+        )["Item"]
+        if token["claim_attempt_id"]["S"] != intent.attempt_id:
+            raise RuntimeError("the floor's claim was taken over")
+        return token
+
+    def _key_in_progress(self, intent: _Intent) -> dict[str, Any]:
+        return {
+            "TableName": self.env["IDEMPOTENCY_TABLE_NAME"],
+            "Item": _item(
+                {
+                    "id": intent.key_id,
+                    "fingerprint": intent.fingerprint,
+                    "jti": intent.jti,
+                    "attempt_id": intent.attempt_id,
+                    "progress": "in_progress",
+                    "expiration": intent.now + _IDEMPOTENCY_SECONDS,
+                }
+            ),
+            "ConditionExpression": KEY_CLAIMABLE,
             "ExpressionAttributeValues": _item(
                 {
-                    ":claimed": "claimed",
-                    ":issued": "issued",
-                    ":attempt": attempt_id,
-                    ":attempts": {"SS": [attempt_id]},
-                    ":fingerprint": fingerprint,
-                    ":amount": amount,
-                    ":currency": currency,
-                    ":reference": reference,
-                    ":key_id": key_id,
-                    ":now": now,
-                    ":lease_end": now + _CLAIM_LEASE_SECONDS,
+                    ":now": intent.now,
+                    ":fingerprint": intent.fingerprint,
+                    ":in_progress": "in_progress",
                 }
             ),
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        if key_id is None:
-            token = dynamodb.update_item(**claim, ReturnValues="ALL_NEW")["Attributes"]
-        else:
-            key_in_progress = {
-                "TableName": self.env["IDEMPOTENCY_TABLE_NAME"],
-                "Item": _item(
-                    {
-                        "id": key_id,
-                        "fingerprint": fingerprint,
-                        "jti": jti,
-                        "attempt_id": attempt_id,
-                        "progress": "in_progress",
-                        "expiration": now + _IDEMPOTENCY_SECONDS,
-                    }
-                ),
-                "ConditionExpression": KEY_CLAIMABLE,
-                "ExpressionAttributeValues": _item(
-                    {":now": now, ":fingerprint": fingerprint, ":in_progress": "in_progress"}
-                ),
-                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-            }
-            try:
-                dynamodb.transact_write_items(
-                    TransactItems=[{"Put": key_in_progress}, {"Update": claim}],
-                    ClientRequestToken=_request_token(attempt_id, "claim"),
-                )
-            except ClientError as error:
-                return _response(201, _stored_answer(error, fingerprint))
-            token = dynamodb.get_item(
-                TableName=self.env["TOKEN_TABLE_NAME"],
-                Key={"jti": {"S": jti}},
-                ConsistentRead=True,
-                ReturnConsumedCapacity="TOTAL",
-            )["Item"]
-            if token["claim_attempt_id"]["S"] != attempt_id:
-                raise RuntimeError("the floor's claim was taken over")
-        context = _context(jti, self.env["TOKEN_AUDIENCE"])
+
+    def _token_update(
+        self, jti: str, *, update: str, condition: str, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A conditional update of the token record (its claim, its tombstone)."""
+        return {
+            "TableName": self.env["TOKEN_TABLE_NAME"],
+            "Key": {"jti": {"S": jti}},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _item(values),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def _card(self, intent: _Intent, token: dict[str, Any]) -> dict[str, Any]:
+        """The sealed card: KMS Decrypt of the token's data key, then AES-GCM."""
+        context = _context(intent.jti, self.env["TOKEN_AUDIENCE"])
         data_key = self.clients.get("kms").decrypt(
             CiphertextBlob=token["encrypted_data_key"]["B"],
             KeyId=self.env["CARD_KEY_ID"],
             EncryptionContext=context,
         )["Plaintext"]
-        blob = _unb64(claims["meta_data"])
-        card = json.loads(AESGCM(data_key).decrypt(blob[1:13], blob[13:], _aad(context)))
-        # The processor: the sandbox's charge is one conditional PutItem on its ledger (keyed on
-        # the jti); the bench's card is one the sandbox approves.
-        dynamodb.put_item(
+        blob = _unb64(intent.claims["meta_data"])
+        card: dict[str, Any] = json.loads(
+            AESGCM(data_key).decrypt(blob[1:13], blob[13:], _aad(context))
+        )
+        return card
+
+    def _charge(self, intent: _Intent, card: dict[str, Any]) -> None:
+        """The sandbox's charge: one conditional PutItem on its ledger, keyed on the jti (the
+        bench's card is one the sandbox approves)."""
+        self.clients.get("dynamodb").put_item(
             TableName=self.env["SANDBOX_LEDGER_TABLE_NAME"],
             Item=_item(
                 {
-                    "idempotency_key": jti,
+                    "idempotency_key": intent.jti,
                     "brand": card["brand"],
                     "last4": card["pan"][-4:],
                     "outcome": "approved",
-                    "processor_reference": f"sandbox_{jti}",
-                    "amount": amount,
-                    "currency": currency,
+                    "processor_reference": f"sandbox_{intent.jti}",
+                    "amount": intent.amount,
+                    "currency": intent.currency,
                 }
             ),
             ConditionExpression=LEDGER_NEW,
             ReturnValuesOnConditionCheckFailure="ALL_OLD",
         )
-        del card
-        payment_id = _payment_id(jti)
-        payment = {
-            "payment_id": payment_id,
-            "status": "approved",
-            "amount": amount,
-            "currency": currency,
-            "reference": reference,
-            "brand": token["brand"]["S"],
-            "last4": token["last4"]["S"],
-            "decline_code": None,
-            "created_at": _iso(now),
-        }
+
+    def _finish(self, intent: _Intent, payment: dict[str, Any]) -> None:
+        """One transaction: the payment record, the token's tombstone, the key's answer."""
         items: list[dict[str, Any]] = [
             {
                 "Put": {
                     "TableName": self.env["PAYMENT_TABLE_NAME"],
-                    "Item": _item({**payment, "jti": jti, "fingerprint": fingerprint}),
+                    "Item": _item(
+                        {**payment, "jti": intent.jti, "fingerprint": intent.fingerprint}
+                    ),
                     "ConditionExpression": "attribute_not_exists(payment_id)",
                     "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 }
             },
             {
-                "Update": {
-                    "TableName": self.env["TOKEN_TABLE_NAME"],
-                    "Key": {"jti": {"S": jti}},
-                    "UpdateExpression": TOMBSTONE_UPDATE,
-                    "ConditionExpression": TOMBSTONE_CONDITION,
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": _item(
-                        {
-                            ":used": "used",
-                            ":payment_id": payment_id,
-                            ":claimed": "claimed",
-                            ":fp": fingerprint,
-                        }
-                    ),
-                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                }
+                "Update": self._token_update(
+                    intent.jti,
+                    update=TOMBSTONE_UPDATE,
+                    condition=TOMBSTONE_CONDITION,
+                    values={
+                        ":used": "used",
+                        ":payment_id": payment["payment_id"],
+                        ":claimed": "claimed",
+                        ":fp": intent.fingerprint,
+                    },
+                )
             },
         ]
-        if key_id is not None:
-            answer = json.dumps(payment, separators=(",", ":"), sort_keys=True)
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.env["IDEMPOTENCY_TABLE_NAME"],
-                        "Key": {"id": {"S": key_id}},
-                        "UpdateExpression": KEY_ANSWER_UPDATE,
-                        "ExpressionAttributeValues": _item(
-                            {
-                                ":fingerprint": fingerprint,
-                                ":jti": jti,
-                                ":completed": "completed",
-                                ":answer": answer,
-                                ":expiration": now + _IDEMPOTENCY_SECONDS,
-                            }
-                        ),
-                    }
-                }
-            )
-        dynamodb.transact_write_items(
-            TransactItems=items, ClientRequestToken=_request_token(attempt_id, "finish")
+        if intent.key_id is not None:
+            items.append({"Update": self._key_answer(intent, payment)})
+        self.clients.get("dynamodb").transact_write_items(
+            TransactItems=items, ClientRequestToken=_request_token(intent.attempt_id, "finish")
         )
-        return _response(201, _response_document(payment))
+
+    def _key_answer(self, intent: _Intent, payment: dict[str, Any]) -> dict[str, Any]:
+        answer = json.dumps(payment, separators=(",", ":"), sort_keys=True)
+        return {
+            "TableName": self.env["IDEMPOTENCY_TABLE_NAME"],
+            "Key": {"id": {"S": str(intent.key_id)}},
+            "UpdateExpression": KEY_ANSWER_UPDATE,
+            "ExpressionAttributeValues": _item(
+                {
+                    ":fingerprint": intent.fingerprint,
+                    ":jti": intent.jti,
+                    ":completed": "completed",
+                    ":answer": answer,
+                    ":expiration": intent.now + _IDEMPOTENCY_SECONDS,
+                }
+            ),
+        }
 
     def get(self, event: dict[str, Any]) -> dict[str, Any]:
         payment_id = event["pathParameters"]["payment_id"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import statistics
+import string
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,23 @@ COLD_LABELS = {
     "issue": "IssueTokenFunction (POST /tokens)",
     "pay": "ProcessPaymentFunction (POST /payments)",
 }
+
+
+# The report's fixed prose, in Markdown, by part (see its first lines).
+PROSE = Path(__file__).with_name("report.md.tmpl")
+_PART_MARKER = re.compile(r"^<!-- part: (\S+) -->$", re.MULTILINE)
+
+
+@functools.cache
+def _parts() -> dict[str, str]:
+    chunks = _PART_MARKER.split(PROSE.read_text(encoding="utf-8"))
+    return {name: text.strip("\n") for name, text in zip(chunks[1::2], chunks[2::2], strict=True)}
+
+
+def part(name: str, **figures: object) -> list[str]:
+    """One part of the prose, its $fields filled in; one list item per line, as the report's."""
+    # substitute, not safe_substitute: a field without its figure fails the run, not the report.
+    return string.Template(_parts()[name]).substitute(figures).split("\n")
 
 
 def _ms(value: float) -> str:
@@ -151,141 +171,125 @@ def _only(patterns: dict[str, int]) -> str:
     return max(patterns, key=lambda pattern: _total_calls(pattern))
 
 
+def _section(*blocks: list[str]) -> list[str]:
+    """Blocks (a heading, a paragraph, a table), each followed by a blank line, as Markdown
+    needs them."""
+    return [line for block in blocks for line in (*block, "")]
+
+
+def _row(*cells: object) -> str:
+    """One row of a Markdown table."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
+
+
+# A cell pair per side: the median, then the 99th percentile.
+PERCENTILES = ("median_ms", "p99_ms")
+# The service's own calls, then the processor's.
+CALL_KINDS = ("calls", "processor_calls")
+# A cold start's parts, in the report's column order.
+COLD_PARTS = ("import_ms", "first_ms", "total_ms")
+
+
+def _table(header: str, rows: list[str]) -> list[str]:
+    """A Markdown table: its header row, the separator for as many columns, its rows."""
+    return [header, "|" + "---|" * (header.count("|") - 1), *rows]
+
+
 def warm_lines(results: dict[str, Any]) -> list[str]:
     warm = results["warm"]
-    lines = [
-        "## 1. Warm latency: the handler against the floor",
-        "",
-        f"{warm['iterations']} timed rounds after {warm['warmup']} warm-up rounds; every round "
-        "times each route once through the real handler (`lambda_handler(event, context)` with "
-        "an event from `events/`, Powertools resolver, logger, metrics) and once "
-        "through the floor (`bench/floor.py`: the same AWS calls and crypto primitives, made "
-        "directly), in alternating order; the keyed payment is then sent again as is (the "
-        "replay row: a client whose answer was lost). AWS is moto in-process (`mock_aws`), "
-        "set up as `tests/integration/conftest.py` does. Each side pays tokens the *other* "
-        "side issued, which proves the floor does the same work. Tracing is disabled (no "
-        "X-Ray daemon).",
-        "",
-        "| route | handler median ms | handler p99 ms | floor median ms | floor p99 ms | "
-        "handler / floor median | p99 ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in warm_rows(warm):
-        lines.append(
-            f"| {row['route']} | {_ms(row['handler']['median_ms'])} | "
-            f"{_ms(row['handler']['p99_ms'])} | {_ms(row['floor']['median_ms'])} | "
-            f"{_ms(row['floor']['p99_ms'])} | **{row['ratio']:.2f}** | {row['ratio_p99']:.2f} |"
+    latency = [
+        _row(
+            row["route"],
+            *(_ms(row[side][figure]) for side in ("handler", "floor") for figure in PERCENTILES),
+            f"**{row['ratio']:.2f}**",
+            f"{row['ratio_p99']:.2f}",
         )
-    lines += [
-        "",
-        "Where the time goes (medians, ms): inside botocore API calls (serialising, signing, "
-        "moto's emulation) and the rest (parsing, checks, crypto, logging, metrics, framework). "
-        "The last column is what the handler spends outside AWS calls beyond the floor.",
-        "",
-        "| route | handler: AWS calls | handler: rest | floor: AWS calls | floor: rest | "
-        "handler rest - floor rest |",
-        "|---|---|---|---|---|---|",
+        for row in warm_rows(warm)
     ]
+    split = []
     for route in ROUTES:
         handler, floor = warm["series"][route], warm["series"][f"floor {route}"]
-        lines.append(
-            f"| {route} | {handler['aws']['median_ms']:.2f} | {handler['rest']['median_ms']:.2f} | "
-            f"{floor['aws']['median_ms']:.2f} | {floor['rest']['median_ms']:.2f} | "
-            f"{handler['rest']['median_ms'] - floor['rest']['median_ms']:.2f} |"
-        )
-    lines += [
-        "",
-        "Most of every figure is moto: serialising, signing (SigV4) and emulating each AWS call "
-        "in-process costs about 1 ms (DynamoDB `TransactWriteItems` more, since moto deep-copies "
-        "the tables it touches; the bench empties the tables between rounds so that cost stays "
-        "flat). In AWS each call is a network round trip of several ms, so in production the "
-        "handler / floor ratio is closer to 1 than here; what the ratio bounds is the "
-        "framework's own time.",
-        "",
-    ]
-    return lines
+        medians = [side[part]["median_ms"] for side in (handler, floor) for part in ("aws", "rest")]
+        split.append(_row(route, *(f"{ms:.2f}" for ms in (*medians, medians[1] - medians[3]))))
+    return _section(
+        ["## 1. Warm latency: the handler against the floor"],
+        part("warm-intro", iterations=warm["iterations"], warmup=warm["warmup"]),
+        _table(
+            "| route | handler median ms | handler p99 ms | floor median ms | floor p99 ms | "
+            "handler / floor median | p99 ratio |",
+            latency,
+        ),
+        part("warm-split"),
+        _table(
+            "| route | handler: AWS calls | handler: rest | floor: AWS calls | floor: rest | "
+            "handler rest - floor rest |",
+            split,
+        ),
+        part("warm-moto"),
+    )
 
 
 def tutorial_lines(results: dict[str, Any]) -> list[str]:
     series = results["warm"]["series"]
-    pairs = [(ISSUE, TUTORIAL_ISSUE), (PAY, TUTORIAL_PAY), (PAY_NO_KEY, TUTORIAL_PAY)]
-    lines = [
-        "## 2. Against the tutorial baseline",
-        "",
-        "`bench/baseline_tutorial.py` is the tutorial this project started from, made runnable "
-        "with the fewest changes (base64 text for `meta_data`, parameters for the key and files): "
-        "RS256 with an RSA-2048 key read from `private.pem` and parsed on every token, KMS "
-        "`Encrypt` of the whole card JSON, and on the server `jwt.decode` (PEM parsed every "
-        "call) plus KMS `Decrypt`. It runs in the same rounds, on the same moto.",
-        "",
-        "| ours | median ms | p99 ms | tutorial | median ms | p99 ms | ours / tutorial (median) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for ours, theirs in pairs:
+    rows = []
+    for ours, theirs in [(ISSUE, TUTORIAL_ISSUE), (PAY, TUTORIAL_PAY), (PAY_NO_KEY, TUTORIAL_PAY)]:
         a, b = series[ours]["summary"], series[theirs]["summary"]
-        lines.append(
-            f"| {ours} | {_ms(a['median_ms'])} | {_ms(a['p99_ms'])} | {theirs} | "
-            f"{_ms(b['median_ms'])} | {_ms(b['p99_ms'])} | "
-            f"**{a['median_ms'] / b['median_ms']:.2f}** |"
+        rows.append(
+            _row(
+                ours,
+                *(_ms(a[figure]) for figure in PERCENTILES),
+                theirs,
+                *(_ms(b[figure]) for figure in PERCENTILES),
+                f"**{a['median_ms'] / b['median_ms']:.2f}**",
+            )
         )
-    lines += [
-        "",
-        "Issuing is faster than the tutorial although it does more (card validation, a DynamoDB "
-        "record, a per-token data key): the tutorial's cost is reading and parsing an RSA "
-        "private key on every call (with its consistency check) and an RSA signature; ours "
-        "keeps the parsed ES256 key for the life of the container. Paying costs more than "
-        "the tutorial's `process_jwt` because it does what the tutorial does not: single use "
-        "(a conditional claim, in one transaction with the `Idempotency-Key` record when there "
-        "is one), a charge through the processor (the sandbox ledger's `PutItem`), and the "
-        "payment record written with the token's tombstone, data key destroyed (one "
-        "transaction). Each is a call the tutorial skips, and each closes one of its holes "
-        "(replay, CVV kept after authorization, double charge on retry).",
-        "",
-    ]
-    return lines
+    return _section(
+        ["## 2. Against the tutorial baseline"],
+        part("tutorial-intro"),
+        _table(
+            "| ours | median ms | p99 ms | tutorial | median ms | p99 ms | "
+            "ours / tutorial (median) |",
+            rows,
+        ),
+        part("tutorial-why"),
+    )
 
 
 def cold_lines(results: dict[str, Any]) -> list[str]:
     cold = results["cold"]
-    lines = [
-        "## 3. Cold start",
-        "",
-        f"Each sample is a fresh `python -I -S` process (`bench/cold_child.py`) that imports "
-        f"the handler from its function folder with the layer's package and dependencies on "
-        f"`sys.path` (dependencies: {cold['dependencies']}; nothing from the dev virtualenv), "
-        f"and serves its first request; the floor's process imports only what `bench/floor.py` "
-        f"needs (boto3, cryptography) and makes the same first calls, Secrets Manager included. "
-        f"AWS is a moto server on loopback. {cold['runs']} samples per cell, all kinds "
-        "interleaved; the time is measured inside the process from its first line to the "
-        "response (interpreter start-up is the same for both sides and is in the wall column).",
-        "",
-        "- **as built**: what a plain `sam build` produces. It unpacks wheels without bytecode "
-        "(`.aws-sam/build/CardTokensLayer` has no `.pyc`) and `/opt` is read-only, so every "
-        "cold start would compile every imported module of the layer from source.",
-        "- **precompiled**: what `make build` ships: the same files, compiled by "
-        "`compileall --invalidation-mode unchecked-hash` right after `sam build` (item 1 below).",
-        "",
-        "| variant | function | handler import ms | handler first request ms | handler total ms | "
-        "floor import ms | floor first request ms | floor total ms | handler / floor | "
-        "wall ms handler / floor |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for row in cold_rows(cold):
         h, f = row["handler"], row["floor"]
-        lines.append(
-            f"| {row['variant'].replace('_', ' ')} | {COLD_LABELS[row['route']]} | "
-            f"{h['import_ms']:.0f} | {h['first_ms']:.0f} | {h['total_ms']:.0f} | "
-            f"{f['import_ms']:.0f} | {f['first_ms']:.0f} | {f['total_ms']:.0f} | "
-            f"**{row['ratio']:.2f}** | {h['wall_ms']:.0f} / {f['wall_ms']:.0f} |"
+        rows.append(
+            _row(
+                row["variant"].replace("_", " "),
+                COLD_LABELS[row["route"]],
+                *(f"{side[part]:.0f}" for side in (h, f) for part in COLD_PARTS),
+                f"**{row['ratio']:.2f}**",
+                f"{h['wall_ms']:.0f} / {f['wall_ms']:.0f}",
+            )
         )
-    lines += [
-        "",
-        "Where the import time goes as built: one `-X importtime` run each, self time of the "
-        "imported modules summed by top-level package (ms; the profiler inflates them, so "
-        "compare them with each other only):",
-        "",
-    ]
-    profiles = cold["import_profiles"]
+    return _section(
+        ["## 3. Cold start"],
+        part("cold-intro", dependencies=cold["dependencies"], runs=cold["runs"]),
+        part("cold-variants"),
+        _table(
+            "| variant | function | handler import ms | handler first request ms | "
+            "handler total ms | floor import ms | floor first request ms | floor total ms | "
+            "handler / floor | wall ms handler / floor |",
+            rows,
+        ),
+        part("cold-profiles"),
+        _import_profile_lines(cold["import_profiles"]),
+        part("cold-steps"),
+        _import_step_lines(cold["import_steps"]),
+    )
+
+
+def _import_profile_lines(profiles: dict[str, Any]) -> list[str]:
+    """Per variant and kind: the import self time by top-level package, and the handler's
+    packages the floor does not import."""
+    lines = []
     for variant, kinds in profiles.items():
         floor_packages = kinds.get("floor:issue", {}).get("packages", {})
         for kind in ("handler:issue", "handler:pay", "floor:issue"):
@@ -306,58 +310,60 @@ def cold_lines(results: dict[str, Any]) -> list[str]:
                     f"{name} {ms:.0f}" for name, ms in extra
                 )
             lines.append(line)
-    steps = cold["import_steps"]
+    return lines
+
+
+def _import_step_lines(steps: dict[str, dict[str, float]]) -> list[str]:
+    """The marginal import costs as a table: one row per step, one column per variant; then
+    the sum of all steps but the floor's own imports."""
     variants = list(steps)
-    lines += [
-        "",
-        "What each part of the handler's imports adds, in a fresh process that first imports "
-        "what the floor imports, then each step on top of the previous ones (median ms):",
-        "",
-        "| step | " + " | ".join(v.replace("_", " ") for v in variants) + " |",
-        "|---|" + "---|" * len(variants),
-    ]
-    for label in steps[variants[0]]:
-        lines.append(
-            f"| {label} | " + " | ".join(f"{steps[v][label]:.0f}" for v in variants) + " |"
-        )
     handler_extra = {
         v: sum(ms for label, ms in steps[v].items() if not label.startswith("floor"))
         for v in variants
     }
-    lines.append(
+    rows = [
+        f"| {label} | " + " | ".join(f"{steps[v][label]:.0f}" for v in variants) + " |"
+        for label in steps[variants[0]]
+    ]
+    rows.append(
         "| all but the floor's imports | "
         + " | ".join(f"{handler_extra[v]:.0f}" for v in variants)
         + " |"
     )
-    return [*lines, ""]
+    return _table("| step | " + " | ".join(v.replace("_", " ") for v in variants) + " |", rows)
 
 
 def requests_lines(results: dict[str, Any]) -> list[str]:
     warm = results["warm"]
+    return _section(
+        ["## 4. AWS requests per warm call"],
+        part("requests-intro"),
+        _table(
+            "| route | target: service calls | handler: service calls | floor: service calls | "
+            "handler: processor | floor: processor | same requests | both tallies agree |",
+            _request_rows(warm),
+        ),
+        part("requests-cold-cache"),
+        [
+            f"- {label}: {calls['service']}"
+            + ("" if calls["processor"] == "none" else f"; processor: {calls['processor']}")
+            for label, calls in (
+                *((f"first {route}", c) for route, c in warm["first_call"].items()),
+                *(
+                    (f"{route} after the cache expired", c)
+                    for route, c in warm["after_cache_expiry"].items()
+                ),
+            )
+        ],
+        part("requests-explained"),
+    )
+
+
+def _request_rows(warm: dict[str, Any]) -> list[str]:
+    """Per route: the target, each side's calls, whether both sides' requests and both
+    tallies agree; then the tutorial's calls."""
     shapes = warm["requests"]
-    lines = [
-        "## 4. AWS requests per warm call",
-        "",
-        "Counted with botocore `before-parameter-build` hooks registered on the layer's clients "
-        "(`card_tokens.aws.kms_client()` etc., built once per container), on boto3's default "
-        "session, on the floor's and the tutorial's clients; a second, independent tally hooks "
-        "every botocore session created during the run (through botocore's built-in handlers, "
-        "as moto does), so a client the first tally missed would show as a difference. Each "
-        "cell is the call pattern of every timed call (the count of calls that made it). The "
-        "targets count the service's own calls: the processor's charge is listed apart. Here "
-        "the processor is the sandbox, whose ledger is a DynamoDB table "
-        "(`SANDBOX_LEDGER_TABLE_NAME`): its conditional `PutItem` stands in for the network "
-        "request to a real processor, which every payment makes whatever the service does.",
-        "",
-        "Same requests: once per route, untimed, every DynamoDB request of each side is recorded "
-        "without its values (operation, table, expressions, attribute names and types, "
-        "ReturnValues settings, transaction items) and the floor's must equal the handler's; "
-        "`tests/integration/test_bench_smoke.py` fails otherwise.",
-        "",
-        "| route | target: service calls | handler: service calls | floor: service calls | "
-        "handler: processor | floor: processor | same requests | both tallies agree |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for route in ROUTES:
         handler = warm["series"][route]
         floor = warm["series"][f"floor {route}"]
@@ -367,80 +373,17 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
         )
         same = route in shapes and shapes[route]["handler"] == shapes[route]["floor"]
         before = f" (was {CALLS_BEFORE[route]})" if route in CALLS_BEFORE else ""
-        lines.append(
-            f"| {route} | ≤ {MAX_CALLS[route]}{before} | {_patterns(handler['calls'])} | "
-            f"{_patterns(floor['calls'])} | {_patterns(handler['processor_calls'])} | "
-            f"{_patterns(floor['processor_calls'])} | {'yes' if same else '**no**'} | "
-            f"{'yes' if agree else '**no**'} |"
+        rows.append(
+            _row(
+                route,
+                f"≤ {MAX_CALLS[route]}{before}",
+                *(_patterns(side[kind]) for kind in CALL_KINDS for side in (handler, floor)),
+                *("yes" if ok else "**no**" for ok in (same, agree)),
+            )
         )
     for name in (TUTORIAL_ISSUE, TUTORIAL_PAY):
-        lines.append(
-            f"| {name} | — | {_patterns(warm['series'][name]['calls'])} | — | — | — | — | — |"
-        )
-    lines += [
-        "",
-        "Cold cache, for contrast (not timed): the first call of each function in a fresh "
-        "container, and the first call after the secret cache expired "
-        "(`KEYS.reset()`, as after `SECRET_CACHE_SECONDS`):",
-        "",
-    ]
-    for label, calls in (
-        *((f"first {route}", c) for route, c in warm["first_call"].items()),
-        *(
-            (f"{route} after the cache expired", c)
-            for route, c in warm["after_cache_expiry"].items()
-        ),
-    ):
-        processor = "" if calls["processor"] == "none" else f"; processor: {calls['processor']}"
-        lines.append(f"- {label}: {calls['service']}{processor}")
-    lines += [
-        "",
-        "**Issuing** makes 2 calls: `GenerateDataKey` (a fresh data key per token: it is what "
-        "lets a payment destroy one token's key) and `PutItem` (the token record holding that "
-        "encrypted key). The signing key comes from the Powertools cache: no Secrets Manager "
-        "call while it is warm.",
-        "",
-        "**Paying: at most 3 calls of the service without `Idempotency-Key`, 4 with it** (6 and "
-        "4 before this design), plus the processor's charge. Without a key:",
-        "1. `UpdateItem` on the token record: the conditional claim (single use) *before* the "
-        "data key is decrypted. It stores what the request asks (fingerprint, amount, currency, "
-        "reference) with a lease, and returns the encrypted data key (`ReturnValues=ALL_NEW`).",
-        "2. KMS `Decrypt` of the data key, with the encryption context.",
-        "3. `TransactWriteItems`: the payment record and the token's tombstone (data key "
-        "deleted, PCI DSS 3.3.1) in one atomic write, after the processor's charge (keyed on "
-        "the token's jti, so no attempt can charge twice).",
-        "",
-        "With a key:",
-        "1. `TransactWriteItems`: the key's record (in progress, bound to the request's "
-        "fingerprint) and the claim, together: neither is ever held without the other.",
-        "2. `GetItem` (consistent) of the token record: a transaction returns no item, and the "
-        "claim's encrypted data key is needed.",
-        "3. KMS `Decrypt`.",
-        "4. `TransactWriteItems`: payment record, tombstone and the key's stored answer, "
-        "atomically; again after the processor's charge.",
-        "",
-        "**A replay** (same key and body, its first answer lost) is 1 call: the claim's "
-        "transaction fails its condition on the key record, which comes back with the failure "
-        "(`ReturnValuesOnConditionCheckFailure`) holding the stored answer; no KMS call, no "
-        "charge.",
-        "",
-        "**Why Powertools' idempotency utility was replaced.** It kept its own record around the "
-        "handler, a conditional `PutItem` before and an `UpdateItem` with the response after: 2 "
-        "round trips per keyed payment beyond the payment's own, so a keyed payment made 6 "
-        "calls (now 4) and an unkeyed one 4 (now 3: the pending payment record written before "
-        "the charge is gone too; the claim holds what it held, the processor's ledger records "
-        "the charge, and the reconciler settles a charge whose request died before recording "
-        "it). Above all, its record could not take part in the claim's transaction or in the "
-        "one that records the payment: a payment could commit while the utility's record did "
-        "not, and a retry whose first answer was lost then found the token spent and no stored "
-        "answer, and got 409 instead of its payment. The key's record now shares both "
-        "transactions, so a retry with the same key finds either its answer or its own claim.",
-        "",
-        "Verification costs no call: the public keys come from the cache. "
-        "`GET /payments/{payment_id}` is one consistent `GetItem`.",
-        "",
-    ]
-    return lines
+        rows.append(_row(name, "—", _patterns(warm["series"][name]["calls"]), *["—"] * 5))
+    return rows
 
 
 def _patterns(patterns: dict[str, int]) -> str:
@@ -513,10 +456,7 @@ def signing_lines(results: dict[str, Any]) -> list[str]:
         f"| token length (bytes) | {es['token_bytes']} | | {rs['token_bytes']} | | "
         f"{rs['token_bytes'] / es['token_bytes']:.2f} |",
         "",
-        "Signing happens on every POST /tokens, verification on every POST /payments. ES256 "
-        "signs an order of magnitude faster, makes shorter tokens and rotates in milliseconds; "
-        "RS256 verifies somewhat faster, which does not make up for its signing cost on the "
-        "issuing path. Hence ES256 as the default.",
+        *part("signing-why"),
         "",
     ]
     return lines
@@ -555,9 +495,19 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     figure, axes = plt.subplots(2, 3, figsize=(18, 10))
     figure.suptitle(f"card-tokens bench — {results['meta']['date']} — {results['meta']['commit']}")
+    _warm_panel(axes[0][0], results)
+    _tutorial_panel(axes[0][1], results)
+    _cold_panel(axes[0][2], results)
+    _calls_panel(axes[1][0], results)
+    _package_panel(axes[1][1], results)
+    _signing_panel(axes[1][2], results)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
 
-    # Warm latency per route.
-    ax = axes[0][0]
+
+def _warm_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Warm latency per route, handler beside floor."""
     rows = warm_rows(results["warm"])
     labels = [_short(r["route"]) for r in rows]
     x = range(len(rows))
@@ -584,8 +534,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Warm latency, moto in-process (handler/floor target ≤ {WARM_TARGET})")
     ax.legend(fontsize=8)
 
-    # Against the tutorial.
-    ax = axes[0][1]
+
+def _tutorial_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Ours against the tutorial baseline."""
     series = results["warm"]["series"]
     names = [ISSUE, TUTORIAL_ISSUE, PAY, PAY_NO_KEY, TUTORIAL_PAY]
     colors = ["tab:blue", "tab:orange", "tab:blue", "tab:blue", "tab:orange"]
@@ -607,8 +558,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("ms (bar: median, dash: p99)")
     ax.set_title("Ours (blue) against the tutorial baseline (orange)")
 
-    # Cold start.
-    ax = axes[0][2]
+
+def _cold_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Cold starts: import and first request, as built and with bytecode."""
     crow = cold_rows(results["cold"])
     labels = []
     position = 0.0
@@ -637,8 +589,10 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("ms (solid: import, light: first request)")
     ax.set_title(f"Cold start, medians (handler/floor target ≤ {COLD_TARGET})")
 
-    # AWS calls per warm call.
-    ax = axes[1][0]
+
+def _calls_panel(ax: Any, results: dict[str, Any]) -> None:
+    """AWS calls per warm request, the processor's hatched on top."""
+    series = results["warm"]["series"]
     operations: dict[str, list[int]] = {}
     routes = [*ROUTES, TUTORIAL_ISSUE, TUTORIAL_PAY]
     for index, route in enumerate(routes):
@@ -669,8 +623,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_title("AWS calls per warm request (processor hatched)")
     ax.legend(fontsize=7)
 
-    # Package size.
-    ax = axes[1][1]
+
+def _package_panel(ax: Any, results: dict[str, Any]) -> None:
+    """Package size after sam build, against each budget."""
     package = results["package"]
     if "skipped" in package:
         ax.text(
@@ -694,8 +649,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.tick_params(axis="y", labelsize=8)
 
-    # ES256 against RS256.
-    ax = axes[1][2]
+
+def _signing_panel(ax: Any, results: dict[str, Any]) -> None:
+    """ES256 against RS256, per operation."""
     algorithms = results["signing"]["algorithms"]
     operations_names = ["sign_token", "verify_token", "raw_sign", "raw_verify"]
     for offset, alg, color in ((-0.2, "ES256", "tab:blue"), (0.2, "RS256", "tab:red")):
@@ -711,7 +667,3 @@ def chart(results: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("µs, median (log)")
     ax.set_title(f"ES256 (P-256) vs RS256 (RSA-{results['signing']['rsa_bits']})")
     ax.legend()
-
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)

@@ -83,8 +83,12 @@ def _cold(runs: int, deps: str, parallel: int) -> dict[str, Any]:
         return result
 
 
-def proposals(results: dict[str, Any]) -> list[str]:
-    """Gaps against the targets and what would close them, with this run's numbers."""
+_XRAY_STEP = "aws_xray_sdk.core (Tracer's provider)"
+_LAYER_STEP = "card_tokens (the layer's own modules)"
+
+
+def gap_figures(results: dict[str, Any]) -> dict[str, str]:
+    """This run's numbers that section 7 (the "gaps" part of report.md.tmpl) quotes, formatted."""
     from bench.report import COLD_TARGET, cold_rows
     from bench.warm import ISSUE, ROUTES
 
@@ -93,73 +97,41 @@ def proposals(results: dict[str, Any]) -> list[str]:
     built_pay, pre_pay = rows[("as_built", "pay")], rows[("precompiled", "pay")]
     steps = results["cold"]["import_steps"]
 
-    xray, layer = "aws_xray_sdk.core (Tracer's provider)", "card_tokens (the layer's own modules)"
-
     def step(label: str) -> str:
         built_ms, pre_ms = steps["as_built"][label], steps["precompiled"][label]
         return f"{built_ms:.0f} ms as built, {pre_ms:.0f} ms with bytecode"
 
     series = results["warm"]["series"]
-    extra = {
-        route: series[route]["rest"]["median_ms"] - series[f"floor {route}"]["rest"]["median_ms"]
-        for route in ROUTES
+
+    def median(name: str, part: str) -> float:
+        value: float = series[name][part]["median_ms"]
+        return value
+
+    extra = {route: median(route, "rest") - median(f"floor {route}", "rest") for route in ROUTES}
+    issue_ms, issue_pre_ms = built["handler"]["total_ms"], pre["handler"]["total_ms"]
+    return {
+        "issue_built_ms": f"{issue_ms:.0f}",
+        "issue_precompiled_ms": f"{issue_pre_ms:.0f}",
+        "issue_bytecode_gain_ms": f"{issue_pre_ms - issue_ms:+.0f}",
+        "pay_built_ms": f"{built_pay['handler']['total_ms']:.0f}",
+        "pay_precompiled_ms": f"{pre_pay['handler']['total_ms']:.0f}",
+        "issue_built_ratio": f"{built['ratio']:.2f}",
+        "issue_precompiled_ratio": f"{pre['ratio']:.2f}",
+        "cold_target": f"{COLD_TARGET}",
+        "xray_step": step(_XRAY_STEP),
+        "event_handler_step": step("Powertools event_handler"),
+        "layer_step": step(_LAYER_STEP),
+        "pyjwt_step": step("PyJWT"),
+        "warm_extra": ", ".join(f"{extra[route]:+.2f} ms on {route}" for route in ROUTES),
+        "issue_warm_ratio": f"{median(ISSUE, 'summary') / median(f'floor {ISSUE}', 'summary'):.2f}",
     }
-    issue_ratio = (
-        series[ISSUE]["summary"]["median_ms"] / series[f"floor {ISSUE}"]["summary"]["median_ms"]
-    )
-    return [
-        "## 7. Where the time goes, gaps and plan",
-        "",
-        "1. **Ship bytecode with the layer and the functions** (the largest win; applied: "
-        "`make build` now compiles `.aws-sam/build` with Python 3.13). As built, a "
-        f"cold IssueTokenFunction spends {built['handler']['total_ms']:.0f} ms before its first "
-        f"response; with bytecode {pre['handler']['total_ms']:.0f} ms "
-        f"({pre['handler']['total_ms'] - built['handler']['total_ms']:+.0f} ms); "
-        f"ProcessPaymentFunction {built_pay['handler']['total_ms']:.0f} -> "
-        f"{pre_pay['handler']['total_ms']:.0f} ms. `sam build` unpacks wheels without `.pyc` "
-        "and Lambda cannot write to `/opt` or `/var/task`, so today every container compiles "
-        "botocore, Powertools, cryptography's Python and the layer from source. The `build` "
-        "target runs `python3.13 -m compileall -q --invalidation-mode unchecked-hash "
-        ".aws-sam/build` after `sam build`. The bytecode must come from Python 3.13 (the runtime's "
-        "minor version; bytecode does not depend on the CPU, so arm64 is fine); "
-        "`unchecked-hash` keeps it valid whatever the file times after unzipping. The floor "
-        "gains as much, so the ratio barely moves "
-        f"({built['ratio']:.2f} -> {pre['ratio']:.2f}): the absolute time is what customers "
-        "wait for.",
-        f"2. **The X-Ray SDK** (Powertools Tracer) adds {step(xray)} to a cold start. "
-        "Importing `aws_xray_sdk.core` creates a global recorder whose sampling connector "
-        "builds a botocore X-Ray client (service model and endpoint rules loaded in a second "
-        "botocore session), even when tracing is disabled, and Lambda never uses that "
-        "sampler. The floor has no tracer, so this is the largest part of the gap that "
-        f"remains with bytecode (x{pre['ratio']:.2f} against <= {COLD_TARGET}); the "
-        f"Powertools event handler ({step('Powertools event_handler')}) and the layer's "
-        f"own modules ({step(layer)}) are most "
-        "of the rest. "
-        "Decision: kept. Production tracing (X-Ray, with a subsegment per KMS, DynamoDB and "
-        "Secrets Manager call) is what the KMS-throttling runbook reads, and dropping the SDK "
-        "would leave one opaque segment per invocation; so the cold-start target is not met, "
-        "by the SDK's import. Plan: re-measure when Powertools' Tracer can build its provider "
-        "lazily or on Lambda's OpenTelemetry support, and take whichever keeps per-call "
-        "subsegments for less.",
-        "3. **Lazy imports mostly do not pay here.** Everything the handler imports, it uses "
-        "on its first request. Powertools' idempotency utility, which only the payment function "
-        "loaded, is no longer imported at all: it was replaced by the key record written in the "
-        "claim's own transaction (section 4: 2 fewer round trips per keyed payment, and the "
-        "key's answer now commits with the payment), not for its import time. "
-        f"PyJWT ({step('PyJWT')}) is mostly `cryptography.x509`, which `jwt.algorithms` "
-        "imports.",
-        "4. **Warm paths**: outside AWS calls the handler spends "
-        + ", ".join(f"{extra[route]:+.2f} ms on {route}" for route in ROUTES)
-        + " beyond the floor: Powertools resolver, logger and metrics (one INFO line and one "
-        "EMF document per request), PyJWT, and the layer's checks (strict parsing, card "
-        "validation, the claims PyJWT leaves open). No single part is worth removing: clients "
-        "are built once, keys parsed once per kid, regexes compiled at import, no debug "
-        f"formatting at INFO. POST /tokens is x{issue_ratio:.2f} on moto because moto answers "
-        "in about a millisecond; with AWS latency (several ms per call) the same extra time "
-        "is a few percent. Not measured here: the X-Ray SDK's "
-        "subsegments when tracing is on in Lambda.",
-        "",
-    ]
+
+
+def proposals(results: dict[str, Any]) -> list[str]:
+    """Gaps against the targets and what would close them, with this run's numbers."""
+    from bench.report import part
+
+    return [*part("gaps", **gap_figures(results)), ""]
 
 
 def main(argv: list[str] | None = None) -> int:

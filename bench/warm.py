@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import AwsClock, RequestCounter, Summary, split_processor
-from local.emulator import in_process_aws_environment
+from local.emulator import in_process_aws
 from local.sample_events import get_event, load_event, payment_event
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,20 +124,49 @@ def _purge(dynamodb: Any, tables: list[str]) -> None:
 
 def run(iterations: int, warmup: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Time every route `iterations` times after `warmup` rounds; returns plain data."""
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL") or n == "AWS_PROFILE"]:
-        del os.environ[name]
-    os.environ.update(in_process_aws_environment("bench-warm"))
     counter = RequestCounter()
     counter.install_everywhere()  # before any client of the layer, floor or tutorial exists
     clock = AwsClock()
     clock.install()
 
-    from moto import mock_aws
-
     # Powertools' Logger keeps the stdout it found at import, and Metrics prints to stdout: both
     # go to /dev/null here, as cheap a sink as Lambda's log pipe, and out of the report.
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), mock_aws():
+    with (
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stdout(sink),
+        in_process_aws("bench-warm"),
+    ):
         return _run(iterations, warmup, progress, counter, clock)
+
+
+# The tables each round writes, by the variable that names them, and their role in the report.
+TABLE_ROLES = {
+    "TOKEN_TABLE_NAME": "tokens",
+    "PAYMENT_TABLE_NAME": "payments",
+    "IDEMPOTENCY_TABLE_NAME": "idempotency keys",
+    "SANDBOX_LEDGER_TABLE_NAME": "sandbox ledger (processor)",
+}
+
+
+@dataclass(frozen=True)
+class Sides:
+    """What a round calls: each route's handler (with its function, for a context) and floor,
+    and the tutorial's two steps."""
+
+    issue_function: Any
+    issue_handler: Callable[..., dict[str, Any]]
+    pay_function: Any
+    pay_handler: Callable[..., dict[str, Any]]
+    floor_issue: Any
+    floor_cashier: Any
+    tutorial_client: Any
+    tutorial_server: Any
+
+    def issue(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.issue_handler(event, self.issue_function.context())
+
+    def pay(self, event: dict[str, Any]) -> dict[str, Any]:
+        return self.pay_handler(event, self.pay_function.context())
 
 
 def _run(
@@ -149,11 +178,42 @@ def _run(
 ) -> dict[str, Any]:
     import boto3
 
-    from bench.baseline_tutorial import TutorialClient, TutorialServer, write_key_files
-    from bench.floor import Clients, FloorCashier, FloorIssuer
+    from local.intrinsics import REGION
+
+    environment, functions = _provision(counter)
+    sides = _sides(counter, environment, functions)
+    events = Events()
+    # The first call of each function in this container: caches empty, clients not built.
+    first_calls = _issue_then_pay(sides, events, counter)
+    rounds = Rounds(sides, events, counter, clock)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    tables = [environment[name] for name in TABLE_ROLES]
+    for index in range(warmup):
+        rounds.one(index)
+        _purge(dynamodb, tables)
+    rounds.series.clear()
+    for index in range(iterations):
+        rounds.one(index)
+        _purge(dynamodb, tables)
+        if (index + 1) % max(1, iterations // 4) == 0:
+            progress(f"warm: {index + 1}/{iterations} rounds")
+    after_expiry = _after_cache_expiry(sides, events, counter)
+    return {
+        "iterations": iterations,
+        "warmup": warmup,
+        "series": {name: _figures(series) for name, series in rounds.series.items()},
+        "first_call": first_calls,
+        "after_cache_expiry": after_expiry,
+        "requests": _request_shapes(events, counter, sides),
+        "python": sys.version.split()[0],
+    }
+
+
+def _provision(counter: RequestCounter) -> tuple[dict[str, str], dict[str, Any]]:
+    """The stack on moto, a first signing key, the layer importable: the functions' environment
+    (also set in this process) and the functions."""
     from local import moto_fixes
     from local.cfn import load_template
-    from local.intrinsics import REGION
     from local.lambda_runtime import functions_from_template, put_layers_on_path
     from local.provision import provision_stack
     from local.rotation import rotate
@@ -166,20 +226,26 @@ def _run(
     put_layers_on_path(template)
     functions = functions_from_template(template, STACK_NAME)
     rotate(stack.environment["SIGNING_KEY_SECRET_ID"], functions["RotateSigningKeyFunction"].invoke)
+    counter.table_roles = {stack.environment[name]: role for name, role in TABLE_ROLES.items()}
+    counter.processor_tables = {stack.environment["SANDBOX_LEDGER_TABLE_NAME"]}
+    return stack.environment, functions
+
+
+def _sides(
+    counter: RequestCounter, environment: dict[str, str], functions: dict[str, Any]
+) -> Sides:
+    """Load the handlers, build the floor and the tutorial; the counter sees all their clients."""
+    import boto3
+
+    from bench.baseline_tutorial import TutorialClient, TutorialServer, write_key_files
+    from bench.floor import Clients, FloorCashier, FloorIssuer
+    from local.intrinsics import REGION
+
     issue_function = functions["IssueTokenFunction"]
     pay_function = functions["ProcessPaymentFunction"]
     issue_handler, pay_handler = issue_function.load(), pay_function.load()
-    table_roles = {
-        "TOKEN_TABLE_NAME": "tokens",
-        "PAYMENT_TABLE_NAME": "payments",
-        "IDEMPOTENCY_TABLE_NAME": "idempotency keys",
-        "SANDBOX_LEDGER_TABLE_NAME": "sandbox ledger (processor)",
-    }
-    counter.table_roles = {stack.environment[name]: role for name, role in table_roles.items()}
-    counter.processor_tables = {stack.environment["SANDBOX_LEDGER_TABLE_NAME"]}
 
     from card_tokens import aws
-    from card_tokens.key_store import KEYS
 
     for client in (aws.kms_client(), aws.dynamodb_client(), aws.secretsmanager_client()):
         counter.attach(client.meta.events)
@@ -187,162 +253,151 @@ def _run(
     clients = Clients()
     for service in ("kms", "dynamodb", "secretsmanager"):
         counter.attach(clients.get(service).meta.events)
-    environment = dict(os.environ)
-    floor_issue, floor_cashier = (
-        FloorIssuer(environment, clients),
-        FloorCashier(environment, clients),
-    )
+    floor_environment = dict(os.environ)
     key_dir = Path(tempfile.mkdtemp(prefix="card-tokens-tutorial-"))
     private_pem, public_pem = write_key_files(key_dir)
-    tutorial_client = TutorialClient(stack.environment["CARD_KEY_ID"], private_pem, REGION)
+    tutorial_client = TutorialClient(environment["CARD_KEY_ID"], private_pem, REGION)
     tutorial_server = TutorialServer(public_pem, REGION)
     for client in (tutorial_client.kms_client, tutorial_server.kms_client):
         counter.attach(client.meta.events)
+    return Sides(
+        issue_function,
+        issue_handler,
+        pay_function,
+        pay_handler,
+        FloorIssuer(floor_environment, clients),
+        FloorCashier(floor_environment, clients),
+        tutorial_client,
+        tutorial_server,
+    )
 
-    events = Events()
-    series: dict[str, Series] = {}
 
-    def timed(name: str, call: Callable[[], Any]) -> Any:
-        with counter.window() as window:
-            clock.seconds = 0.0
+def _issue_then_pay(sides: Sides, events: Events, counter: RequestCounter) -> dict[str, Any]:
+    """One token issued and paid by the handlers: each step's calls, as patterns."""
+    calls: dict[str, dict[str, str]] = {}
+    with counter.window() as window:
+        token = _body(sides.issue(events.issue()), 201, ISSUE)["token"]
+    calls[ISSUE] = _patterns(window.hooked)
+    with counter.window() as window:
+        _body(sides.pay(events.pay(token, _key(token))), 201, PAY)
+    calls[PAY] = _patterns(window.hooked)
+    return calls
+
+
+def _after_cache_expiry(sides: Sides, events: Events, counter: RequestCounter) -> dict[str, Any]:
+    """A cache that has expired (as after SECRET_CACHE_SECONDS): one Secrets Manager call, then
+    warm again."""
+    from card_tokens.key_store import KEYS
+
+    KEYS.reset()
+    return _issue_then_pay(sides, events, counter)
+
+
+class Rounds:
+    """The timed rounds: every route on both sides, and the tutorial, into one Series each."""
+
+    def __init__(self, sides: Sides, events: Events, counter: RequestCounter, clock: AwsClock):
+        self.sides, self.events, self.counter, self.clock = sides, events, counter, clock
+        self.series: dict[str, Series] = {}
+
+    def timed(self, name: str, call: Callable[[], Any]) -> Any:
+        with self.counter.window() as window:
+            self.clock.seconds = 0.0
             started = time.perf_counter()
             result = call()
             elapsed = time.perf_counter() - started
-            aws = clock.seconds
-        series.setdefault(name, Series()).add(elapsed, aws, window.hooked, window.everywhere)
+            aws = self.clock.seconds
+        self.series.setdefault(name, Series()).add(elapsed, aws, window.hooked, window.everywhere)
         return result
 
-    def handler(function: Any, fn: Callable[..., Any], event: dict[str, Any]) -> Callable[[], Any]:
-        context = function.context()  # made by the runtime, before the handler's clock starts
-        return lambda: fn(event, context)
+    def both(
+        self, name: str, handler: Callable[[], Any], floor: Callable[[], Any], handler_first: bool
+    ) -> list[Any]:
+        """The handler's and the floor's call, timed in the round's order; handler's first."""
+        if handler_first:
+            return [self.timed(name, handler), self.timed(f"floor {name}", floor)]
+        floor_result = self.timed(f"floor {name}", floor)
+        return [self.timed(name, handler), floor_result]
 
-    # The first call of each function in this container: caches empty, clients not built.
-    first_calls: dict[str, dict[str, str]] = {}
-    with counter.window() as window:
-        first_token = _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)
-    first_calls[ISSUE] = _patterns(window.hooked)
-    with counter.window() as window:
-        token = first_token["token"]
-        _body(pay_handler(events.pay(token, _key(token)), pay_function.context()), 201, PAY)
-    first_calls[PAY] = _patterns(window.hooked)
-
-    def one_round(index: int) -> None:
+    def one(self, index: int) -> None:
         # Tokens for the payments: each side pays a token the *other* side issued, so the floor
         # is proven to make tokens the handler accepts and to accept the handler's tokens.
+        sides, events = self.sides, self.events
         handler_first = index % 2 == 0
-        issue_pair = [
-            lambda: timed(ISSUE, handler(issue_function, issue_handler, events.issue())),
-            lambda: timed(f"floor {ISSUE}", lambda: floor_issue(events.issue())),
-        ]
-        responses = [pair() for pair in (issue_pair if handler_first else issue_pair[::-1])]
-        if not handler_first:
-            responses.reverse()
-        handler_token = _body(responses[0], 201, ISSUE)["token"]
-        floor_token = _body(responses[1], 201, f"floor {ISSUE}")["token"]
-        spare_handler = _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)
-        spare_floor = _body(floor_issue(events.issue()), 201, "floor issue")
+        issue_function, issue_handler = sides.issue_function, sides.issue_handler
+        # The context is made by the runtime, before the handler's clock starts.
+        handler_issue = _call(issue_handler, events.issue(), issue_function.context())
+        issued = self.both(
+            ISSUE, handler_issue, lambda: sides.floor_issue(events.issue()), handler_first
+        )
+        handler_token = _body(issued[0], 201, ISSUE)["token"]
+        floor_token = _body(issued[1], 201, f"floor {ISSUE}")["token"]
+        spare_handler = _body(sides.issue(events.issue()), 201, ISSUE)["token"]
+        spare_floor = _body(sides.floor_issue(events.issue()), 201, "floor issue")["token"]
 
-        def pay_pair(name: str, keyed: bool, for_handler: str, for_floor: str) -> str:
-            h_event = events.pay(for_handler, _key(for_handler) if keyed else None)
-            f_event = events.pay(for_floor, _key(for_floor) if keyed else None)
-            steps = [
-                lambda: timed(name, handler(pay_function, pay_handler, h_event)),
-                lambda: timed(f"floor {name}", lambda: floor_cashier.pay(f_event)),
-            ]
-            results = [step() for step in (steps if handler_first else steps[::-1])]
-            if not handler_first:
-                results.reverse()
-            for response in results:
-                _body(response, 201, name)
-            payment_id: str = json.loads(results[0]["body"])["payment_id"]
-            return payment_id
-
-        payment_id = pay_pair(PAY, True, floor_token, handler_token)
+        payment_id = self.pay_pair(PAY, True, floor_token, handler_token, handler_first)
         # The same requests again (a client whose answer was lost): the stored answers.
-        pay_pair(REPLAY, True, floor_token, handler_token)
-        pay_pair(PAY_NO_KEY, False, spare_floor["token"], spare_handler["token"])
-        get_steps = [
-            lambda: timed(GET, handler(pay_function, pay_handler, events.get(payment_id))),
-            lambda: timed(f"floor {GET}", lambda: floor_cashier.get(events.get(payment_id))),
-        ]
-        for step in get_steps if handler_first else get_steps[::-1]:
-            _body(step(), 200, GET)
-        tutorial_token = timed(TUTORIAL_ISSUE, lambda: tutorial_client.create_jwt(TUTORIAL_CARD))
-        card = timed(TUTORIAL_PAY, lambda: tutorial_server.process_jwt(tutorial_token))
+        self.pay_pair(REPLAY, True, floor_token, handler_token, handler_first)
+        self.pay_pair(PAY_NO_KEY, False, spare_floor, spare_handler, handler_first)
+        get = events.get(payment_id)
+        handler_get = _call(sides.pay_handler, get, sides.pay_function.context())
+        for response in self.both(
+            GET, handler_get, lambda: sides.floor_cashier.get(get), handler_first
+        ):
+            _body(response, 200, GET)
+        self.tutorial_round()
+
+    def pay_pair(
+        self, name: str, keyed: bool, for_handler: str, for_floor: str, handler_first: bool
+    ) -> str:
+        sides, events = self.sides, self.events
+        h_event = events.pay(for_handler, _key(for_handler) if keyed else None)
+        f_event = events.pay(for_floor, _key(for_floor) if keyed else None)
+        handler_pay = _call(sides.pay_handler, h_event, sides.pay_function.context())
+        results = self.both(
+            name, handler_pay, lambda: sides.floor_cashier.pay(f_event), handler_first
+        )
+        for response in results:
+            _body(response, 201, name)
+        payment_id: str = json.loads(results[0]["body"])["payment_id"]
+        return payment_id
+
+    def tutorial_round(self) -> None:
+        client, server = self.sides.tutorial_client, self.sides.tutorial_server
+        token = self.timed(TUTORIAL_ISSUE, lambda: client.create_jwt(TUTORIAL_CARD))
+        card = self.timed(TUTORIAL_PAY, lambda: server.process_jwt(token))
         if card != TUTORIAL_CARD:
             raise RuntimeError("the tutorial baseline did not round-trip its card")
 
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    tables = [stack.environment[name] for name in table_roles]
-    for index in range(warmup):
-        one_round(index)
-        _purge(dynamodb, tables)
-    series.clear()
-    for index in range(iterations):
-        one_round(index)
-        _purge(dynamodb, tables)
-        if (index + 1) % max(1, iterations // 4) == 0:
-            progress(f"warm: {index + 1}/{iterations} rounds")
 
-    # A cache that has expired (as after SECRET_CACHE_SECONDS): one Secrets Manager call, then
-    # warm again.
-    KEYS.reset()
-    after_expiry: dict[str, dict[str, str]] = {}
-    with counter.window() as window:
-        _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)
-    after_expiry[ISSUE] = _patterns(window.hooked)
-    token = _body(issue_handler(events.issue(), issue_function.context()), 201, ISSUE)["token"]
-    with counter.window() as window:
-        _body(pay_handler(events.pay(token, _key(token)), pay_function.context()), 201, PAY)
-    after_expiry[PAY] = _patterns(window.hooked)
-    requests = _request_shapes(
-        events,
-        counter,
-        (issue_handler, issue_function),
-        (pay_handler, pay_function),
-        floor_issue,
-        floor_cashier,
-    )
+def _call(fn: Callable[..., Any], event: dict[str, Any], context: Any) -> Callable[[], Any]:
+    return lambda: fn(event, context)
 
+
+def _figures(series: Series) -> dict[str, Any]:
+    """One series as the report reads it: timings in and outside AWS, and its call patterns."""
+    rest = (total - aws for total, aws in zip(series.seconds, series.aws_seconds, strict=True))
     return {
-        "iterations": iterations,
-        "warmup": warmup,
-        "series": {
-            name: {
-                "summary": Summary.of(s.seconds).as_dict(),
-                "aws": Summary.of(s.aws_seconds).as_dict(),
-                "rest": Summary.of(
-                    a - b for a, b in zip(s.seconds, s.aws_seconds, strict=True)
-                ).as_dict(),
-                "calls": dict(s.calls),
-                "processor_calls": dict(s.processor),
-                "calls_everywhere": dict(s.everywhere),
-                "processor_calls_everywhere": dict(s.processor_everywhere),
-            }
-            for name, s in series.items()
-        },
-        "first_call": first_calls,
-        "after_cache_expiry": after_expiry,
-        "requests": requests,
-        "python": sys.version.split()[0],
+        "summary": Summary.of(series.seconds).as_dict(),
+        "aws": Summary.of(series.aws_seconds).as_dict(),
+        "rest": Summary.of(rest).as_dict(),
+        "calls": dict(series.calls),
+        "processor_calls": dict(series.processor),
+        "calls_everywhere": dict(series.everywhere),
+        "processor_calls_everywhere": dict(series.processor_everywhere),
     }
 
 
 def _request_shapes(
-    events: Events,
-    counter: RequestCounter,
-    issue: tuple[Callable[..., Any], Any],
-    pay: tuple[Callable[..., Any], Any],
-    floor_issue: Callable[[dict[str, Any]], dict[str, Any]],
-    floor_cashier: Any,
+    events: Events, counter: RequestCounter, sides: Sides
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """The DynamoDB requests of every route on each side (untimed), by shape.
 
     As in the timed rounds, each side pays tokens the other side issued; the replay and the GET
     follow the keyed payment. tests/integration/test_bench_smoke.py compares the two sides.
     """
-    (issue_handler, issue_function), (pay_handler, pay_function) = issue, pay
     shapes: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    floor_issue, floor_cashier = sides.floor_issue, sides.floor_cashier
 
     def both(
         route: str,
@@ -357,17 +412,13 @@ def _request_shapes(
         shapes[route] = {"handler": handler_side, "floor": floor_side}
         return handler_response, floor_response
 
-    def issue_handler_call() -> dict[str, Any]:
-        result: dict[str, Any] = issue_handler(events.issue(), issue_function.context())
-        return result
-
     def pay_handler_call(event: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-        return lambda: pay_handler(event, pay_function.context())
+        return lambda: sides.pay(event)
 
     handler_issued, floor_issued = both(
-        ISSUE, issue_handler_call, lambda: floor_issue(events.issue())
+        ISSUE, lambda: sides.issue(events.issue()), lambda: floor_issue(events.issue())
     )
-    spare_handler = _body(issue_handler_call(), 201, ISSUE)["token"]
+    spare_handler = _body(sides.issue(events.issue()), 201, ISSUE)["token"]
     spare_floor = _body(floor_issue(events.issue()), 201, f"floor {ISSUE}")["token"]
     for_handler, for_floor = floor_issued["token"], handler_issued["token"]
     keyed_handler = events.pay(for_handler, _key(for_handler))

@@ -7,14 +7,17 @@ fixes, for `make run AWS_ENDPOINT_URL=http://127.0.0.1:5005` (or the fault proxy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from unittest import mock
 
+from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
 from local import moto_fixes
@@ -63,6 +66,21 @@ def in_process_aws_environment(function_name: str) -> dict[str, str]:
         # Powertools idempotency keys its records by function name.
         "AWS_LAMBDA_FUNCTION_NAME": function_name,
     }
+
+
+@contextlib.contextmanager
+def in_process_aws(function_name: str) -> Iterator[None]:
+    """moto in this process (mock_aws) with fake credentials; the environment is restored after.
+
+    No endpoint URL or profile survives inside it, so no call can leave for another endpoint.
+    """
+    with mock.patch.dict(os.environ):
+        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+            del os.environ[name]
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.update(in_process_aws_environment(function_name))
+        with mock_aws():
+            yield
 
 
 def local_aws_environment(endpoint_url: str) -> dict[str, str]:

@@ -26,6 +26,8 @@ from types import FrameType, TracebackType
 from typing import Self
 from urllib.parse import urlsplit
 
+from local.http_body import BodyTooLargeError, MalformedBodyError, read_body
+
 LOGGER = logging.getLogger(__name__)
 
 LISTEN_HOST = "127.0.0.1"
@@ -442,12 +444,6 @@ class _Server(ThreadingHTTPServer):
         LOGGER.debug("connection ended: %s", type(sys.exc_info()[1]).__name__)
 
 
-class _BadRequestError(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -473,9 +469,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _relay(self) -> None:
         proxy = self.server.proxy
         try:
-            body = self._read_body()
-        except _BadRequestError as error:
-            self._send(_plain_answer(error.status), close=True)
+            body = read_body(self.rfile, self.headers, MAX_BODY_BYTES)
+        except MalformedBodyError:
+            self._send(_plain_answer(400), close=True)
+            return
+        except BodyTooLargeError:
+            self._send(_plain_answer(413), close=True)
             return
         except (OSError, ValueError):
             self.close_connection = True
@@ -506,43 +505,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(answer, close=self.close_connection)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _relay
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            return None
-        length = int(length_header)
-        if length < 0:
-            raise _BadRequestError(400)
-        if length > MAX_BODY_BYTES:
-            raise _BadRequestError(413)
-        body = self.rfile.read(length)
-        if len(body) != length:
-            raise ConnectionError("client closed the connection inside the body")
-        return body
-
-    def _read_chunked(self) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
-            if size < 0:
-                raise _BadRequestError(400)
-            if size == 0:
-                # Trailer lines up to the blank line; not forwarded.
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > MAX_BODY_BYTES:
-                raise _BadRequestError(413)
-            chunk = self.rfile.read(size)
-            if len(chunk) != size:
-                raise ConnectionError("client closed the connection inside a chunk")
-            parts.append(chunk)
-            self.rfile.readline(3)
 
     def _upstream_headers(self) -> list[tuple[str, str]]:
         return [

@@ -29,6 +29,7 @@ from local.http_api import (
     new_request_id,
     response_from_lambda,
 )
+from local.http_body import BodyTooLargeError, MalformedBodyError, read_body
 
 Invoke = Callable[[dict[str, Any]], Any]
 
@@ -142,14 +143,6 @@ def write_line(stream: TextIO, line: str) -> None:
     stream.flush()
 
 
-class _RequestTooLarge(Exception):
-    pass
-
-
-class _MalformedRequest(Exception):
-    pass
-
-
 class GatewayRequestHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 front end: reads the request, asks LocalRestApi, writes the response."""
 
@@ -161,14 +154,17 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         request_id = new_request_id()
         try:
-            body = self._read_body()
-        except _RequestTooLarge:
+            body = read_body(self.rfile, self.headers, MAX_REQUEST_BYTES)
+        except BodyTooLargeError:
             self.close_connection = True  # the unread body must not be parsed as a request
             self._finish(PAYLOAD_TOO_LARGE, request_id, started)
             return
-        except _MalformedRequest:
+        except MalformedBodyError:
             self.close_connection = True
             self._finish(_BAD_REQUEST, request_id, started)
+            return
+        except ConnectionError:
+            self.close_connection = True  # the client left inside its body: nobody to answer
             return
         response, request_id = self.server.api.handle(
             method=self.command,
@@ -189,39 +185,6 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
         if name.startswith("do_"):
             return self._serve
         raise AttributeError(name)
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            return None
-        try:
-            length = int(length_header)
-        except ValueError:
-            raise _MalformedRequest from None
-        if length < 0:
-            raise _MalformedRequest
-        if length > MAX_REQUEST_BYTES:
-            raise _RequestTooLarge
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        body = bytearray()
-        while True:
-            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise _MalformedRequest from None
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return bytes(body)
-            if len(body) + size > MAX_REQUEST_BYTES:
-                raise _RequestTooLarge
-            body += self.rfile.read(size)
-            self.rfile.readline(1024)
 
     def _finish(self, response: GatewayResponse, request_id: str, started: float) -> None:
         self.send_response(response.status)

@@ -69,22 +69,26 @@ def provision_stack(
     stack_name: str = STACK_NAME, template: dict[str, Any] | None = None
 ) -> LocalStack:
     """Create the resources on whatever endpoint boto3 is configured for (moto)."""
-    template = template if template is not None else load_deployed_template()
-    resolver = Resolver(template, stack_name)
-    _add_code_resources(resolver)
+    resolver = _resolver(stack_name, template)
     _create_keys(boto3.client("kms", region_name=REGION), resolver)
     _create_secrets(boto3.client("secretsmanager", region_name=REGION), resolver)
     _create_tables(boto3.client("dynamodb", region_name=REGION), resolver)
     return LocalStack(stack_name, resolver, function_environments(resolver))
 
 
+def _resolver(stack_name: str, template: dict[str, Any] | None) -> Resolver:
+    """The template's names in this stack, code resources (functions, layers) included."""
+    resolver = Resolver(template if template is not None else load_deployed_template(), stack_name)
+    _add_code_resources(resolver)
+    return resolver
+
+
 def discover_stack(
     stack_name: str = STACK_NAME, template: dict[str, Any] | None = None
 ) -> LocalStack:
     """The same view of a stack that `provision_stack` created earlier, e.g. in a running server."""
-    template = template if template is not None else load_deployed_template()
-    resolver = Resolver(template, stack_name)
-    _add_code_resources(resolver)
+    resolver = _resolver(stack_name, template)
+    template = resolver.template
     secrets = boto3.client("secretsmanager", region_name=REGION)
     for logical_id in resources_of_type(template, SECRET):
         arn = secrets.describe_secret(SecretId=physical_name(stack_name, logical_id))["ARN"]

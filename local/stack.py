@@ -269,25 +269,13 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     external = args.aws_endpoint_url
-
     try:
         if external is None:
             check_port_free(args.moto_host, args.moto_port, "AWS emulator (moto)", "--moto-port")
         # Bound now, before anything slow, so a taken port fails at once.
         server = GatewayServer((args.host, args.port), api)
-    except PortInUseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_PORT_IN_USE
     except OSError as error:
-        if error.errno == errno.EADDRINUSE:
-            error = PortInUseError(args.host, args.port, "API", "--port")
-            print(f"error: {error}", file=sys.stderr)
-        else:
-            print(
-                f"error: cannot listen on {args.host}:{args.port} ({error.strerror}). "
-                "Choose another address or port with --host/--port.",
-                file=sys.stderr,
-            )
+        print(f"error: {_listen_error(error, args)}", file=sys.stderr)
         return EXIT_PORT_IN_USE
 
     stop = threading.Event()
@@ -318,36 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         use_local_aws(endpoint)
         # What every execution environment starts from; each adds its own function's variables.
         base_environment = dict(os.environ)
-        try:
-            if external is None:
-                stack, reused = provision_stack(args.stack_name, template), False
-            else:
-                stack, reused = provision_or_reuse(args.stack_name, template, external)
-        except (StackConflictError, EndpointUnreachableError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_AWS_ENDPOINT
-        except (BotoCoreError, ClientError) as error:
-            print(
-                f"error: provisioning the stack on {endpoint} failed "
-                f"({type(error).__name__}: {error}). Is an AWS emulator listening there?",
-                file=sys.stderr,
-            )
-            return EXIT_AWS_ENDPOINT
-        # This process reads the sandbox ledger itself (LEDGER_PATH): it needs the variables.
-        os.environ.update(stack.environment)
-        put_layers_on_path(template)
-        python_path = layer_paths(template)
-        for logical_id, function in functions.items():
-            variables = {
-                **base_environment,
-                **stack.function_environments[logical_id],
-                "POWERTOOLS_PARAMETERS_MAX_AGE": str(args.key_cache_seconds),
-            }
-            function.run_in_environments(
-                variables, args.concurrency, python_path, function_logs=args.verbose
-            )
-        rotate_all(template, stack.resolver.refs, functions)
-
+        provisioned = _provision(args, template, endpoint)
+        if isinstance(provisioned, int):
+            return provisioned
+        stack, reused = provisioned
+        _start_functions(args, template, stack, functions, base_environment)
         serving = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
         serving.start()
         print_banner(args, routes_text(routes), endpoint if external else moto_url, reused)
@@ -361,6 +324,62 @@ def main(argv: list[str] | None = None) -> int:
         if moto is not None:
             moto.stop()
     return 0
+
+
+def _listen_error(error: OSError, args: argparse.Namespace) -> str:
+    """What to tell the user when the emulator's or the API's address cannot be taken."""
+    if isinstance(error, PortInUseError):
+        return str(error)
+    if error.errno == errno.EADDRINUSE:
+        return str(PortInUseError(args.host, args.port, "API", "--port"))
+    return (
+        f"cannot listen on {args.host}:{args.port} ({error.strerror}). "
+        "Choose another address or port with --host/--port."
+    )
+
+
+def _provision(
+    args: argparse.Namespace, template: dict[str, Any], endpoint: str
+) -> tuple[LocalStack, bool] | int:
+    """The stack's resources (and whether they were there already), or the exit code."""
+    external = args.aws_endpoint_url
+    try:
+        if external is None:
+            return provision_stack(args.stack_name, template), False
+        return provision_or_reuse(args.stack_name, template, external)
+    except (StackConflictError, EndpointUnreachableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    except (BotoCoreError, ClientError) as error:
+        print(
+            f"error: provisioning the stack on {endpoint} failed "
+            f"({type(error).__name__}: {error}). Is an AWS emulator listening there?",
+            file=sys.stderr,
+        )
+    return EXIT_AWS_ENDPOINT
+
+
+def _start_functions(
+    args: argparse.Namespace,
+    template: dict[str, Any],
+    stack: LocalStack,
+    functions: Mapping[str, LocalFunction],
+    base_environment: dict[str, str],
+) -> None:
+    """Each function's execution environments, then a first signing key through rotation."""
+    # This process reads the sandbox ledger itself (LEDGER_PATH): it needs the variables.
+    os.environ.update(stack.environment)
+    put_layers_on_path(template)
+    python_path = layer_paths(template)
+    for logical_id, function in functions.items():
+        variables = {
+            **base_environment,
+            **stack.function_environments[logical_id],
+            "POWERTOOLS_PARAMETERS_MAX_AGE": str(args.key_cache_seconds),
+        }
+        function.run_in_environments(
+            variables, args.concurrency, python_path, function_logs=args.verbose
+        )
+    rotate_all(template, stack.resolver.refs, functions)
 
 
 def routes_text(routes: list[Route]) -> list[str]:

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from local.cfn import load_template, resources_of_type
-from local.emulator import in_process_aws_environment
+from local.emulator import in_process_aws
 from local.provision import (
     EnvironmentConflictError,
     LocalStack,
@@ -23,13 +22,9 @@ from local.provision import (
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def aws() -> Iterator[str]:
     """A stack name of its own: moto keeps state while another mock_aws is active."""
-    for name, value in in_process_aws_environment("unit-tests").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
+    with in_process_aws("unit-tests"):
         yield f"t{uuid.uuid4().hex[:12]}"
 
 

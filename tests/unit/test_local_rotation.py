@@ -8,11 +8,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from local import moto_fixes
 from local.cfn import load_template
-from local.emulator import in_process_aws_environment
+from local.emulator import in_process_aws
 from local.rotation import (
     LOCAL_KEY_CACHE_SECONDS,
     RotationError,
@@ -24,13 +23,10 @@ from local.stack import parse_args
 
 
 @pytest.fixture
-def secrets(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in in_process_aws_environment("unit-tests").items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def secrets() -> Iterator[Any]:
     patched_here = moto_fixes.apply()
     try:
-        with mock_aws():
+        with in_process_aws("unit-tests"):
             yield boto3.client("secretsmanager", region_name="us-east-1")
     finally:
         if patched_here:  # leave it to whoever else applied it

@@ -62,6 +62,22 @@ _CLAIM_FIELDS = (
     "claim_attempt_id, claim_attempts, claim_fingerprint, claim_amount, "
     "claim_currency, claim_reference, claim_key_id, claimed_at, claim_lease_ends_at"
 )
+# An Idempotency-Key record that is new, expired, or this same request still in progress (its
+# earlier attempt died).
+_KEY_CLAIMABLE = (
+    "attribute_not_exists(id) OR expiration < :now OR "
+    "(fingerprint = :fingerprint AND progress = :in_progress)"
+)
+# A paid token keeps only its tombstone: no data key, off the reconciler's index.
+_TOMBSTONE_UPDATE = (
+    "SET #status = :used, payment_id = :payment_id "
+    "REMOVE encrypted_data_key, sweep_shard, sweep_at, claim_lease_ends_at, claim_attempts"
+)
+_TOMBSTONE_CONDITION = "#status = :claimed AND claim_fingerprint = :fp"
+_KEY_ANSWER_UPDATE = (
+    "SET fingerprint = :fingerprint, jti = :jti, progress = :completed, "
+    "answer = :answer, expiration = :expiration"
+)
 
 
 def _to_item(values: dict[str, Any]) -> dict[str, Any]:
@@ -338,11 +354,7 @@ class DynamoDBPaymentStates:
                     "expiration": now + IDEMPOTENCY_WINDOW_SECONDS,
                 }
             ),
-            # New, expired, or this same request still in progress (its earlier attempt died).
-            "ConditionExpression": (
-                "attribute_not_exists(id) OR expiration < :now OR "
-                "(fingerprint = :fingerprint AND progress = :in_progress)"
-            ),
+            "ConditionExpression": _KEY_CLAIMABLE,
             "ExpressionAttributeValues": _to_item(
                 {":now": now, ":fingerprint": intent.fingerprint, ":in_progress": "in_progress"}
             ),
@@ -509,12 +521,8 @@ class DynamoDBPaymentStates:
                 "Update": {
                     "TableName": self._tokens,
                     "Key": {"jti": {"S": intent.jti}},
-                    "UpdateExpression": (
-                        "SET #status = :used, payment_id = :payment_id "
-                        "REMOVE encrypted_data_key, sweep_shard, sweep_at, claim_lease_ends_at, "
-                        "claim_attempts"
-                    ),
-                    "ConditionExpression": "#status = :claimed AND claim_fingerprint = :fp",
+                    "UpdateExpression": _TOMBSTONE_UPDATE,
+                    "ConditionExpression": _TOMBSTONE_CONDITION,
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": _to_item(
                         {
@@ -560,10 +568,7 @@ class DynamoDBPaymentStates:
         return {
             "TableName": self._keys,
             "Key": {"id": {"S": str(intent.key_id)}},
-            "UpdateExpression": (
-                "SET fingerprint = :fingerprint, jti = :jti, progress = :completed, "
-                "answer = :answer, expiration = :expiration"
-            ),
+            "UpdateExpression": _KEY_ANSWER_UPDATE,
             "ExpressionAttributeValues": _to_item(
                 {
                     ":fingerprint": intent.fingerprint,
