@@ -104,6 +104,9 @@ class CardInput:
         return f"CardInput(last4={self.card_number[-4:]!r}, exp={self.exp_month}/{self.exp_year})"
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 @dataclass(frozen=True)
 class ApiRequest:
     """One request to the API, before the client adds its own headers (and a signature)."""
@@ -113,24 +116,12 @@ class ApiRequest:
     body: bytes | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
 
-    @classmethod
-    def of(
-        cls,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> ApiRequest:
-        """A JSON document body is encoded, with Content-Type application/json unless given."""
-        headers = dict(headers or {})
-        if body is None or isinstance(body, bytes):
-            return cls(method, path, body, headers)
-        if not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = "application/json"
-        return cls(method, path, json.dumps(body).encode(), headers)
-
     def __repr__(self) -> str:  # the body may hold a card: never show it
         return f"ApiRequest({self.method} {self.path}, {len(self.body or b'')} bytes)"
+
+
+def _encoded(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document).encode()
 
 
 @dataclass(frozen=True)
@@ -151,7 +142,7 @@ class Reply:
 
 
 def tokenize_request(card: CardInput) -> ApiRequest:
-    return ApiRequest.of("POST", "/tokens", card.request_body())
+    return ApiRequest("POST", "/tokens", _encoded(card.request_body()), JSON)
 
 
 def payment_request(
@@ -164,8 +155,8 @@ def payment_request(
     body: dict[str, Any] = {"token": token, "amount": amount, "currency": currency}
     if reference is not None:
         body["reference"] = reference
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return ApiRequest.of("POST", "/payments", body, headers)
+    headers = {**JSON, "Idempotency-Key": idempotency_key} if idempotency_key else JSON
+    return ApiRequest("POST", "/payments", _encoded(body), headers)
 
 
 def get_payment_request(payment_id: str) -> ApiRequest:
@@ -213,6 +204,22 @@ class CardTokensApi:
 
     def jwks(self) -> dict[str, Any]:
         return self._call(JWKS_REQUEST)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Any request, answered whatever the status: a JSON document body is encoded (with
+        Content-Type application/json unless `headers` has one); bytes go as they are."""
+        send = dict(headers or {})
+        if isinstance(body, Mapping):
+            body = _encoded(body)
+            if not any(name.lower() == "content-type" for name in send):
+                send.update(JSON)
+        return self.send(ApiRequest(method, path, body, send))
 
     def send(self, request: ApiRequest) -> Reply:
         """The answer whatever its status; Unreachable only when there is none."""

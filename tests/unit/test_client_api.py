@@ -243,28 +243,26 @@ def test_a_reply_names_the_service_error_code_only(reply: Reply, code: str | Non
     assert reply.error_code == code
 
 
-def test_send_takes_a_body_as_it_is_with_the_headers_chosen() -> None:
+def test_request_takes_a_body_as_it_is_with_the_headers_chosen() -> None:
     api, opener = api_answering((400, b'{"error": {"code": "invalid_request", "message": "m"}}'))
 
-    reply = api.send(
-        ApiRequest.of("POST", "/tokens", b'{"card_number": ', {"Content-Type": "application/json"})
-    )
+    reply = api.request("POST", "/tokens", b'{"card_number": ', {"Content-Type": "text/json"})
 
     assert reply.error_code == "invalid_request"
     (request,) = opener.requests
     assert request.data == b'{"card_number": '
-    assert request.get_header("Content-type") == "application/json"
+    assert request.get_header("Content-type") == "text/json"
 
 
-def test_a_document_body_is_json_with_its_content_type_unless_one_is_given() -> None:
-    default = ApiRequest.of("POST", "/tokens", {"a": 1})
-    chosen = ApiRequest.of("POST", "/tokens", {"a": 1}, {"content-type": "text/plain"})
+def test_request_encodes_a_document_as_json_unless_told_another_content_type() -> None:
+    api, opener = api_answering((201, b"{}"), (201, b"{}"))
 
-    assert (default.body, dict(default.headers)) == (
-        b'{"a": 1}',
-        {"Content-Type": "application/json"},
-    )
-    assert dict(chosen.headers) == {"content-type": "text/plain"}
+    api.request("POST", "/tokens", {"a": 1})
+    api.request("POST", "/tokens", {"a": 1}, {"content-type": "text/plain"})
+
+    default, chosen = opener.requests
+    assert (default.data, default.get_header("Content-type")) == (b'{"a": 1}', "application/json")
+    assert chosen.get_header("Content-type") == "text/plain"
 
 
 def test_a_request_never_shows_its_body() -> None:
