@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -104,7 +105,7 @@ class CardInput:
         return f"CardInput(last4={self.card_number[-4:]!r}, exp={self.exp_month}/{self.exp_year})"
 
 
-JSON = {"Content-Type": "application/json"}
+JSON: Mapping[str, str] = MappingProxyType({"Content-Type": "application/json"})
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ class Reply:
 
     def json(self) -> Any:
         return json.loads(self.body)
+
+    def __repr__(self) -> str:  # the body may hold a token: never show it
+        return f"Reply({self.status}, {len(self.body)} bytes)"
 
     @property
     def error_code(self) -> str | None:

@@ -265,12 +265,14 @@ def test_request_encodes_a_document_as_json_unless_told_another_content_type() -
     assert chosen.get_header("Content-type") == "text/plain"
 
 
-def test_a_request_never_shows_its_body() -> None:
-    shown = repr(tokenize_request(CARD))
+def test_a_request_never_shows_its_card_nor_a_reply_its_token() -> None:
+    request = repr(tokenize_request(CARD))
+    reply = repr(Reply(201, {}, b'{"token": "head.claims.signature"}'))
 
-    assert shown.startswith("ApiRequest(POST /tokens, ")
-    assert "4242" not in shown
-    assert "123" not in shown
+    assert request.startswith("ApiRequest(POST /tokens, ")
+    assert "4242" not in request
+    assert "123" not in request
+    assert reply == "Reply(201, 34 bytes)"
 
 
 def test_send_without_an_answer_is_unreachable() -> None:
