@@ -21,15 +21,9 @@ from typing import Any
 from local.cfn import TEMPLATE_PATH, load_deployed_template
 from local.http_api import Route, build_rest_event, find_route, routes_from_template
 from local.provision import STACK_NAME, function_environments, named_resolver
+from local.sample_card import SAMPLE_CARD
 
 EVENTS_DIR = TEMPLATE_PATH.parent / "events"
-SAMPLE_CARD = {
-    "card_number": "4242 4242 4242 4242",
-    "exp_month": 12,
-    "exp_year": 2030,
-    "cvv": "123",
-    "cardholder_name": "Ada Lovelace",
-}
 SAMPLE_IDEMPOTENCY_KEY = "order-1234-attempt-1"
 # `sam local invoke` runs the function in Docker; the emulator is on the host.
 DOCKER_HOST_ENDPOINT = "http://host.docker.internal:{port}"

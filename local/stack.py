@@ -49,6 +49,7 @@ from local.provision import (
     provision_stack,
 )
 from local.rotation import LOCAL_KEY_CACHE_SECONDS, rotate_all
+from local.sample_card import SAMPLE_CARD
 from web.checkout.page import PAGE_FILES, page_response
 
 EXIT_PORT_IN_USE = 2
@@ -107,10 +108,7 @@ def checkout_page_routes() -> dict[tuple[str, str], Callable[[], GatewayResponse
 
 
 SAMPLE_CARD_REQUEST = {
-    "card_number": "4242 4242 4242 4242",
-    "exp_month": 12,
-    "exp_year": 2030,
-    "cvv": "123",
+    name: value for name, value in SAMPLE_CARD.items() if name != "cardholder_name"
 }
 
 

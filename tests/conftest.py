@@ -12,6 +12,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -25,6 +26,24 @@ from local.lambda_runtime import LambdaContext
 from local.provision import LocalStack, provision_stack
 from local.rotation import rotate
 from tests.flows import Invoke
+
+TESTS = Path(__file__).parent
+# Each suite's marker, set by the folder its tests are in: `pytest -m "not e2e"` and the like.
+SUITE_MARKERS = {
+    "unit": pytest.mark.unit,
+    "integration": pytest.mark.integration,
+    "security": pytest.mark.security,
+    "template": pytest.mark.template,
+    "e2e": pytest.mark.e2e,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(TESTS):
+            marker = SUITE_MARKERS.get(item.path.relative_to(TESTS).parts[0])
+            if marker is not None:
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,9 @@ import http.client
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -103,7 +105,77 @@ class CardInput:
         return f"CardInput(last4={self.card_number[-4:]!r}, exp={self.exp_month}/{self.exp_year})"
 
 
+JSON: Mapping[str, str] = MappingProxyType({"Content-Type": "application/json"})
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One request to the API, before the client adds its own headers (and a signature)."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the body may hold a card: never show it
+        return f"ApiRequest({self.method} {self.path}, {len(self.body or b'')} bytes)"
+
+
+def _encoded(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Any HTTP answer as it came: what `CardTokensApi.send` returns, error statuses included."""
+
+    status: int
+    headers: Mapping[str, str]  # names in lower case
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:  # the body may hold a token: never show it
+        return f"Reply({self.status}, {len(self.body)} bytes)"
+
+    @property
+    def error_code(self) -> str | None:
+        """The service's `error.code`, or None for a success or an answer without one."""
+        return _api_error(self.status, self.body).code if self.status >= 300 else None
+
+
+def tokenize_request(card: CardInput) -> ApiRequest:
+    return ApiRequest("POST", "/tokens", _encoded(card.request_body()), JSON)
+
+
+def payment_request(
+    token: str,
+    amount: int,
+    currency: str,
+    reference: str | None = None,
+    idempotency_key: str | None = None,
+) -> ApiRequest:
+    body: dict[str, Any] = {"token": token, "amount": amount, "currency": currency}
+    if reference is not None:
+        body["reference"] = reference
+    headers = {**JSON, "Idempotency-Key": idempotency_key} if idempotency_key else JSON
+    return ApiRequest("POST", "/payments", _encoded(body), headers)
+
+
+def get_payment_request(payment_id: str) -> ApiRequest:
+    return ApiRequest("GET", "/payments/" + quote(payment_id, safe=""))
+
+
+JWKS_REQUEST = ApiRequest("GET", "/.well-known/jwks.json")
+
+
 class CardTokensApi:
+    """A method per route, answering the JSON document or raising ApiError; `send` for any reply.
+
+    With a signer, the routes behind AWS_IAM (signing.SIGNED_ROUTES) are SigV4-signed.
+    """
+
     def __init__(
         self,
         base_url: str,
@@ -119,7 +191,7 @@ class CardTokensApi:
         )
 
     def tokenize(self, card: CardInput) -> dict[str, Any]:
-        return self._call("POST", "/tokens", card.request_body())
+        return self._call(tokenize_request(card))
 
     def pay(
         self,
@@ -129,44 +201,61 @@ class CardTokensApi:
         reference: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"token": token, "amount": amount, "currency": currency}
-        if reference is not None:
-            body["reference"] = reference
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._call("POST", "/payments", body, headers)
+        return self._call(payment_request(token, amount, currency, reference, idempotency_key))
 
     def get_payment(self, payment_id: str) -> dict[str, Any]:
-        return self._call("GET", "/payments/" + quote(payment_id, safe=""))
+        return self._call(get_payment_request(payment_id))
 
     def jwks(self) -> dict[str, Any]:
-        return self._call("GET", "/.well-known/jwks.json")
+        return self._call(JWKS_REQUEST)
 
-    def _call(
+    def request(
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        url = self.base_url + path
-        data = None if body is None else json.dumps(body).encode()
-        send = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
-        if data is not None:
-            send["Content-Type"] = "application/json"
-        if self.signer is not None and needs_signature(self.base_url, path):
-            send = self.signer.sign(method, url, send, data)
-        request = urllib.request.Request(url, data=data, headers=send, method=method)  # noqa: S310 - http(s) only: checked_base_url
+        body: Mapping[str, Any] | bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Any request, answered whatever the status: a JSON document body is encoded (with
+        Content-Type application/json unless `headers` has one); bytes go as they are."""
+        send = dict(headers or {})
+        if isinstance(body, Mapping):
+            body = _encoded(body)
+            if not any(name.lower() == "content-type" for name in send):
+                send.update(JSON)
+        return self.send(ApiRequest(method, path, body, send))
+
+    def send(self, request: ApiRequest) -> Reply:
+        """The answer whatever its status; Unreachable only when there is none."""
+        url = self.base_url + request.path
+        send = {"Accept": "application/json", "User-Agent": USER_AGENT, **request.headers}
+        if self.signer is not None and needs_signature(request.method, request.path):
+            send = self.signer.sign(request.method, url, send, request.body)
+        outgoing = urllib.request.Request(  # noqa: S310 - http(s) only: checked_base_url
+            url, data=request.body, headers=send, method=request.method
+        )
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return _json_object(response.read(), response.status)
+            with self._opener.open(outgoing, timeout=self.timeout) as response:
+                return Reply(response.status, _headers(response), response.read())
         except urllib.error.HTTPError as error:
-            raise _api_error(error.code, error.read()) from None
+            return Reply(error.code, _headers(error), error.read())
         except urllib.error.URLError as error:
             # urllib raises URLError while connecting or sending: the request did not get out.
             raise Unreachable(_not_sent(self.base_url, error.reason), sent=False) from None
         except (http.client.HTTPException, OSError) as error:
             # Raised while waiting for the answer: the request was sent, and may have been acted on.
             raise Unreachable(f"no answer from {self.base_url} ({error})", sent=True) from None
+
+    def _call(self, request: ApiRequest) -> dict[str, Any]:
+        reply = self.send(request)
+        if reply.status >= 300:
+            raise _api_error(reply.status, reply.body)
+        return _json_object(reply.body, reply.status)
+
+
+def _headers(response: Any) -> dict[str, str]:
+    headers = getattr(response, "headers", None) or {}
+    return {name.lower(): value for name, value in headers.items()}
 
 
 def _not_sent(base_url: str, reason: object) -> str:

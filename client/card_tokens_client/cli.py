@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from card_tokens_client import __version__
 from card_tokens_client.api import (
@@ -27,7 +28,7 @@ from card_tokens_client.api import (
     InvalidBaseUrl,
     Unreachable,
 )
-from card_tokens_client.signing import RequestSigner, SigningError
+from card_tokens_client.signing import RequestSigner, SigningError, is_loopback
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # the API refused the request, or no answer
@@ -278,6 +279,9 @@ def currency_code(text: str) -> str:
     raise argparse.ArgumentTypeError(CURRENCY_RULE + suggestion)
 
 
+Command = Callable[[CardTokensApi, argparse.Namespace, Console], int]
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the command is not reset by the command's defaults.
@@ -316,11 +320,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tokenize = commands.add_parser(
+    def command(name: str, run: Command, help: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help, description=description)
+        sub.set_defaults(run=run)
+        return sub
+
+    tokenize = command(
         "tokenize",
-        parents=[common],
-        help="turn a card into a single-use token",
-        description="POST /tokens. Missing card values are prompted for (hidden) or read from "
+        cmd_tokenize,
+        "turn a card into a single-use token",
+        "POST /tokens. Missing card values are prompted for (hidden) or read from "
         "stdin, one a line: card number, expiry, security code. Prefer that to options, which "
         "shell history and `ps` can see.",
     )
@@ -329,13 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--cvv", metavar="CODE", help="the card security code")
     tokenize.add_argument("--name", metavar="NAME", help="cardholder name (optional)")
     tokenize.add_argument("-q", "--quiet", action="store_true", help="print only the token")
-    tokenize.set_defaults(run=cmd_tokenize)
 
-    pay = commands.add_parser(
+    pay = command(
         "pay",
-        parents=[common],
-        help="pay once with a token",
-        description="POST /payments. Exit code 3 when the card is declined.",
+        cmd_pay,
+        "pay once with a token",
+        "POST /payments. Exit code 3 when the card is declined.",
     )
     pay.add_argument(
         "token", nargs="?", default="-", help="the token, or - (default) to read it from stdin"
@@ -361,22 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY",
         help="makes a retry safe (default: a new random key, printed when the outcome is unknown)",
     )
-    pay.set_defaults(run=cmd_pay)
 
-    get = commands.add_parser(
-        "get", parents=[common], help="read a payment", description="GET /payments/{id}."
-    )
+    get = command("get", cmd_get, "read a payment", "GET /payments/{id}.")
     get.add_argument("payment_id", help="pay_…")
-    get.set_defaults(run=cmd_get)
 
-    jwks = commands.add_parser(
-        "jwks",
-        parents=[common],
-        help="list the public keys that verify tokens",
-        description="GET /.well-known/jwks.json.",
+    command(
+        "jwks", cmd_jwks, "list the public keys that verify tokens", "GET /.well-known/jwks.json."
     )
-    jwks.set_defaults(run=cmd_jwks)
     return parser
+
+
+def unsigned(args: argparse.Namespace) -> bool:
+    """--no-sign, or the local stack on this machine (it takes unsigned requests)."""
+    return bool(args.no_sign) or is_loopback(urlsplit(args.url).hostname or "")
 
 
 def main(
@@ -404,7 +409,7 @@ def main(
             setattr(args, name, default)
     console = Console(out, err, prompter or Prompter(stdin, err))
     try:
-        signer = None if args.no_sign else RequestSigner(args.url, args.region, args.profile)
+        signer = None if unsigned(args) else RequestSigner(args.url, args.region, args.profile)
         api = api_factory(args.url, signer, args.timeout)
         code: int = args.run(api, args, console)
         return code

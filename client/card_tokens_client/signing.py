@@ -5,19 +5,41 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import ReadOnlyCredentials
+from botocore.credentials import Credentials, ReadOnlyCredentials
 from botocore.exceptions import BotoCoreError
 from botocore.session import Session
 
 SERVICE = "execute-api"
 # https://{api-id}.execute-api.{region}.amazonaws.com (or .amazonaws.com.cn)
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-# Only these routes need AWS credentials; POST /tokens and the JWKS are public.
-SIGNED_PATH_PREFIX = "/payments"
+
+
+@dataclass(frozen=True)
+class SignedRoute:
+    method: str
+    path: str  # as template.yaml writes it: {name} stands for one path segment
+
+    def matches(self, method: str, path: str) -> bool:
+        wanted = self.path.split("/")
+        asked = path.split("?", 1)[0].split("/")
+        return (
+            method.upper() == self.method
+            and len(asked) == len(wanted)
+            and all(
+                part == mine or (mine.startswith("{") and mine.endswith("}") and part != "")
+                for part, mine in zip(asked, wanted, strict=True)
+            )
+        )
+
+
+# The routes template.yaml puts behind AWS_IAM (a unit test holds the two together): only these
+# need AWS credentials. POST /tokens, the JWKS, and paths the API does not have are public.
+SIGNED_ROUTES = (SignedRoute("POST", "/payments"), SignedRoute("GET", "/payments/{payment_id}"))
 
 
 class SigningError(Exception):
@@ -38,20 +60,28 @@ def region_from_host(host: str) -> str | None:
     return match.group(1) if match else None
 
 
-def needs_signature(base_url: str, path: str) -> bool:
-    """Payment routes of anything but this machine (the local stack takes unsigned requests)."""
-    host = urlsplit(base_url).hostname or ""
-    return path.startswith(SIGNED_PATH_PREFIX) and not is_loopback(host)
+def needs_signature(method: str, path: str) -> bool:
+    """Whether API Gateway wants this request SigV4-signed (`path` after the base URL)."""
+    return any(route.matches(method, path) for route in SIGNED_ROUTES)
 
 
 class RequestSigner:
-    """Signs with the default AWS credential chain (or --profile), resolved at the first use."""
+    """Signs with `credentials`, else the default AWS credential chain (or --profile), resolved
+    at the first use."""
 
-    def __init__(self, base_url: str, region: str | None = None, profile: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        region: str | None = None,
+        profile: str | None = None,
+        credentials: Credentials | None = None,
+    ):
         self._base_url = base_url
         self._region = region
         self._profile = profile
-        self._credentials: ReadOnlyCredentials | None = None
+        self._credentials: ReadOnlyCredentials | None = (
+            None if credentials is None else credentials.get_frozen_credentials()
+        )
 
     def region(self) -> str:
         host = urlsplit(self._base_url).hostname or ""

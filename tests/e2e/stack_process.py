@@ -1,14 +1,12 @@
-"""The stack the e2e tests talk to: the local stack in a subprocess, or a deployed one; a log scan.
+"""The stack the e2e tests talk to, through the shipped client (card_tokens_client); a log scan.
 
-`LocalStack` runs `python -m local.stack`. `DeployedStack` is a stack on AWS, found by name
-(AWS_SAM_STACK_NAME) through its CloudFormation Outputs; it signs the requests to the routes the
-template marks AWS_IAM (SigV4, service execute-api), as a merchant back end does.
+`RunningLocalStack` is `python -m local.stack` in a subprocess. `DeployedStack` is a stack on
+AWS, found by name (AWS_SAM_STACK_NAME) through its CloudFormation Outputs; the client signs the
+requests to the routes the stack puts behind AWS_IAM, as a merchant back end does.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import re
 import signal
@@ -23,28 +21,24 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.cfn import load_template, resources_of_type
-from local.http_api import Route
+from card_tokens_client.api import (
+    JWKS_REQUEST,
+    CardInput,
+    CardTokensApi,
+    Reply,
+    Unreachable,
+    payment_request,
+)
+from card_tokens_client.signing import RequestSigner, region_from_host
+from local.stack import curl_example
+from tests.cards import CARDHOLDER, TEST_PANS, VISA
+from tests.support import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 90
 STOP_SECONDS = 30
-
-CARDHOLDER = "Ada E2E-Lovelace"
-VISA = {
-    "card_number": "4242 4242 4242 4242",
-    "exp_month": 12,
-    "exp_year": 2030,
-    "cvv": "123",
-    "cardholder_name": CARDHOLDER,
-}
-DECLINED_VISA = {**VISA, "card_number": "4000 0000 0000 0002"}
-TEST_PANS = ("4242424242424242", "4000000000000002")
 
 
 def free_port() -> int:
@@ -54,81 +48,28 @@ def free_port() -> int:
         return port
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
+class StackUnderTest:
+    """What every e2e test talks to, local or deployed: the client, and the tokens it issued
+    (the scan of the stack's output looks for each)."""
 
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def error_code(self) -> str | None:
-        document = self.json()
-        return document.get("error", {}).get("code") if isinstance(document, dict) else None
-
-
-class StackClient:
-    """What every e2e test talks to, local or deployed: JSON over HTTP, and the tokens issued."""
-
+    api: CardTokensApi
     issued_tokens: list[str]
 
     @property
     def base_url(self) -> str:
-        raise NotImplementedError
-
-    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
-        raise NotImplementedError
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        headers = dict(headers or {})
-        if isinstance(body, dict):
-            body = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        return self.send(method, path, body, headers)
+        return self.api.base_url
 
     def issue_token(self, card: dict[str, Any] = VISA) -> str:
-        reply = self.request("POST", "/tokens", card)
-        assert reply.status == 201, reply.body
-        token: str = reply.json()["token"]
+        token = str(self.api.tokenize(CardInput(**card))["token"])
         self.issued_tokens.append(token)
         return token
 
     def pay(self, token: str, amount: int = 1999, idempotency_key: str | None = None) -> Reply:
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"token": token, "amount": amount, "currency": "EUR", "reference": "order-1234"}
-        return self.request("POST", "/payments", body, headers)
-
-
-def _exchange(
-    url: str, method: str, path: str, body: bytes | None, headers: dict[str, str]
-) -> Reply:
-    parts = urlsplit(url)
-    connection_type = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_type(parts.netloc, timeout=30)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        return Reply(
-            response.status,
-            {name.lower(): value for name, value in response.getheaders()},
-            response.read(),
-        )
-    finally:
-        connection.close()
+        return self.api.send(payment_request(token, amount, "EUR", "order-1234", idempotency_key))
 
 
 @dataclass
-class LocalStack(StackClient):
+class RunningLocalStack(StackUnderTest):
     """A running `python -m local.stack`; everything it prints goes to `log_path`."""
 
     process: subprocess.Popen[bytes]
@@ -137,12 +78,23 @@ class LocalStack(StackClient):
     log_path: Path
     issued_tokens: list[str] = field(default_factory=list)
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __post_init__(self) -> None:
+        self.api = CardTokensApi(f"http://127.0.0.1:{self.port}")
 
-    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
-        return _exchange(self.base_url, method, path, body, headers)
+    @classmethod
+    def start(
+        cls, log_path: Path, *options: str, moto_port: int | None = None, verbose: bool = True
+    ) -> RunningLocalStack:
+        """Started on free ports (the emulator's given, for --aws-endpoint-url), and serving."""
+        port, moto_port = free_port(), moto_port or free_port()
+        stack = cls(
+            start_stack(port, moto_port, log_path, *options, verbose=verbose),
+            port,
+            moto_port,
+            log_path,
+        )
+        wait_until_serving(stack)
+        return stack
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -168,38 +120,31 @@ class LocalStack(StackClient):
                 pytest.fail(f"the local stack ignored SIGINT for {STOP_SECONDS}s")
         return self.process.returncode
 
+    def stop_and_scan(self, *more_output: str) -> str:
+        """Ctrl-C: it exits 0, and nothing it printed (nor `more_output`) holds card data or an
+        issued token. Its output."""
+        exit_code = self.stop()
+        output = self.log()
+        assert exit_code == 0, f"the local stack exited with {exit_code}:\n{output[-4000:]}"
+        # The banner's curl example is the one place a (test) card number is printed on purpose.
+        scanned = "\n".join([output.replace(curl_example(self.base_url), ""), *more_output])
+        leaks = card_data_leaks(scanned, self.issued_tokens)
+        assert not leaks, f"the local stack's output holds {leaks}; see {self.log_path}"
+        return output
+
 
 class DeployedStackError(RuntimeError):
     """The deployed stack cannot be used: missing, without the outputs, or no credentials."""
 
 
-_EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
-
-
-def iam_authorized_routes(template: dict[str, Any] | None = None) -> list[Route]:
-    """The routes template.yaml puts behind AWS_IAM: requests to them must be SigV4-signed."""
-    template = load_template() if template is None else template
-    routes = []
-    functions = resources_of_type(template, "AWS::Serverless::Function")
-    for logical_id, function in functions.items():
-        for event in function.get("Properties", {}).get("Events", {}).values():
-            properties = event.get("Properties", {})
-            authorizer = properties.get("Auth", {}).get("Authorizer")
-            if event.get("Type") == "Api" and authorizer == "AWS_IAM":
-                method = str(properties["Method"]).upper()
-                routes.append(Route(method, str(properties["Path"]), logical_id))
-    return routes
-
-
 @dataclass
-class DeployedStack(StackClient):
-    """A card-tokens stack on AWS: its Outputs, and SigV4 on the IAM-authorized routes."""
+class DeployedStack(StackUnderTest):
+    """A card-tokens stack on AWS: its Outputs, and a client that signs with the caller's keys."""
 
     stack_name: str
     outputs: dict[str, str]
     region: str
-    credentials: Credentials
-    signed_routes: list[Route]
+    api: CardTokensApi
     issued_tokens: list[str] = field(default_factory=list)
 
     @classmethod
@@ -232,30 +177,12 @@ class DeployedStack(StackClient):
             raise DeployedStackError(
                 "no AWS credentials: requests to the IAM-authorized /payments routes are signed"
             )
-        host = urlsplit(outputs["ApiUrl"]).hostname or ""
-        match = _EXECUTE_API_HOST.match(host)
-        region = region or (match.group(1) if match else None) or session.region_name
+        url = outputs["ApiUrl"]
+        region = region or region_from_host(urlsplit(url).hostname or "") or session.region_name
         if not region:
-            raise DeployedStackError(f"no region to sign requests to {outputs['ApiUrl']} for")
-        return cls(stack_name, outputs, region, credentials, iam_authorized_routes())
-
-    @property
-    def base_url(self) -> str:
-        return self.outputs["ApiUrl"].rstrip("/")
-
-    def needs_signature(self, method: str, path: str) -> bool:
-        raw_path = path.split("?", 1)[0]
-        return any(route.match(method, raw_path) is not None for route in self.signed_routes)
-
-    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Reply:
-        url = self.base_url + path
-        if self.needs_signature(method, path):
-            request = AWSRequest(method=method, url=url, data=body or b"", headers=headers)
-            SigV4Auth(self.credentials, "execute-api", self.region).add_auth(request)
-            headers = dict(request.headers.items())
-        target = urlsplit(url)
-        path_and_query = target.path + (f"?{target.query}" if target.query else "")
-        return _exchange(self.base_url, method, path_and_query, body, headers)
+            raise DeployedStackError(f"no region to sign requests to {url} for")
+        signer = RequestSigner(url, region, credentials=credentials)
+        return cls(stack_name, outputs, region, CardTokensApi(url, signer))
 
 
 _FLOW = "test_local_stack_flow.py"
@@ -330,15 +257,15 @@ def start_stack(
         )
 
 
-def wait_until_serving(stack: LocalStack) -> None:
+def wait_until_serving(stack: RunningLocalStack) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if stack.process.poll() is not None:
             pytest.fail(f"the local stack exited with {stack.process.returncode}:\n{stack.log()}")
         try:
-            if stack.request("GET", "/.well-known/jwks.json").status == 200:
+            if stack.api.send(JWKS_REQUEST).status == 200:
                 return
-        except OSError:
+        except Unreachable:
             pass
         time.sleep(0.2)
     stack.stop()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -35,27 +34,15 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from card_tokens.records import payment_id_for
-from local import moto_fixes
+from card_tokens_client.api import Reply
 from local.emulator import local_aws_environment
 from local.fault_proxy import Fault, FaultProxy
 from local.intrinsics import REGION
-from local.stack import curl_example
-from tests.e2e.stack_process import (
-    DECLINED_VISA,
-    REPO_ROOT,
-    VISA,
-    LocalStack,
-    Reply,
-    card_data_leaks,
-    free_port,
-    start_stack,
-    wait_until_serving,
-)
-
-pytestmark = pytest.mark.e2e
+from tests.cards import DECLINED_VISA, VISA
+from tests.e2e.stack_process import RunningLocalStack
+from tests.support import PAYMENT_ERRORS, REPO_ROOT, moto_server, run_captured
 
 INTENTS = int(os.environ.get("CHAOS_INTENTS", "24"))
 CLIENTS = 8
@@ -77,15 +64,7 @@ SEEDS = {mode: 4100 + index for index, mode in enumerate(MODES)}
 REPORT = os.environ.get("CHAOS_REPORT", "")
 
 # POST /payments: (status, error code) of every answer the contract allows.
-PAYMENT_ANSWERS = {
-    (201, None),
-    (401, "invalid_token"),
-    (409, "token_already_used"),
-    (422, "idempotency_key_reused"),
-    (502, "processor_error"),
-    (503, "service_unavailable"),
-    (503, "payment_in_progress"),
-}
+PAYMENT_ANSWERS = {(201, None), *PAYMENT_ERRORS}
 TOKEN_ANSWERS = {(201, None), (503, "service_unavailable")}
 FINAL = {201, 401, 409, 422}
 
@@ -124,10 +103,7 @@ def answer_of(reply: Reply) -> Answer:
         body = reply.json()
     except ValueError:
         body = None
-    code = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        code = body["error"].get("code")
-    return Answer(reply.status, code, reply.headers.get("retry-after"), body)
+    return Answer(reply.status, reply.error_code, reply.headers.get("retry-after"), body)
 
 
 def pause_after(answer: Answer) -> float:
@@ -145,13 +121,13 @@ def jti_of(token: str) -> str:
     return str(document["jti"])
 
 
-def run_intent(stack: LocalStack, intent: Intent, lock: threading.Lock) -> Intent:
+def run_intent(stack: RunningLocalStack, intent: Intent, lock: threading.Lock) -> Intent:
     """Issue a token, then pay it with one key and body until a final answer or the deadline."""
     deadline = time.monotonic() + INTENT_SECONDS
     card = DECLINED_VISA if intent.declined_card else VISA
     while intent.token is None and time.monotonic() < deadline:
         try:
-            answer = answer_of(stack.request("POST", "/tokens", card))
+            answer = answer_of(stack.api.request("POST", "/tokens", card))
         except OSError as error:
             answer = Answer(None, None, None, error=type(error).__name__)
         intent.issue_answers.append(answer)
@@ -181,7 +157,7 @@ def run_intent(stack: LocalStack, intent: Intent, lock: threading.Lock) -> Inten
 class Chaos:
     moto_url: str
     proxy: FaultProxy
-    stack: LocalStack
+    stack: RunningLocalStack
     stack_name: str
     reconcile_output: list[str] = field(default_factory=list)
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -230,15 +206,7 @@ class Chaos:
             "POWERTOOLS_METRICS_NAMESPACE": "CardTokens",
             "AWS_LAMBDA_FUNCTION_NAME": "ReconcilePaymentsFunction",
         }
-        done = subprocess.run(
-            [sys.executable, "-c", script],
-            cwd=REPO_ROOT,
-            env=environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_captured([sys.executable, "-c", script], env=environment)
         self.reconcile_output.append(done.stdout + done.stderr)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
         line = next(x for x in done.stdout.splitlines() if x.startswith("RECONCILED "))
@@ -248,45 +216,31 @@ class Chaos:
 
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chaos]:
-    patched_here = moto_fixes.apply()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    moto_url = f"http://{host}:{port}"
-    proxy = FaultProxy(moto_url).start()
-    stack_name = f"chaos-{uuid.uuid4().hex[:8]}"
-    log_path = tmp_path_factory.mktemp("chaos") / "stack.log"
-    stack_port = free_port()
-    process = start_stack(
-        stack_port,
-        proxy.port,
-        log_path,
-        "--aws-endpoint-url",
-        proxy.url,
-        "--stack-name",
-        stack_name,
-        "--concurrency",
-        str(CLIENTS),
-    )
-    stack = LocalStack(process, stack_port, proxy.port, log_path)
-    state = Chaos(moto_url, proxy, stack, stack_name)
-    try:
-        wait_until_serving(stack)
-        yield state
-    finally:
-        proxy.set_policy(Fault.PASS, 0.0)
-        exit_code = stack.stop()
-        proxy.stop()
-        moto.stop()
-        if patched_here:
-            moto_fixes.remove()
+    with moto_server() as moto_url:
+        proxy = FaultProxy(moto_url).start()
+        stack_name = f"chaos-{uuid.uuid4().hex[:8]}"
+        options = ("--aws-endpoint-url", proxy.url, "--stack-name", stack_name)
+        try:
+            stack = RunningLocalStack.start(
+                tmp_path_factory.mktemp("chaos") / "stack.log",
+                *options,
+                "--concurrency",
+                str(CLIENTS),
+                moto_port=proxy.port,
+            )
+        except BaseException:
+            proxy.stop()
+            raise
+        state = Chaos(moto_url, proxy, stack, stack_name)
+        try:
+            yield state
+        finally:
+            proxy.set_policy(Fault.PASS, 0.0)
+            stack.stop()
+            proxy.stop()
     print_and_report(state.rows)
     # Then: the stack stopped cleanly and nothing printed holds card data or a token.
-    assert exit_code == 0, stack.log()[-4000:]
-    output = stack.log().replace(curl_example(stack.base_url), "")
-    output += "\n".join(state.reconcile_output)
-    leaks = card_data_leaks(output, stack.issued_tokens)
-    assert not leaks, f"the chaos run's output holds {leaks}; see {log_path}"
+    stack.stop_and_scan(*state.reconcile_output)
 
 
 # ---------------------------------------------------------------- reconciliation

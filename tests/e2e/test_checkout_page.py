@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack_process import REPO_ROOT, LocalStack
+from tests.e2e.stack_process import RunningLocalStack
+from tests.support import REPO_ROOT
 from web.checkout.page import CONTENT_SECURITY_POLICY, PAGE_FILES
-
-pytestmark = pytest.mark.e2e
 
 BROWSER_TESTS = REPO_ROOT / "tests" / "browser"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "checkout"
@@ -45,9 +44,9 @@ BROWSER_SECONDS = 120
 
 @pytest.mark.parametrize("path", sorted(PAGE_FILES))
 def test_each_page_file_is_served_with_its_type_and_the_security_headers(
-    local_stack: LocalStack, path: str
+    local_stack: RunningLocalStack, path: str
 ) -> None:
-    reply = local_stack.request("GET", path)
+    reply = local_stack.api.request("GET", path)
 
     assert reply.status == 200
     assert reply.headers["content-type"] == PAGE_FILES[path][1]
@@ -57,18 +56,6 @@ def test_each_page_file_is_served_with_its_type_and_the_security_headers(
     assert reply.headers["referrer-policy"] == "no-referrer"
     assert reply.headers["cache-control"] == "no-store"
     assert reply.body == (REPO_ROOT / "web" / "checkout" / PAGE_FILES[path][0]).read_bytes()
-
-
-@pytest.mark.parametrize(
-    ("method", "path"), [("POST", "/"), ("GET", "/page.py"), ("GET", "/index.html")]
-)
-def test_only_the_page_files_are_served_and_only_by_get(
-    local_stack: LocalStack, method: str, path: str
-) -> None:
-    reply = local_stack.request(method, path)
-
-    assert reply.status == 404
-    assert reply.json() == {"message": "Not Found"}
 
 
 def missing_browser_dependencies() -> list[str]:
@@ -83,7 +70,7 @@ def missing_browser_dependencies() -> list[str]:
 
 
 def test_chromium_pays_declines_and_shows_field_errors_without_leaking_the_card(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Given Debian's Chromium and playwright-core (`make browser-deps`): a failure, not a skip
     missing = missing_browser_dependencies()

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.stack_process import REPO_ROOT, LocalStack, free_port
-
-pytestmark = pytest.mark.e2e
+from tests.cards import DECLINED_VISA, VISA
+from tests.e2e.stack_process import RunningLocalStack, free_port
+from tests.support import run_captured
 
 COMMAND = Path(sys.executable).parent / "card-tokens"
-PAN = "4242 4242 4242 4242"
-DECLINED_PAN = "4000 0000 0000 0002"
+PAN = VISA["card_number"]
+DECLINED_PAN = DECLINED_VISA["card_number"]
 CVV = "737"
 # The CVV on its own, not as part of a token, an id or a timestamp.
 CVV_SHOWN = re.compile(rf"(?<![\w:-]){CVV}(?![\w:-])")
@@ -25,18 +25,12 @@ CVV_SHOWN = re.compile(rf"(?<![\w:-]){CVV}(?![\w:-])")
 def run_command(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     if not COMMAND.is_file():
         pytest.fail(f"{COMMAND} is missing: run `make client` (pip install -e .)")
-    return subprocess.run(
-        [str(COMMAND), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO_ROOT,
-        check=False,
-    )
+    return run_captured([str(COMMAND), *args], stdin=stdin, timeout=60)
 
 
-def card_tokens(stack: LocalStack, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def card_tokens(
+    stack: RunningLocalStack, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     return run_command("--url", stack.base_url, *args, stdin=stdin)
 
 
@@ -45,7 +39,7 @@ def echoes_card_data(result: subprocess.CompletedProcess[str], pan: str) -> bool
     return pan.replace(" ", "") in output.replace(" ", "") or CVV_SHOWN.search(output) is not None
 
 
-def tokenize(stack: LocalStack, pan: str) -> str:
+def tokenize(stack: RunningLocalStack, pan: str) -> str:
     result = card_tokens(stack, "tokenize", "--quiet", stdin=f"{pan}\n12/30\n{CVV}\n")
     assert result.returncode == 0, result.stderr
     token = result.stdout.strip()
@@ -53,7 +47,7 @@ def tokenize(stack: LocalStack, pan: str) -> str:
     return token
 
 
-def test_tokenize_pay_and_get_through_the_command(local_stack: LocalStack) -> None:
+def test_tokenize_pay_and_get_through_the_command(local_stack: RunningLocalStack) -> None:
     # Given a card read from stdin, as a script would pass it
     result = card_tokens(local_stack, "tokenize", "--json", stdin=f"{PAN}\n12/30\n{CVV}\n")
     assert result.returncode == 0, result.stderr
@@ -88,7 +82,9 @@ def test_tokenize_pay_and_get_through_the_command(local_stack: LocalStack) -> No
     assert not any(echoes_card_data(r, PAN) for r in (result, paid, read))
 
 
-def test_tokenize_shows_brand_last4_and_lifetime_never_the_card(local_stack: LocalStack) -> None:
+def test_tokenize_shows_brand_last4_and_lifetime_never_the_card(
+    local_stack: RunningLocalStack,
+) -> None:
     result = card_tokens(
         local_stack, "tokenize", "--card-number", PAN, "--exp", "12/30", "--cvv", CVV
     )
@@ -100,7 +96,7 @@ def test_tokenize_shows_brand_last4_and_lifetime_never_the_card(local_stack: Loc
     assert not echoes_card_data(result, PAN)
 
 
-def test_a_declined_card_exits_3_with_its_decline_code(local_stack: LocalStack) -> None:
+def test_a_declined_card_exits_3_with_its_decline_code(local_stack: RunningLocalStack) -> None:
     token = tokenize(local_stack, DECLINED_PAN)
 
     result = card_tokens(local_stack, "pay", token, "--amount", "500", "--currency", "EUR")
@@ -110,7 +106,7 @@ def test_a_declined_card_exits_3_with_its_decline_code(local_stack: LocalStack) 
     assert not echoes_card_data(result, DECLINED_PAN)
 
 
-def test_an_invalid_card_exits_1_naming_the_field(local_stack: LocalStack) -> None:
+def test_an_invalid_card_exits_1_naming_the_field(local_stack: RunningLocalStack) -> None:
     result = card_tokens(local_stack, "tokenize", stdin=f"4242 4242 4242 4241\n12/30\n{CVV}\n")
 
     assert result.returncode == 1
@@ -121,7 +117,7 @@ def test_an_invalid_card_exits_1_naming_the_field(local_stack: LocalStack) -> No
     assert "4241" not in result.stdout + result.stderr
 
 
-def test_a_token_used_twice_is_a_409(local_stack: LocalStack) -> None:
+def test_a_token_used_twice_is_a_409(local_stack: RunningLocalStack) -> None:
     token = tokenize(local_stack, PAN)
     assert (
         card_tokens(local_stack, "pay", token, "--amount", "100", "--currency", "EUR").returncode
@@ -134,8 +130,8 @@ def test_a_token_used_twice_is_a_409(local_stack: LocalStack) -> None:
     assert "409 token_already_used" in again.stderr
 
 
-def test_jwks_lists_the_stacks_signing_keys(local_stack: LocalStack) -> None:
-    expected = local_stack.request("GET", "/.well-known/jwks.json").json()
+def test_jwks_lists_the_stacks_signing_keys(local_stack: RunningLocalStack) -> None:
+    expected = local_stack.api.request("GET", "/.well-known/jwks.json").json()
 
     result = card_tokens(local_stack, "jwks")
 

@@ -21,43 +21,36 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from local import moto_fixes
+from card_tokens_client.api import Reply
 from local.emulator import local_aws_environment
 from local.intrinsics import REGION
-from local.stack import ENVIRONMENTS_PATH, LEDGER_PATH, curl_example
-from tests.e2e.stack_process import (
-    VISA,
-    LocalStack,
-    Reply,
-    card_data_leaks,
-    free_port,
-    start_stack,
-    wait_until_serving,
-)
-
-pytestmark = pytest.mark.e2e
+from local.stack import ENVIRONMENTS_PATH, LEDGER_PATH
+from tests.cards import VISA
+from tests.e2e.stack_process import RunningLocalStack
+from tests.support import moto_server
 
 PARALLEL = 8
 CONNECTIONS = 128
 PAYMENTS = "ProcessPaymentFunction"
 
 
-def ledger(local_stack: LocalStack) -> list[dict[str, Any]]:
-    reply = local_stack.request("GET", LEDGER_PATH)
+def ledger(local_stack: RunningLocalStack) -> list[dict[str, Any]]:
+    reply = local_stack.api.request("GET", LEDGER_PATH)
     assert reply.status == 200
     charges: list[dict[str, Any]] = reply.json()["charges"]
     return charges
 
 
-def charges_for(local_stack: LocalStack, payment_id: str) -> int:
+def charges_for(local_stack: RunningLocalStack, payment_id: str) -> int:
     return sum(1 for charge in ledger(local_stack) if charge["payment_id"] == payment_id)
 
 
-def invocations_by_environment(local_stack: LocalStack, function: str = PAYMENTS) -> dict[int, int]:
+def invocations_by_environment(
+    local_stack: RunningLocalStack, function: str = PAYMENTS
+) -> dict[int, int]:
     """Environment number → invocations it served, for one function of the running stack."""
-    reply = local_stack.request("GET", ENVIRONMENTS_PATH)
+    reply = local_stack.api.request("GET", ENVIRONMENTS_PATH)
     assert reply.status == 200
     environments = reply.json()["functions"][function]["environments"]
     return {environment["number"]: environment["invocations"] for environment in environments}
@@ -79,7 +72,7 @@ def in_parallel(calls: list[Callable[[], Reply]]) -> list[Reply]:
         return list(pool.map(together, calls))
 
 
-def race_for_one_token(local_stack: LocalStack) -> tuple[list[Reply], set[int]]:
+def race_for_one_token(local_stack: RunningLocalStack) -> tuple[list[Reply], set[int]]:
     """Eight different payments race for one token; the replies, the environments that ran them."""
     token = local_stack.issue_token()
     before = invocations_by_environment(local_stack)
@@ -93,7 +86,7 @@ def race_for_one_token(local_stack: LocalStack) -> tuple[list[Reply], set[int]]:
 
 
 def test_parallel_payments_with_one_token_and_different_bodies_charge_once(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Given one token, When eight different payments race for it
     replies, environments = race_for_one_token(local_stack)
@@ -107,7 +100,9 @@ def test_parallel_payments_with_one_token_and_different_bodies_charge_once(
     assert charges_for(local_stack, paid["payment_id"]) == 1
 
 
-def test_parallel_retries_with_one_idempotency_key_charge_once(local_stack: LocalStack) -> None:
+def test_parallel_retries_with_one_idempotency_key_charge_once(
+    local_stack: RunningLocalStack,
+) -> None:
     token = local_stack.issue_token()
     key = f"race-{uuid.uuid4()}"
     before = invocations_by_environment(local_stack)
@@ -128,11 +123,11 @@ def test_parallel_retries_with_one_idempotency_key_charge_once(local_stack: Loca
     assert charges_for(local_stack, paid[0]["payment_id"]) == 1
 
 
-def test_each_execution_environment_is_a_process_of_its_own(local_stack: LocalStack) -> None:
+def test_each_execution_environment_is_a_process_of_its_own(local_stack: RunningLocalStack) -> None:
     # Given a race that kept several environments of the payment function busy
     race_for_one_token(local_stack)
     # Then each environment is its own process, and the stack never used more than its limit
-    report = local_stack.request("GET", ENVIRONMENTS_PATH).json()["functions"][PAYMENTS]
+    report = local_stack.api.request("GET", ENVIRONMENTS_PATH).json()["functions"][PAYMENTS]
     pids = [environment["pid"] for environment in report["environments"]]
     assert len(pids) > 1
     assert len(set(pids)) == len(pids)
@@ -142,7 +137,7 @@ def test_each_execution_environment_is_a_process_of_its_own(local_stack: LocalSt
 
 
 def test_128_concurrent_connections_are_all_answered_without_a_reset(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Given 128 clients, each with its own open connection
     connections = [
@@ -173,7 +168,7 @@ def test_128_concurrent_connections_are_all_answered_without_a_reset(
 
 
 def test_a_soak_of_concurrent_payments_reconciles_with_the_processor_ledger(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Bounded: SOAK_PAYMENTS (make soak raises it) payments by 8 workers, each its own token.
     count = int(os.environ.get("SOAK_PAYMENTS", "40"))
@@ -197,7 +192,7 @@ def test_a_soak_of_concurrent_payments_reconciles_with_the_processor_ledger(
     charges = {charge["payment_id"]: charge for charge in ledger(local_stack)}
     for reply in replies:
         payment = reply.json()
-        stored = local_stack.request("GET", f"/payments/{payment['payment_id']}").json()
+        stored = local_stack.api.request("GET", f"/payments/{payment['payment_id']}").json()
         charge = charges[payment["payment_id"]]
         assert stored == payment
         assert (stored["status"], stored["decline_code"]) == (
@@ -217,36 +212,13 @@ def test_a_soak_of_concurrent_payments_reconciles_with_the_processor_ledger(
 @pytest.fixture
 def own_emulator() -> Iterator[str]:
     """A moto server in this process, with the project's fixes, as a developer would run one."""
-    patched_here = moto_fixes.apply()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        if patched_here:  # leave moto as whoever else patched it expects
-            moto_fixes.remove()
+    with moto_server() as url:
+        yield url
 
 
-def start_on(endpoint: str, stack_name: str, log_path: Path) -> LocalStack:
-    port, endpoint_port = free_port(), int(endpoint.rsplit(":", 1)[1])
-    process = start_stack(
-        port, endpoint_port, log_path, "--aws-endpoint-url", endpoint, "--stack-name", stack_name
-    )
-    stack = LocalStack(process, port, endpoint_port, log_path)
-    wait_until_serving(stack)
-    return stack
-
-
-def stop_and_scan(stack: LocalStack) -> str:
-    """Ctrl-C; it exits 0 and printed no card data. Its output."""
-    exit_code = stack.stop()
-    output = stack.log()
-    assert exit_code == 0, output[-4000:]
-    leaks = card_data_leaks(output.replace(curl_example(stack.base_url), ""), stack.issued_tokens)
-    assert not leaks, f"the stack's output holds {leaks}"
-    return output
+def start_on(endpoint: str, stack_name: str, log_path: Path) -> RunningLocalStack:
+    options = ("--aws-endpoint-url", endpoint, "--stack-name", stack_name)
+    return RunningLocalStack.start(log_path, *options, moto_port=int(endpoint.rsplit(":", 1)[1]))
 
 
 def test_the_stack_provisions_on_a_given_endpoint_races_there_and_reuses_it_on_restart(
@@ -260,7 +232,7 @@ def test_the_stack_provisions_on_a_given_endpoint_races_there_and_reuses_it_on_r
         # When payments race for one token through it
         replies, environments = race_for_one_token(first)
     finally:
-        output = stop_and_scan(first)
+        output = first.stop_and_scan()
     # Then the race ran in several environments and charged once
     assert len(environments) > 1
     assert Counter(reply.status for reply in replies) == {201: 1, 409: PARALLEL - 1}
@@ -289,5 +261,5 @@ def test_the_stack_provisions_on_a_given_endpoint_races_there_and_reuses_it_on_r
         assert second.pay(spare).status == 201
     finally:
         second.issued_tokens.append(spare)
-        output = stop_and_scan(second)
+        output = second.stop_and_scan()
     assert "reused the stack's resources there" in output

@@ -16,18 +16,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.stack_process import REPO_ROOT, LocalStack
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.stack_process import RunningLocalStack
+from tests.support import REPO_ROOT
 
 HERE = Path(__file__).resolve().parent
 PHASES = ("examples", "coverage", "fuzzing", "stateful")
 LINKS = 3  # openapi.yaml: PayWithTheToken, ReadThePayment, PayAgainWithTheSameToken
 
 
-def test_the_contract_holds_under_fuzzing(local_stack: LocalStack, tmp_path: Path) -> None:
+def test_the_contract_holds_under_fuzzing(local_stack: RunningLocalStack, tmp_path: Path) -> None:
     examples = os.environ.get("FUZZ_EXAMPLES", "25")
     result = subprocess.run(
         [

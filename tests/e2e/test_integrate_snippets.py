@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, MAX_TOKEN_LIFETIME_SECONDS
 from card_tokens.tokens import REQUIRED_CLAIMS, TOKEN_TYPE
 from local.cfn import load_template
-from tests.e2e.stack_process import REPO_ROOT, VISA, DeployedStack, StackClient
-
-pytestmark = pytest.mark.e2e
+from tests.cards import VISA
+from tests.e2e.stack_process import DeployedStack, StackUnderTest
+from tests.support import REPO_ROOT, run_captured
 
 PAGE = REPO_ROOT / "docs" / "integrate.md"
 NODE_MODULES = REPO_ROOT / "tests" / "browser" / "node_modules"
@@ -134,7 +134,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def snippet_environment(stack: StackClient) -> dict[str, str]:
+def snippet_environment(stack: StackUnderTest) -> dict[str, str]:
     """The page's variables for this stack. Locally: throwaway credentials, template defaults."""
     environment = {**os.environ, "CARD_TOKENS_URL": stack.base_url}
     if isinstance(stack, DeployedStack):
@@ -159,18 +159,10 @@ def snippet_environment(stack: StackClient) -> dict[str, str]:
 def run(
     workdir: Path, command: list[str], environment: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=workdir,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=RUN_SECONDS,
-        check=False,
-    )
+    return run_captured(command, cwd=workdir, env=environment, timeout=RUN_SECONDS)
 
 
-def needs_verifier_settings(stack: StackClient, environment: dict[str, str]) -> None:
+def needs_verifier_settings(stack: StackUnderTest, environment: dict[str, str]) -> None:
     if isinstance(stack, DeployedStack) and not (
         environment.get("CARD_TOKENS_ISSUER") and environment.get("CARD_TOKENS_AUDIENCE")
     ):
@@ -180,7 +172,7 @@ def needs_verifier_settings(stack: StackClient, environment: dict[str, str]) -> 
         )
 
 
-def needs_node(stack: StackClient) -> None:
+def needs_node(stack: StackUnderTest) -> None:
     if isinstance(stack, DeployedStack):
         pytest.skip(
             "the pipeline's e2e job installs no Node packages; the Node snippets run against "
@@ -205,7 +197,7 @@ def tampered(token: str) -> str:
     return f"{header}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}.{signature}"
 
 
-def test_pay_py_pays_and_reads_the_payment_back(local_stack: StackClient, workdir: Path) -> None:
+def test_pay_py_pays_and_reads_the_payment_back(local_stack: StackUnderTest, workdir: Path) -> None:
     # Given a fresh token
     environment = snippet_environment(local_stack) | {"CARD_TOKEN": local_stack.issue_token()}
 
@@ -249,7 +241,7 @@ REASONS = {
 
 @pytest.mark.parametrize("verifier", sorted(REASONS))
 def test_the_verifiers_accept_a_fresh_token_and_refuse_altered_or_foreign_ones(
-    local_stack: StackClient, workdir: Path, verifier: str
+    local_stack: StackUnderTest, workdir: Path, verifier: str
 ) -> None:
     environment = snippet_environment(local_stack)
     needs_verifier_settings(local_stack, environment)
@@ -285,7 +277,7 @@ def test_the_verifiers_accept_a_fresh_token_and_refuse_altered_or_foreign_ones(
 
 
 def test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault(
-    local_stack: StackClient, workdir: Path
+    local_stack: StackUnderTest, workdir: Path
 ) -> None:
     needs_node(local_stack)
     # When the page's tokenize() is called as a page would call it: a good card, then a bad CVV

@@ -10,15 +10,12 @@ import json
 import subprocess
 import sys
 
-import pytest
-
-from tests.e2e.stack_process import REPO_ROOT, LocalStack, StackClient
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.stack_process import RunningLocalStack, StackUnderTest
+from tests.support import REPO_ROOT
 
 
-def invoke(stack: StackClient, *args: str) -> subprocess.CompletedProcess[str]:
-    assert isinstance(stack, LocalStack)
+def invoke(stack: StackUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
+    assert isinstance(stack, RunningLocalStack)
     return subprocess.run(
         [sys.executable, "-m", "local.invoke", *args, "--moto-port", str(stack.moto_port)],
         cwd=REPO_ROOT,
@@ -39,7 +36,7 @@ def answer(stdout: str) -> tuple[int, dict[str, str], object]:
 
 
 def test_issue_token_event_is_201_and_its_token_pays_through_the_running_stack(
-    local_stack: StackClient,
+    local_stack: StackUnderTest,
 ) -> None:
     # When
     result = invoke(local_stack, "events/issue_token.json")
@@ -59,19 +56,19 @@ def test_issue_token_event_is_201_and_its_token_pays_through_the_running_stack(
     assert '"level"' not in result.stdout + result.stderr
 
 
-def test_jwks_event_is_200_with_the_running_stacks_keys(local_stack: StackClient) -> None:
+def test_jwks_event_is_200_with_the_running_stacks_keys(local_stack: StackUnderTest) -> None:
     result = invoke(local_stack, "events/jwks.json", "--verbose")
 
     assert result.returncode == 0, result.stderr
     status, headers, body = answer(result.stdout)
     assert status == 200
     assert headers["Cache-Control"] == "public, max-age=300"
-    assert body == local_stack.request("GET", "/.well-known/jwks.json").json()
+    assert body == local_stack.api.request("GET", "/.well-known/jwks.json").json()
     # --verbose: the function's own logs, on stderr
     assert '"function_name":"card-tokens-local-PublishJwksFunction"' in result.stderr
 
 
-def test_function_override_runs_a_function_without_a_route(local_stack: StackClient) -> None:
+def test_function_override_runs_a_function_without_a_route(local_stack: StackUnderTest) -> None:
     result = invoke(local_stack, "--function", "ReconcilePaymentsFunction")
 
     assert result.returncode == 0, result.stderr

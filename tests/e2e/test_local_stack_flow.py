@@ -8,9 +8,8 @@ import uuid
 
 import pytest
 
-from tests.e2e.stack_process import DECLINED_VISA, VISA, LocalStack
-
-pytestmark = pytest.mark.e2e
+from tests.cards import DECLINED_VISA, VISA
+from tests.e2e.stack_process import RunningLocalStack, StackUnderTest
 
 
 def tampered(token: str) -> str:
@@ -20,9 +19,9 @@ def tampered(token: str) -> str:
     return ".".join([header, claims, signature[:middle] + flipped + signature[middle + 1 :]])
 
 
-def test_issuing_a_token_for_a_valid_card_is_201(local_stack: LocalStack) -> None:
+def test_issuing_a_token_for_a_valid_card_is_201(local_stack: StackUnderTest) -> None:
     # When
-    reply = local_stack.request("POST", "/tokens", VISA)
+    reply = local_stack.api.request("POST", "/tokens", VISA)
 
     # Then
     assert reply.status == 201
@@ -33,7 +32,7 @@ def test_issuing_a_token_for_a_valid_card_is_201(local_stack: LocalStack) -> Non
     assert document["card"] == {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}
 
 
-def test_paying_with_a_fresh_token_is_201_approved(local_stack: LocalStack) -> None:
+def test_paying_with_a_fresh_token_is_201_approved(local_stack: StackUnderTest) -> None:
     # Given
     token = local_stack.issue_token()
 
@@ -54,7 +53,9 @@ def test_paying_with_a_fresh_token_is_201_approved(local_stack: LocalStack) -> N
     assert payment["payment_id"].startswith("pay_")
 
 
-def test_token_reused_with_another_body_is_409_token_already_used(local_stack: LocalStack) -> None:
+def test_token_reused_with_another_body_is_409_token_already_used(
+    local_stack: StackUnderTest,
+) -> None:
     # Given a token that paid once
     token = local_stack.issue_token()
     assert local_stack.pay(token, amount=1999).status == 201
@@ -67,7 +68,7 @@ def test_token_reused_with_another_body_is_409_token_already_used(local_stack: L
     assert reply.error_code == "token_already_used"
 
 
-def test_tampered_token_is_401_invalid_token(local_stack: LocalStack) -> None:
+def test_tampered_token_is_401_invalid_token(local_stack: StackUnderTest) -> None:
     # Given a token whose signature was changed
     token = tampered(local_stack.issue_token())
 
@@ -80,7 +81,7 @@ def test_tampered_token_is_401_invalid_token(local_stack: LocalStack) -> None:
 
 
 def test_retry_with_the_same_idempotency_key_and_body_returns_the_same_payment(
-    local_stack: LocalStack,
+    local_stack: StackUnderTest,
 ) -> None:
     # Given a payment made with an Idempotency-Key
     token = local_stack.issue_token()
@@ -96,7 +97,7 @@ def test_retry_with_the_same_idempotency_key_and_body_returns_the_same_payment(
     assert retry.json()["payment_id"] == first.json()["payment_id"]
 
 
-def test_idempotency_key_reused_with_another_body_is_422(local_stack: LocalStack) -> None:
+def test_idempotency_key_reused_with_another_body_is_422(local_stack: StackUnderTest) -> None:
     # Given a payment made with an Idempotency-Key
     token = local_stack.issue_token()
     key = f"e2e-{uuid.uuid4()}"
@@ -111,7 +112,7 @@ def test_idempotency_key_reused_with_another_body_is_422(local_stack: LocalStack
 
 
 def test_declined_card_is_201_with_status_declined_and_card_declined(
-    local_stack: LocalStack,
+    local_stack: StackUnderTest,
 ) -> None:
     # Given
     token = local_stack.issue_token(DECLINED_VISA)
@@ -126,20 +127,20 @@ def test_declined_card_is_201_with_status_declined_and_card_declined(
     assert payment["decline_code"] == "card_declined"
 
 
-def test_a_payment_reads_back_as_200_with_the_same_object(local_stack: LocalStack) -> None:
+def test_a_payment_reads_back_as_200_with_the_same_object(local_stack: StackUnderTest) -> None:
     # Given
     created = local_stack.pay(local_stack.issue_token()).json()
 
     # When
-    reply = local_stack.request("GET", f"/payments/{created['payment_id']}")
+    reply = local_stack.api.request("GET", f"/payments/{created['payment_id']}")
 
     # Then
     assert reply.status == 200
     assert reply.json() == created
 
 
-def test_unknown_payment_is_404_payment_not_found(local_stack: LocalStack) -> None:
-    reply = local_stack.request("GET", "/payments/pay_doesnotexist")
+def test_unknown_payment_is_404_payment_not_found(local_stack: StackUnderTest) -> None:
+    reply = local_stack.api.request("GET", "/payments/pay_doesnotexist")
 
     assert reply.status == 404
     assert reply.error_code == "payment_not_found"
@@ -153,19 +154,23 @@ def test_unknown_payment_is_404_payment_not_found(local_stack: LocalStack) -> No
         ("DELETE", "/payments"),
         ("POST", "/tokens/"),
         ("GET", "/payments/"),
+        # The checkout page's files are served by GET only, and nothing beside them.
+        ("POST", "/"),
+        ("GET", "/page.py"),
+        ("GET", "/index.html"),
     ],
 )
 def test_unknown_route_is_api_gateways_own_404(
-    local_stack: LocalStack, method: str, path: str
+    local_stack: StackUnderTest, method: str, path: str
 ) -> None:
-    reply = local_stack.request(method, path)
+    reply = local_stack.api.request(method, path)
 
     assert reply.status == 404
     assert reply.json() == {"message": "Not Found"}
 
 
-def test_malformed_json_is_400(local_stack: LocalStack) -> None:
-    reply = local_stack.request(
+def test_malformed_json_is_400(local_stack: StackUnderTest) -> None:
+    reply = local_stack.api.request(
         "POST", "/tokens", b'{"card_number": ', {"Content-Type": "application/json"}
     )
 
@@ -173,8 +178,8 @@ def test_malformed_json_is_400(local_stack: LocalStack) -> None:
     assert reply.error_code == "invalid_request"
 
 
-def test_wrong_content_type_is_415(local_stack: LocalStack) -> None:
-    reply = local_stack.request(
+def test_wrong_content_type_is_415(local_stack: StackUnderTest) -> None:
+    reply = local_stack.api.request(
         "POST", "/tokens", b"card_number=4242424242424242", {"Content-Type": "text/plain"}
     )
 
@@ -182,17 +187,17 @@ def test_wrong_content_type_is_415(local_stack: LocalStack) -> None:
     assert reply.error_code == "unsupported_media_type"
 
 
-def test_body_over_16_kib_is_413_payload_too_large(local_stack: LocalStack) -> None:
+def test_body_over_16_kib_is_413_payload_too_large(local_stack: StackUnderTest) -> None:
     body = b'{"card_number": "' + b"4" * (16 * 1024) + b'"}'
 
-    reply = local_stack.request("POST", "/tokens", body, {"Content-Type": "application/json"})
+    reply = local_stack.api.request("POST", "/tokens", body, {"Content-Type": "application/json"})
 
     assert reply.status == 413
     assert reply.error_code == "payload_too_large"
 
 
 def test_body_over_10_mib_is_refused_by_the_gateway_without_reading_it(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Given a request that announces more than API Gateway's 10 MiB
     request = (
@@ -209,8 +214,8 @@ def test_body_over_10_mib_is_refused_by_the_gateway_without_reading_it(
     assert status_line.startswith(b"HTTP/1.1 413")
 
 
-def test_jwks_is_200_with_public_keys_and_cache_control(local_stack: LocalStack) -> None:
-    reply = local_stack.request("GET", "/.well-known/jwks.json")
+def test_jwks_is_200_with_public_keys_and_cache_control(local_stack: RunningLocalStack) -> None:
+    reply = local_stack.api.request("GET", "/.well-known/jwks.json")
 
     assert reply.status == 200
     assert re.search(r"max-age=\d+", reply.headers["cache-control"])
@@ -220,14 +225,14 @@ def test_jwks_is_200_with_public_keys_and_cache_control(local_stack: LocalStack)
 
 
 def test_each_request_is_logged_as_one_line_with_method_path_status_and_time(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Given
     # (letters only: the access log masks long runs of digits, which could be a card number)
     path = "/payments/pay_" + uuid.uuid4().hex.translate(str.maketrans("0123456789", "ghijklmnop"))
 
     # When
-    local_stack.request("GET", path, headers={"Authorization": "Bearer e2e-secret-header"})
+    local_stack.api.request("GET", path, headers={"Authorization": "Bearer e2e-secret-header"})
 
     # Then (the line is written just after the response, so allow it a moment)
     lines = local_stack.wait_for_log_lines(f"GET {path} ")

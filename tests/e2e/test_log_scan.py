@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.stack_process import CARDHOLDER, card_data_leaks
-
-pytestmark = pytest.mark.e2e
+from tests.cards import CARDHOLDER
+from tests.e2e.stack_process import card_data_leaks
 
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJhYmMifQ.c2lnbmF0dXJlLWJ5dGVz"
 

@@ -2,37 +2,28 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 
-import pytest
-
-from tests.e2e.stack_process import REPO_ROOT, LocalStack
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.stack_process import RunningLocalStack
+from tests.support import run_captured
 
 
-def jwks_kids(local_stack: LocalStack) -> list[str]:
-    reply = local_stack.request("GET", "/.well-known/jwks.json")
+def jwks_kids(local_stack: RunningLocalStack) -> list[str]:
+    reply = local_stack.api.request("GET", "/.well-known/jwks.json")
     assert reply.status == 200
     return [key["kid"] for key in reply.json()["keys"]]
 
 
 def test_make_rotate_publishes_a_second_key_and_earlier_tokens_still_pay(
-    local_stack: LocalStack,
+    local_stack: RunningLocalStack,
 ) -> None:
     # Given a token issued before the rotation
     token = local_stack.issue_token()
     kids_before = jwks_kids(local_stack)
     # When the running stack's key is rotated the way `make rotate` does it
-    rotated = subprocess.run(
-        [sys.executable, "-m", "local.rotation", "--moto-port", str(local_stack.moto_port)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    rotated = run_captured(
+        [sys.executable, "-m", "local.rotation", "--moto-port", str(local_stack.moto_port)]
     )
     assert rotated.returncode == 0, rotated.stderr
     # Then within the local key cache (5 s) the JWKS lists the old and the new key
@@ -49,13 +40,6 @@ def test_make_rotate_publishes_a_second_key_and_earlier_tokens_still_pay(
 
 
 def test_make_rotate_without_a_running_stack_says_so() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "local.rotation", "--moto-port", "9"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_captured([sys.executable, "-m", "local.rotation", "--moto-port", "9"], timeout=60)
     assert result.returncode == 2
     assert "make run" in result.stderr

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.stack_process import REPO_ROOT, LocalStack
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.stack_process import RunningLocalStack
+from tests.support import REPO_ROOT
 
 EVENTS = REPO_ROOT / "events"
 # The client (or API Gateway) sets these; replaying them verbatim would lie about the request.
@@ -29,10 +28,10 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
-def replay(stack: LocalStack, event: dict[str, Any], body: str | None = None) -> Any:
+def replay(stack: RunningLocalStack, event: dict[str, Any], body: str | None = None) -> Any:
     headers = {k: v for k, v in event["headers"].items() if k.lower() not in _HOP_HEADERS}
     body = body if body is not None else event.get("body")
-    return stack.request(
+    return stack.api.request(
         event["httpMethod"],
         event["path"],
         None if body is None else body.encode(),
@@ -40,14 +39,14 @@ def replay(stack: LocalStack, event: dict[str, Any], body: str | None = None) ->
     )
 
 
-def test_issue_token_event_issues_a_token(local_stack: LocalStack) -> None:
+def test_issue_token_event_issues_a_token(local_stack: RunningLocalStack) -> None:
     reply = replay(local_stack, load_event("issue_token.json"))
 
     assert reply.status == 201
     local_stack.issued_tokens.append(reply.json()["token"])
 
 
-def test_process_payment_event_pays_once_its_token_is_fresh(local_stack: LocalStack) -> None:
+def test_process_payment_event_pays_once_its_token_is_fresh(local_stack: RunningLocalStack) -> None:
     # Given the sample payment with a token from this stack (the file's token is from another)
     event = load_event("process_payment.json")
     body = json.loads(event["body"])
@@ -61,7 +60,7 @@ def test_process_payment_event_pays_once_its_token_is_fresh(local_stack: LocalSt
     assert reply.json()["reference"] == "order-1234"
 
 
-def test_get_payment_event_reaches_the_payment_route(local_stack: LocalStack) -> None:
+def test_get_payment_event_reaches_the_payment_route(local_stack: RunningLocalStack) -> None:
     # The file names a payment of the stack that generated it, unknown to this one.
     reply = replay(local_stack, load_event("get_payment.json"))
 
@@ -69,7 +68,7 @@ def test_get_payment_event_reaches_the_payment_route(local_stack: LocalStack) ->
     assert reply.error_code == "payment_not_found"
 
 
-def test_jwks_event_returns_the_public_keys(local_stack: LocalStack) -> None:
+def test_jwks_event_returns_the_public_keys(local_stack: RunningLocalStack) -> None:
     reply = replay(local_stack, load_event("jwks.json"))
 
     assert reply.status == 200

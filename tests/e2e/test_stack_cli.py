@@ -9,9 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stack_process import REPO_ROOT, free_port
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.stack_process import free_port
+from tests.support import REPO_ROOT
 
 
 @pytest.fixture

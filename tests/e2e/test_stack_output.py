@@ -10,39 +10,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
-from local.stack import curl_example
-from tests.e2e.stack_process import (
-    LocalStack,
-    card_data_leaks,
-    free_port,
-    start_stack,
-    wait_until_serving,
-)
-
-pytestmark = pytest.mark.e2e
+from tests.e2e.stack_process import RunningLocalStack
 
 ACCESS_LINE = re.compile(r"^(GET|POST) /\S* \d{3} \d+\.\dms \S+$")
 
 
-def run_one_payment(tmp_path: Path, *, verbose: bool) -> tuple[LocalStack, list[str]]:
+def run_one_payment(tmp_path: Path, *, verbose: bool) -> tuple[RunningLocalStack, list[str]]:
     """A stack of its own: started, a token issued and paid, stopped. The lines after its banner."""
-    port, moto_port = free_port(), free_port()
-    log_path = tmp_path / "stack.log"
-    stack = LocalStack(
-        start_stack(port, moto_port, log_path, verbose=verbose), port, moto_port, log_path
-    )
+    stack = RunningLocalStack.start(tmp_path / "stack.log", verbose=verbose)
     try:
-        wait_until_serving(stack)
         assert stack.pay(stack.issue_token()).status == 201
         assert stack.wait_for_log_lines("POST /payments 201 ")
     finally:
-        assert stack.stop() == 0, stack.log()[-4000:]
-    output = stack.log()
-    assert not card_data_leaks(
-        output.replace(curl_example(stack.base_url), ""), stack.issued_tokens
-    )
+        stack.stop()
+    output = stack.stop_and_scan()
     _, _, after = output.partition("Ctrl-C stops it.\n")
     assert after, output[-4000:]
     return stack, [line for line in after.splitlines() if line != "Stopping."]

@@ -8,7 +8,6 @@ judges a timing: the ratios are read from `make bench` on a quiet machine, not a
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from bench.floor import CONFIG as FLOOR_CONFIG
 from bench.warm import GET, ISSUE, PAY, PAY_NO_KEY, REPLAY, ROUTES, TUTORIAL_ISSUE, TUTORIAL_PAY
 from card_tokens import config, payments, stores, tokens
 from card_tokens.aws import BOTO_CONFIG
+from tests.support import run_captured
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = (
@@ -39,19 +39,8 @@ def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     out = tmp_path_factory.mktemp("bench")
     # --cold-deps venv: the cold children use the dev venv's packages instead of a fresh
     # `pip install --target` of the layer's requirements, so the smoke run needs no download.
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.run",
-            *("--quick", "--skip-sam-build", "--cold-deps", "venv", "--out", str(out)),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    options = ("--quick", "--skip-sam-build", "--cold-deps", "venv", "--out", str(out))
+    done = run_captured([sys.executable, "-m", "bench.run", *options], cwd=ROOT, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, json.loads((out / "results.json").read_text(encoding="utf-8"))
 

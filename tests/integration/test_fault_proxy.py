@@ -26,7 +26,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 from moto.core.models import botocore_stubber
-from moto.server import ThreadedMotoServer
 
 from local.fault_proxy import (
     Fault,
@@ -35,6 +34,7 @@ from local.fault_proxy import (
     UpstreamNotAllowedError,
     operation_name,
 )
+from tests.support import moto_server, run_captured
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CARD_NUMBER = "4111111111111111"
@@ -45,22 +45,8 @@ MakeClient = Callable[..., Client]
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    werkzeug_log = logging.getLogger("werkzeug")
-    level = werkzeug_log.level
-    werkzeug_log.setLevel(logging.ERROR)
-    # Port 0: the OS picks a free port on 127.0.0.1.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-        # stop() ends serve_forever but leaves the listening socket open.
-        inner = getattr(server, "_server", None)
-        if inner is not None:
-            inner.server_close()
-        werkzeug_log.setLevel(level)
+    with moto_server(with_fixes=False) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -745,13 +731,9 @@ def test_cli_stops_on_sigterm(moto_url: str) -> None:
 
 
 def test_cli_refuses_a_non_loopback_upstream() -> None:
-    result = subprocess.run(
+    result = run_captured(
         [sys.executable, "-m", "local.fault_proxy", "--upstream", "http://10.1.2.3:5005"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
         timeout=30,
-        check=False,
     )
     assert result.returncode == 2
     assert "loopback" in result.stderr

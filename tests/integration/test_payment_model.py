@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -57,6 +56,7 @@ from card_tokens.stores import DynamoDBPaymentStates, DynamoDBTokenStore
 from card_tokens.tokens import verify_token
 from local.provision import LocalStack
 from tests.aws_faults import AwsFaults, Fault, faults_on
+from tests.support import PAYMENT_ERRORS
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "40"))
 STEPS = int(os.environ.get("CHAOS_STEPS", "25"))
@@ -88,14 +88,7 @@ def aws_faults(most: int) -> st.SearchStrategy[list[tuple[str, Fault]]]:
 
 
 # Every answer the contract documents for POST /payments, besides 201.
-DOCUMENTED = {
-    (401, "invalid_token"),
-    (409, "token_already_used"),
-    (422, "idempotency_key_reused"),
-    (502, "processor_error"),
-    (503, "service_unavailable"),
-    (503, "payment_in_progress"),
-}
+DOCUMENTED = PAYMENT_ERRORS
 
 
 @dataclass
@@ -567,6 +560,3 @@ def test_the_payment_state_machine_holds_its_invariants(stack: LocalStack) -> No
             )
         finally:
             WORLD = None
-
-
-pytestmark = pytest.mark.integration

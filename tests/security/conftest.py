@@ -19,12 +19,6 @@ SENSITIVE = re.compile(
 TOKEN_SHAPED = re.compile(r"eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{20,}")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/security/" in str(item.fspath):
-            item.add_marker(pytest.mark.security)
-
-
 @pytest.fixture(autouse=True)
 def _scan_output(
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture

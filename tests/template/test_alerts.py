@@ -21,8 +21,6 @@ import pytest
 from local.cfn import resources_of_type
 from local.intrinsics import Resolver
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 CHOSEN_TOPIC = {"Fn::If": ["CreatesAlarmTopic", {"Ref": "AlarmTopic"}, {"Ref": "AlarmTopicArn"}]}

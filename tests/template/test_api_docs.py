@@ -36,8 +36,6 @@ from card_tokens.stores import IDEMPOTENCY_WINDOW_SECONDS
 from card_tokens.tokens import MAX_TOKEN_BYTES, TOKEN_TYPE
 from local.cfn import load_template
 
-pytestmark = pytest.mark.template
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAGE = (REPO_ROOT / "docs" / "api.md").read_text(encoding="utf-8")
 SPEC: dict[str, Any] = yaml.safe_load((REPO_ROOT / "openapi.yaml").read_text(encoding="utf-8"))

@@ -22,8 +22,6 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
-pytestmark = pytest.mark.template
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / ".ci" / "audit.py"
 LAYER = "layers/card_tokens/requirements.txt"

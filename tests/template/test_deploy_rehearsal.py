@@ -51,8 +51,6 @@ from local.cfn import TEMPLATE_PATH, load_template
 from local.intrinsics import Resolver
 from tests.template.sam import sam_transform
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 Resources = dict[str, tuple[str, str]]  # logical id -> (type, physical id), as moto lists them
 

@@ -11,8 +11,6 @@ import pytest
 
 from local.cfn import load_template
 
-pytestmark = pytest.mark.template
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_TEMPLATE = REPO_ROOT / "deploy" / "github-oidc-role.yaml"
 CFN_LINT = str(Path(sys.executable).parent / "cfn-lint")

@@ -23,8 +23,6 @@ from local.cfn import resources_of_type
 from local.http_api import STAGE
 from tests.template.sam import packaged, sam_transform
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 MANAGED_GROUPS = {

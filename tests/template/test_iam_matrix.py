@@ -13,8 +13,6 @@ import pytest
 from local.cfn import load_template, resources_of_type
 from tests.template.sam import packaged, sam_transform
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 ISSUER, PAYMENTS, ROTATION = "IssueTokenRole", "ProcessPaymentRole", "RotateSigningKeyRole"

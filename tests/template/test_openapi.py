@@ -11,8 +11,6 @@ from openapi_spec_validator import validate
 
 from local.cfn import load_template, resources_of_type
 
-pytestmark = pytest.mark.template
-
 SPEC_PATH = Path(__file__).resolve().parents[2] / "openapi.yaml"
 GATEWAY_RESPONSES = {"Forbidden", "NotSigned", "TooManyRequests"}
 

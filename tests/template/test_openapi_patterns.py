@@ -42,8 +42,6 @@ from card_tokens.request_body import (
     parse_payment_request,
 )
 
-pytestmark = pytest.mark.template
-
 SPEC: dict[str, Any] = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "openapi.yaml").read_text(encoding="utf-8")
 )

@@ -16,8 +16,6 @@ import pytest
 from local.cfn import resources_of_type
 from tests.template.sam import packaged, sam_transform
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 API_FUNCTIONS = {"IssueTokenFunction": "IssueToken", "ProcessPaymentFunction": "ProcessPayment"}

@@ -42,8 +42,6 @@ from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
 from local.intrinsics import Resolver
 from tests.template.sam import packaged, sam_transform
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 REPO_ROOT = TEMPLATE_PATH.parent

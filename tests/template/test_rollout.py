@@ -21,8 +21,6 @@ from samtranslator.model.preferences.deployment_preference_collection import (
 from local.cfn import TEMPLATE_PATH, resources_of_type
 from tests.template.sam import CODE_URI, LAYER_URI, packaged, sam_transform
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 ALIAS = "live"

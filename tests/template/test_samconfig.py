@@ -12,8 +12,6 @@ import pytest
 
 from local.cfn import TEMPLATE_PATH, load_template
 
-pytestmark = pytest.mark.template
-
 SAMCONFIG = TEMPLATE_PATH.parent / "samconfig.toml"
 ENVIRONMENTS = {"default": "dev", "staging": "staging", "prod": "prod"}
 

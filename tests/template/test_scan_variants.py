@@ -17,8 +17,6 @@ import pytest
 from local.cfn import load_template
 from local.intrinsics import Resolver
 
-pytestmark = pytest.mark.template
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / ".ci" / "scan_variants.py"
 SCANNED = (REPO_ROOT / "template.yaml", REPO_ROOT / "deploy" / "github-oidc-role.yaml")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.template
+from tests.support import run_captured
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
@@ -54,15 +54,7 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_captured(command, env=env, timeout=300)
 
 
 def test_sam_validate_with_lint_passes(offline_env: dict[str, str]) -> None:

@@ -9,8 +9,6 @@ import pytest
 
 from local.cfn import resources_of_type
 
-pytestmark = pytest.mark.template
-
 Template = dict[str, Any]
 
 # docs/design.md "HTTP contract": every route, and which function serves it. Nothing else.

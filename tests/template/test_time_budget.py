@@ -9,8 +9,6 @@ from card_tokens.issuing import AWS_CALLS_TO_ISSUE
 from card_tokens.payments import AWS_CALLS_TO_PAY, CLAIM_LEASE_SECONDS
 from local.cfn import load_template
 
-pytestmark = pytest.mark.template
-
 # A REST API's integration timeout: 29 s by default, and at most without a quota increase.
 API_GATEWAY_INTEGRATION_LIMIT_SECONDS = 29
 

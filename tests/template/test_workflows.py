@@ -18,8 +18,6 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = pytest.mark.template
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO_ROOT / ".github" / "workflows"
 VENV_BIN = Path(sys.executable).parent

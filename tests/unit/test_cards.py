@@ -12,19 +12,13 @@ from card_tokens.errors import (
     InvalidExpiry,
     InvalidRequest,
 )
+from tests.cards import VISA
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 
 
 def card(**overrides: object) -> Card:
-    fields: dict[str, object] = {
-        "card_number": "4242 4242 4242 4242",
-        "exp_month": 12,
-        "exp_year": 2030,
-        "cvv": "123",
-        "cardholder_name": "Ada Lovelace",
-    }
-    fields.update(overrides)
+    fields: dict[str, object] = {**VISA, **overrides}
     return validate_card(**fields, now=NOW)  # type: ignore[arg-type]
 
 

@@ -14,21 +14,26 @@ import pytest
 
 from card_tokens_client.api import (
     ApiError,
-    CardInput,
+    ApiRequest,
     CardTokensApi,
     InvalidBaseUrl,
+    Reply,
     Unreachable,
     checked_base_url,
+    payment_request,
+    tokenize_request,
 )
+from tests.cards import VISA, VISA_INPUT
 
 LOCAL = "http://127.0.0.1:3000"
-CARD = CardInput("4242 4242 4242 4242", 12, 2030, "123", "Ada Lovelace")
+CARD = VISA_INPUT
 
 
 class FakeOpener:
     """Answers each request with the next (status, body), or raises the next exception."""
 
-    def __init__(self, *answers: tuple[int, bytes] | Exception) -> None:
+    def __init__(self, *answers: tuple[int, bytes] | Exception, headers: Message | None = None):
+        self.headers = headers or Message()
         self.answers = list(answers)
         self.requests: list[urllib.request.Request] = []
 
@@ -40,10 +45,11 @@ class FakeOpener:
         status, body = answer
         if status >= 300:
             raise urllib.error.HTTPError(
-                request.full_url, status, "error", Message(), io.BytesIO(body)
+                request.full_url, status, "error", self.headers, io.BytesIO(body)
             )
         response = io.BytesIO(body)
         response.status = status  # type: ignore[attr-defined]
+        response.headers = self.headers  # type: ignore[attr-defined]
         return response
 
 
@@ -61,13 +67,7 @@ def test_tokenize_posts_the_card_as_json_to_tokens() -> None:
     assert request.get_method() == "POST"
     assert request.full_url == f"{LOCAL}/tokens"
     assert request.get_header("Content-type") == "application/json"
-    assert json.loads(request.data) == {  # type: ignore[arg-type]
-        "card_number": "4242 4242 4242 4242",
-        "exp_month": 12,
-        "exp_year": 2030,
-        "cvv": "123",
-        "cardholder_name": "Ada Lovelace",
-    }
+    assert json.loads(request.data) == VISA  # type: ignore[arg-type]
     assert issued["token"] == "t"
 
 
@@ -206,3 +206,77 @@ def test_a_card_input_never_shows_its_number_or_code() -> None:
     assert "4242 4242 4242 4242" not in shown
     assert "123" not in shown
     assert "4242" in shown
+
+
+# ---------------------------------------------------------------- raw replies: send(ApiRequest)
+
+
+def test_send_answers_an_error_status_as_a_reply_with_its_code_and_headers() -> None:
+    headers = Message()
+    headers["Retry-After"] = "1"
+    body = b'{"error": {"code": "payment_in_progress", "message": "Retry later."}}'
+    opener = FakeOpener((503, body), headers=headers)
+    api = CardTokensApi(LOCAL, opener=opener)
+
+    reply = api.send(payment_request("a.b.c", 1999, "EUR", "order-1", "key-1"))
+
+    assert (reply.status, reply.error_code) == (503, "payment_in_progress")
+    assert reply.headers["retry-after"] == "1"
+    assert reply.json()["error"]["message"] == "Retry later."
+    (request,) = opener.requests
+    assert request.get_header("Idempotency-key") == "key-1"
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        (Reply(201, {}, b'{"status": "approved"}'), None),
+        (Reply(403, {}, b'{"message": "Forbidden"}'), None),  # API Gateway's own shape
+        (Reply(502, {}, b"<html>Bad Gateway</html>"), None),
+        (
+            Reply(409, {}, b'{"error": {"code": "token_already_used", "message": "m"}}'),
+            "token_already_used",
+        ),
+    ],
+)
+def test_a_reply_names_the_service_error_code_only(reply: Reply, code: str | None) -> None:
+    assert reply.error_code == code
+
+
+def test_request_takes_a_body_as_it_is_with_the_headers_chosen() -> None:
+    api, opener = api_answering((400, b'{"error": {"code": "invalid_request", "message": "m"}}'))
+
+    reply = api.request("POST", "/tokens", b'{"card_number": ', {"Content-Type": "text/json"})
+
+    assert reply.error_code == "invalid_request"
+    (request,) = opener.requests
+    assert request.data == b'{"card_number": '
+    assert request.get_header("Content-type") == "text/json"
+
+
+def test_request_encodes_a_document_as_json_unless_told_another_content_type() -> None:
+    api, opener = api_answering((201, b"{}"), (201, b"{}"))
+
+    api.request("POST", "/tokens", {"a": 1})
+    api.request("POST", "/tokens", {"a": 1}, {"content-type": "text/plain"})
+
+    default, chosen = opener.requests
+    assert (default.data, default.get_header("Content-type")) == (b'{"a": 1}', "application/json")
+    assert chosen.get_header("Content-type") == "text/plain"
+
+
+def test_a_request_never_shows_its_card_nor_a_reply_its_token() -> None:
+    request = repr(tokenize_request(CARD))
+    reply = repr(Reply(201, {}, b'{"token": "head.claims.signature"}'))
+
+    assert request.startswith("ApiRequest(POST /tokens, ")
+    assert "4242" not in request
+    assert "123" not in request
+    assert reply == "Reply(201, 34 bytes)"
+
+
+def test_send_without_an_answer_is_unreachable() -> None:
+    api, _ = api_answering(TimeoutError("timed out"))
+
+    with pytest.raises(Unreachable):
+        api.send(ApiRequest("GET", "/.well-known/jwks.json"))

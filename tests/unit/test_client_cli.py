@@ -23,8 +23,9 @@ from card_tokens_client.cli import (
     parse_expiry,
     time_left,
 )
+from tests.cards import VISA
 
-PAN = "4242 4242 4242 4242"
+PAN = VISA["card_number"]
 CVV = "987"
 ISSUED = {
     "token": "head.claims.sig",
@@ -353,6 +354,22 @@ def test_url_and_options_before_the_command_are_kept() -> None:
 
     assert api.base_url == "https://x.example"
     assert api.signer is None
+
+
+@pytest.mark.parametrize(
+    ("url", "signed"),
+    [
+        ("http://127.0.0.1:3000", False),
+        ("http://localhost:3000", False),
+        ("https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com", True),
+        ("https://pay.example.com", True),
+    ],
+)
+def test_a_stack_on_this_machine_gets_unsigned_requests(url: str, signed: bool) -> None:
+    # The local stack takes unsigned requests: no credentials are needed to try it.
+    _, _, _, api = run(["--url", url, "jwks"], {"keys": []})
+
+    assert (api.signer is not None) is signed
 
 
 def test_the_default_url_is_the_local_stack_or_card_tokens_url(

@@ -11,15 +11,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from botocore.credentials import Credentials
 
 from card_tokens_client.api import CardTokensApi
 from card_tokens_client.signing import (
+    SIGNED_ROUTES,
     RequestSigner,
     SigningError,
     is_loopback,
     needs_signature,
     region_from_host,
 )
+from local.cfn import load_template, resources_of_type
+from local.http_api import Route
 
 DEPLOYED = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 KEY_ID = "AKIDEXAMPLE"
@@ -125,21 +129,63 @@ def test_the_region_comes_from_an_execute_api_host() -> None:
     assert region_from_host("pay.example.com") is None
 
 
-@pytest.mark.parametrize(
-    ("base_url", "path", "signed"),
-    [
-        (DEPLOYED, "/payments", True),
-        (DEPLOYED, "/payments/pay_1", True),
-        (DEPLOYED, "/tokens", False),
-        (DEPLOYED, "/.well-known/jwks.json", False),
-        ("http://127.0.0.1:3000", "/payments", False),
-        ("https://pay.example.com/v1", "/payments", True),
-    ],
-)
-def test_only_payment_routes_of_a_remote_stack_are_signed(
-    base_url: str, path: str, signed: bool
+def aws_iam_routes() -> list[Route]:
+    """The Api events template.yaml puts behind AWS_IAM, read as API Gateway reads them."""
+    routes = []
+    functions = resources_of_type(load_template(), "AWS::Serverless::Function")
+    for logical_id, function in functions.items():
+        for event in function.get("Properties", {}).get("Events", {}).values():
+            properties = event.get("Properties", {})
+            authorizer = properties.get("Auth", {}).get("Authorizer")
+            if event.get("Type") == "Api" and authorizer == "AWS_IAM":
+                routes.append(
+                    Route(str(properties["Method"]).upper(), properties["Path"], logical_id)
+                )
+    return routes
+
+
+def test_the_signed_routes_are_the_templates_aws_iam_routes() -> None:
+    # The client ships without the template: its rule is data, held to the template here.
+    assert {(route.method, route.path) for route in aws_iam_routes()} == {
+        (route.method, route.path) for route in SIGNED_ROUTES
+    }
+
+
+# "METHOD path" of requests after the base URL.
+SIGNED = [
+    "POST /payments",
+    "GET /payments/pay_1",
+    "GET /payments/pay_1?expand=card",
+    "get /payments/x",
+]
+UNSIGNED = [
+    "POST /tokens",
+    "GET /.well-known/jwks.json",
+    "DELETE /payments",  # no such route: API Gateway's own answer, nothing to sign
+    "GET /payments",
+    "GET /payments/",
+    "GET /payments/pay_1/refunds",
+    "POST /paymentsx",
+]
+REQUESTS = [(request, True) for request in SIGNED] + [(request, False) for request in UNSIGNED]
+
+
+@pytest.mark.parametrize(("request_line", "signed"), REQUESTS)
+def test_only_the_aws_iam_routes_are_signed(request_line: str, signed: bool) -> None:
+    method, path = request_line.split(" ")
+    assert needs_signature(method, path) is signed
+
+
+@pytest.mark.parametrize(("request_line", "signed"), REQUESTS)
+def test_the_client_and_the_local_gateway_match_a_request_to_the_same_route(
+    request_line: str, signed: bool
 ) -> None:
-    assert needs_signature(base_url, path) is signed
+    method, path = request_line.split(" ")
+    raw_path = path.split("?")[0]
+    assert (
+        any(route.match(method.upper(), raw_path) is not None for route in aws_iam_routes())
+        is signed
+    )
 
 
 def test_a_signed_payment_carries_a_sigv4_signature_that_verifies(aws_credentials: None) -> None:
@@ -185,15 +231,23 @@ def test_tokens_and_jwks_are_never_signed(aws_credentials: None) -> None:
     assert opener.requests[0].get_header("Authorization") is None
 
 
-def test_the_local_stack_gets_unsigned_payments(no_aws_credentials: None) -> None:
+def test_given_credentials_sign_without_the_default_chain(no_aws_credentials: None) -> None:
+    # A merchant back end with credentials of its own (an assumed role), here on loopback: a
+    # client given a signer signs, wherever the API is.
     opener = CapturingOpener()
+    local = "http://127.0.0.1:3000"
+    credentials = Credentials(KEY_ID, SECRET, SESSION_TOKEN)
     api = CardTokensApi(
-        "http://127.0.0.1:3000", RequestSigner("http://127.0.0.1:3000"), opener=opener
+        local, RequestSigner(local, "eu-west-1", credentials=credentials), opener=opener
     )
 
     api.pay("header.claims.signature", 1999, "EUR")
 
-    assert opener.requests[0].get_header("Authorization") is None
+    (request,) = opener.requests
+    assert request.get_header("Authorization").endswith(
+        "Signature=" + sigv4_signature(request, "eu-west-1", "execute-api")
+    )
+    assert request.get_header("X-amz-security-token") == SESSION_TOKEN
 
 
 def test_a_custom_domain_without_a_region_is_a_clear_error(aws_credentials: None) -> None:

@@ -13,22 +13,15 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support import REPO_ROOT, run_captured
+
 PYTHON = sys.executable  # a Python 3.13: the one running the tests
 
 
 def make(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env.pop("PYTHON", None)
-    return subprocess.run(
-        ["make", "--no-print-directory", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-    )
+    return run_captured(["make", "--no-print-directory", *args], env=env, timeout=60)
 
 
 def dry_run(venv: Path, *args: str) -> str:

@@ -12,7 +12,6 @@ import json
 import os
 import random
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -34,6 +33,8 @@ from card_tokens.key_store import KEYS
 from card_tokens.records import TokenRecord
 from card_tokens.sealing import DataKey
 from card_tokens.signing_keys import VerificationKeyRing
+from tests.cards import VISA
+from tests.support import run_captured
 
 from .keys import signing_key
 from .test_sealing import CARD, FakeKms
@@ -159,15 +160,7 @@ def _probe_runs() -> dict[str, list[dict[str, Any]]]:
     }
 
     def run(handler: str) -> dict[str, Any]:
-        result = subprocess.run(
-            [sys.executable, str(PROBE), handler],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=120,
-            check=False,
-        )
+        result = run_captured([sys.executable, str(PROBE), handler], cwd=ROOT, env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
         return report
@@ -380,7 +373,7 @@ def test_every_issue_draws_its_own_jti_and_data_key() -> None:
         signing_key=signing_key,
         clock=lambda: 1_800_000_000,
     )
-    card = {"card_number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvv": "123"}
+    card = VISA
 
     issued = []
     for _ in range(2):
