@@ -12,7 +12,6 @@ import json
 import os
 import random
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from card_tokens.issuing import Issuer
 from card_tokens.records import TokenRecord
 from card_tokens.sealing import DataKey
 from card_tokens.signing_keys import VerificationKeyRing
+from tests.support import run
 
 from .keys import signing_key
 from .test_sealing import CARD, FakeKms
@@ -160,22 +160,14 @@ def _probe_runs() -> dict[str, list[dict[str, Any]]]:
         "PYTHONHASHSEED": "0",  # the same set order in both processes
     }
 
-    def run(handler: str) -> dict[str, Any]:
-        result = subprocess.run(
-            [sys.executable, str(PROBE), handler],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=120,
-            check=False,
-        )
+    def probe(handler: str) -> dict[str, Any]:
+        result = run([sys.executable, PROBE, handler], env=env, cwd=ROOT)
         assert result.returncode == 0, result.stderr[-3000:]
         report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
         return report
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = list(pool.map(run, [handler for handler in HANDLERS for _ in range(2)]))
+        runs = list(pool.map(probe, [handler for handler in HANDLERS for _ in range(2)]))
     return {handler: runs[2 * i : 2 * i + 2] for i, handler in enumerate(HANDLERS)}
 
 
