@@ -477,8 +477,12 @@ def recording_upstream() -> Iterator[_RecordingServer]:
         thread.join(timeout=5)
 
 
-def recording_proxy(server: _RecordingServer) -> FaultProxy:
-    return FaultProxy(f"http://127.0.0.1:{server.server_port}")
+def recording_proxy(server: _RecordingServer, *decrypt_faults: str) -> FaultProxy:
+    """A proxy in front of `server`, the next KMS Decrypt requests planned to get these faults."""
+    faulty = FaultProxy(f"http://127.0.0.1:{server.server_port}")
+    for fault in decrypt_faults:
+        faulty.inject("Decrypt", fault)
+    return faulty
 
 
 def raw_request(target: str, body: bytes = b"{}") -> bytes:
@@ -555,8 +559,7 @@ def test_chunked_and_bodiless_requests_are_forwarded_with_a_length(
 
 
 def test_hollow_keeps_the_upstream_content_type(recording_upstream: _RecordingServer) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        faulty.inject("Decrypt", "hollow")
+    with recording_proxy(recording_upstream, "hollow") as faulty:
         # One read: the hollow answer keeps the connection open
         answer = send_decrypt(faulty, read=lambda sock: sock.recv(65536))
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -570,9 +573,7 @@ def test_hollow_keeps_the_upstream_content_type(recording_upstream: _RecordingSe
 def test_reset_after_forward_is_an_rst_and_drop_a_plain_close(
     recording_upstream: _RecordingServer,
 ) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        faulty.inject("Decrypt", "reset_after_forward")
-        faulty.inject("Decrypt", "drop")
+    with recording_proxy(recording_upstream, "reset_after_forward", "drop") as faulty:
         with pytest.raises(ConnectionResetError):
             send_decrypt(faulty)
         assert len(recording_upstream.received) == 1
@@ -583,8 +584,7 @@ def test_reset_after_forward_is_an_rst_and_drop_a_plain_close(
 def test_truncate_declares_the_whole_length_and_sends_half(
     recording_upstream: _RecordingServer,
 ) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        faulty.inject("Decrypt", "truncate")
+    with recording_proxy(recording_upstream, "truncate") as faulty:
         head, _, body = send_decrypt(faulty).partition(b"\r\n\r\n")
     assert b"\r\nContent-Length: 39\r\n" in head + b"\r\n"
     assert body == b'{"Plaintext": "c2VjcmV0", "KeyId": "k"}'[:19]
