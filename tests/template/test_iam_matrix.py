@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from local.cfn import load_template, resources_of_type
+from tests.template.policies import as_list, resource_targets
 from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
@@ -205,10 +206,6 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
 # ------------------------------------------------------------------ reading policies
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def _iam_pattern(pattern: str) -> re.Pattern[str]:
     """IAM action matching: case-insensitive, `*` any run of characters, `?` any one."""
     escaped = re.escape(pattern.lower()).replace(r"\*", ".*").replace(r"\?", ".")
@@ -223,11 +220,6 @@ _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
 # "${Table.Arn}/index/name": one index of a table, which is not the table itself; and
 # "${Function.Arn}:alias": one alias of a function, likewise.
 _PART_ARN = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}(/index/[A-Za-z0-9_.-]+|:[A-Za-z0-9_-]+)")
-# A log group CloudFormation names (no LogGroupName): "<stack>-<LogicalId>-<id>", and its streams.
-_GENERATED_LOG_GROUP = re.compile(
-    r"arn:\$\{AWS::Partition\}:logs:\$\{AWS::Region\}:\$\{AWS::AccountId\}:log-group:"
-    r"\$\{AWS::StackName\}-([A-Za-z0-9]+)-\*"
-)
 
 
 def referenced_ids(value: Any) -> set[str]:
@@ -257,13 +249,13 @@ class Statement:
 
     @property
     def patterns(self) -> list[str]:
-        return [str(p) for p in _as_list(self.body.get("Action", []))]
+        return [str(p) for p in as_list(self.body.get("Action", []))]
 
     def allows(self, action: str) -> bool:
         if self.body.get("Effect") != "Allow":
             return False
         if "NotAction" in self.body:
-            return not any(action_matches(p, action) for p in _as_list(self.body["NotAction"]))
+            return not any(action_matches(p, action) for p in as_list(self.body["NotAction"]))
         return any(action_matches(p, action) for p in self.patterns)
 
     def allows_on(self, action: str, logical_id: str) -> bool:
@@ -292,18 +284,8 @@ def _part_target(resource: Any) -> str | None:
     return f"{match[1]}{match[2]}" if match else None
 
 
-def _resource_targets(resource: Any) -> set[str]:
-    if isinstance(resource, dict) and "Fn::If" in resource:
-        # Either branch may be the one that holds: both count.
-        _, when_true, when_false = resource["Fn::If"]
-        return _resource_targets(when_true) | _resource_targets(when_false)
-    if resource == {"Ref": "AWS::NoValue"}:
-        return set()
+def _named_targets(resource: Any) -> set[str]:
     part = _part_target(resource)
-    sub = resource.get("Fn::Sub") if isinstance(resource, dict) else None
-    generated = _GENERATED_LOG_GROUP.fullmatch(sub) if isinstance(sub, str) else None
-    if generated:
-        return {generated[1]}
     return {part} if part else referenced_ids(resource) or {"*"}
 
 
@@ -311,11 +293,13 @@ def _targets(resources: Any) -> frozenset[str]:
     """Logical ids (or one index of a table, one alias of a function) a Resource list names; a
     literal or wildcard ARN could be anything: "*". An index wildcard ("${Table.Arn}/index/*")
     counts as the table."""
-    return frozenset(set().union(*(_resource_targets(r) for r in _as_list(resources))))
+    return frozenset(
+        set().union(*(resource_targets(r, _named_targets) for r in as_list(resources)))
+    )
 
 
 def _statements(source: str, document: dict[str, Any]) -> Iterator[Statement]:
-    for body in _as_list(document.get("Statement", [])):
+    for body in as_list(document.get("Statement", [])):
         # NotResource grants everything else: as broad as "*".
         targets = frozenset({"*"}) if "NotResource" in body else _targets(body.get("Resource"))
         yield Statement(source, body, targets)
@@ -332,7 +316,7 @@ def _names_role(principal: Any, role_id: str) -> bool:
     if principal == "*":
         return True
     aws = principal.get("AWS") if isinstance(principal, dict) else None
-    return "*" in _as_list(aws) or role_id in referenced_ids(aws)
+    return "*" in as_list(aws) or role_id in referenced_ids(aws)
 
 
 def role_statements(template: Template, role_id: str) -> list[Statement]:
@@ -390,7 +374,7 @@ def grant_pairs(statements: list[Statement]) -> set[tuple[str, str]]:
 
 def _is_account_root(principal: Any) -> bool:
     aws = principal.get("AWS") if isinstance(principal, dict) else None
-    return any(":root" in str(p) for p in _as_list(aws))
+    return any(":root" in str(p) for p in as_list(aws))
 
 
 # ------------------------------------------------------------------ the checks
@@ -467,9 +451,9 @@ def _deny_others(statement: dict[str, Any], actions: set[str], allowed_roles: se
     return (
         statement.get("Effect") == "Deny"
         and statement.get("Principal") == "*"
-        and {a.lower() for a in _as_list(statement.get("Action"))} >= actions
+        and {a.lower() for a in as_list(statement.get("Action"))} >= actions
         and set(condition) == {"aws:PrincipalArn"}
-        and {next(iter(referenced_ids(p))) for p in _as_list(condition["aws:PrincipalArn"])}
+        and {next(iter(referenced_ids(p))) for p in as_list(condition["aws:PrincipalArn"])}
         == allowed_roles
     )
 
@@ -481,7 +465,7 @@ def secret_policies_deny_everyone_else(t: Template) -> list[str]:
     for policy in resources_of_type(t, "AWS::SecretsManager::ResourcePolicy").values():
         properties = policy["Properties"]
         secret = next(iter(referenced_ids(properties["SecretId"])))
-        policies[secret] = _as_list(properties["ResourcePolicy"]["Statement"])
+        policies[secret] = as_list(properties["ResourcePolicy"]["Statement"])
         if properties.get("BlockPublicPolicy") is not True:
             return [f"{secret}: BlockPublicPolicy is not on"]
     # UpdateSecret can carry a new value as well as PutSecretValue.
@@ -656,7 +640,7 @@ def _secret_policy_exempts(policy_id: str, role: str) -> Callable[[Template], No
     def mutate(t: Template) -> None:
         for statement in t["Resources"][policy_id]["Properties"]["ResourcePolicy"]["Statement"]:
             condition = statement["Condition"]["ArnNotEquals"]
-            arns = _as_list(condition["aws:PrincipalArn"])
+            arns = as_list(condition["aws:PrincipalArn"])
             condition["aws:PrincipalArn"] = [*arns, {"Fn::GetAtt": [role, "Arn"]}]
 
     return mutate
@@ -1267,7 +1251,7 @@ def test_every_deployment_group_runs_as_the_codedeploy_role_granted_exactly_its_
 
 def _conditional_grants(value: Any) -> Iterator[tuple[str | None, str]]:
     """(condition or None, logical id) of each resource a Resource list names."""
-    for item in _as_list(value):
+    for item in as_list(value):
         if isinstance(item, dict) and "Fn::If" in item:
             condition, when_true, when_false = item["Fn::If"]
             assert when_false == {"Ref": "AWS::NoValue"}, item

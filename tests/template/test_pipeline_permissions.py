@@ -40,6 +40,7 @@ import yaml
 
 from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
 from local.intrinsics import Resolver
+from tests.template.policies import as_list, resource_targets
 from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
@@ -94,10 +95,6 @@ PARAMETER_SETS = {"defaults": {}, "everything-on": EVERYTHING_ON}
 
 
 # ------------------------------------------------------------------ reading templates
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 @cache
@@ -165,10 +162,7 @@ def statements(role_id: str, roles: Template | None = None) -> list[dict[str, An
 
 def allowed(policy_statements: list[dict[str, Any]]) -> set[str]:
     return {
-        a.lower()
-        for s in policy_statements
-        if s["Effect"] == "Allow"
-        for a in _as_list(s["Action"])
+        a.lower() for s in policy_statements if s["Effect"] == "Allow" for a in as_list(s["Action"])
     }
 
 
@@ -966,8 +960,8 @@ def scope_violations(roles: Template, role_id: str) -> list[str]:
     for statement in statements(role_id, roles):
         if statement["Effect"] != "Allow":
             continue
-        actions = {a.lower() for a in _as_list(statement["Action"])}
-        for resource in _as_list(statement["Resource"]):
+        actions = {a.lower() for a in as_list(statement["Action"])}
+        for resource in as_list(statement["Resource"]):
             text = _resource_text(resource)
             if APP_STACK in text or text.startswith("GetAtt:") or _scoped_by_stack_tag(statement):
                 continue
@@ -1086,7 +1080,7 @@ def test_every_kms_key_carries_the_stack_tag_the_execution_role_requires() -> No
     (create_key,) = [
         s
         for s in statements("CloudFormationExecutionRole")
-        if "kms:CreateKey" in _as_list(s["Action"])
+        if "kms:CreateKey" in as_list(s["Action"])
     ]
     assert create_key["Condition"] == {
         "StringEquals": {f"aws:RequestTag/{STACK_TAG}": {"Ref": "AppStackName"}}
@@ -1115,34 +1109,18 @@ def test_kms_administration_needs_the_stack_tag() -> None:
 
     assert not KMS_NEVER & allowed(execution)
     for statement in execution:
-        actions = {a.lower() for a in _as_list(statement["Action"])}
+        actions = {a.lower() for a in as_list(statement["Action"])}
         if statement["Effect"] != "Allow" or not actions & KMS_ADMINISTRATION:
             continue
-        on_aliases = [_resource_text(r) for r in _as_list(statement["Resource"])] == [STACK_ALIASES]
+        on_aliases = [_resource_text(r) for r in as_list(statement["Resource"])] == [STACK_ALIASES]
         assert on_aliases or _scoped_by_stack_tag(statement), statement["Sid"]
 
 
 # ------------------------------------------------------------------ the boundary
 
 
-# A log group CloudFormation names after the stack (no LogGroupName): "<stack>-<LogicalId>-<id>".
-_GENERATED_LOG_GROUP = re.compile(
-    r"arn:\$\{AWS::Partition\}:logs:\$\{AWS::Region\}:\$\{AWS::AccountId\}:log-group:"
-    r"\$\{AWS::StackName\}-([A-Za-z0-9]+)-\*"
-)
-
-
-def _targets(resource: Any) -> set[str]:
-    if isinstance(resource, dict) and "Fn::If" in resource:
-        # A grant on a conditional resource (the checkout page's): either branch counts.
-        _, when_true, when_false = resource["Fn::If"]
-        return _targets(when_true) | _targets(when_false)
-    if resource == {"Ref": "AWS::NoValue"}:
-        return set()
+def _named_targets(resource: Any) -> set[str]:
     text = _resource_text(resource)
-    generated = _GENERATED_LOG_GROUP.fullmatch(text)
-    if generated:
-        return {generated[1]}
     if text.startswith(("GetAtt:", "Ref:")):
         return {text.split(":", 1)[1].split(".")[0]}
     return set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}", text)) - {
@@ -1186,17 +1164,17 @@ def runtime_grants(template: Template) -> set[tuple[str, str, str]]:
         documents.append(policy["Properties"]["PolicyDocument"])
     grants: set[tuple[str, str, str]] = set()
     for document in documents:
-        for statement in _as_list(document["Statement"]):
-            for resource in _as_list(statement["Resource"]):
-                for target in _targets(resource) or {"*"}:
+        for statement in as_list(document["Statement"]):
+            for resource in as_list(statement["Resource"]):
+                for target in resource_targets(resource, _named_targets) or {"*"}:
                     kind = "*" if target == "*" else _kind(template, target)
                     kind = _kms_kind(statement) if kind == "AWS::KMS::Key" else kind
-                    for action in _as_list(statement["Action"]):
+                    for action in as_list(statement["Action"]):
                         grants.add((action.lower(), kind, target))
     for key_id, key in resources_of_type(template, "AWS::KMS::Key").items():
         for statement in key["Properties"]["KeyPolicy"]["Statement"]:
-            if _targets(statement["Principal"].get("AWS", "")) & roles:
-                for action in _as_list(statement["Action"]):
+            if resource_targets(statement["Principal"].get("AWS", ""), _named_targets) & roles:
+                for action in as_list(statement["Action"]):
                     grants.add((action.lower(), _kms_kind(statement), key_id))
     return grants
 
@@ -1280,7 +1258,7 @@ def boundary_gaps(roles: Template) -> list[str]:
             resource, condition = BOUNDARY_TARGETS.get(kind, ("(none)", None))
             if not any(
                 s["Effect"] == "Allow"
-                and action in {a.lower() for a in _as_list(s["Action"])}
+                and action in {a.lower() for a in as_list(s["Action"])}
                 and _resource_text(s["Resource"]) == resource
                 and s.get("Condition") == condition
                 for s in boundary_statements(roles)
@@ -1562,9 +1540,7 @@ def test_artifacts_go_under_the_stacks_own_prefix() -> None:
         assert _deploy_config(environment)["s3_prefix"] == stack_name
     for role_id in ("DeployRole", "CloudFormationExecutionRole"):
         s3 = [
-            s
-            for s in statements(role_id)
-            if any(a.startswith("s3:") for a in _as_list(s["Action"]))
+            s for s in statements(role_id) if any(a.startswith("s3:") for a in as_list(s["Action"]))
         ]
         assert [_resource_text(s["Resource"]) for s in s3] == [ARTIFACTS], role_id
 
@@ -1576,7 +1552,7 @@ def test_the_deploy_role_may_only_read_the_managed_bucket_stack_not_create_it() 
         if s["Effect"] == "Allow" and f"stack/{MANAGED_STACK}/" in _resource_text(s["Resource"])
     ]
 
-    assert [_as_list(s["Action"]) for s in on_managed_stack] == [["cloudformation:DescribeStacks"]]
+    assert [as_list(s["Action"]) for s in on_managed_stack] == [["cloudformation:DescribeStacks"]]
 
 
 # ------------------------------------------------------------------ bootstrap (docs/deploy.md)
@@ -1676,7 +1652,7 @@ def _policy(roles: Template, resource_id: str) -> list[dict[str, Any]]:
 def _without(resource_id: str, action: str) -> Callable[[Template], None]:
     def mutate(roles: Template) -> None:
         for statement in _policy(roles, resource_id):
-            actions = _as_list(statement["Action"])
+            actions = as_list(statement["Action"])
             if action in actions:
                 statement["Action"] = [a for a in actions if a != action]
 
