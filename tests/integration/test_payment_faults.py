@@ -86,6 +86,12 @@ def assert_invariants(stack: LocalStack, token: str) -> None:
         assert not charges, "a charged token was given back"
 
 
+@pytest.fixture
+def token(issue: Invoke) -> str:
+    """A fresh token of the sample card, issued through the handler."""
+    return new_token(issue)
+
+
 def pays(payments: Invoke, token: str, **kwargs: Any) -> dict[str, Any]:
     response = payments(payment_event(token, **kwargs))
     assert response["statusCode"] == 201, response["body"]
@@ -119,7 +125,7 @@ BEFORE_CHARGE = [
     ids=[f"{s}-{o}-{'key' if k else 'nokey'}" for s, o, k in BEFORE_CHARGE],
 )
 def test_a_fault_before_the_charge_is_503_and_leaves_nothing_behind(
-    issue: Invoke,
+    token: str,
     payments: Invoke,
     stack: LocalStack,
     service: str,
@@ -127,8 +133,7 @@ def test_a_fault_before_the_charge_is_503_and_leaves_nothing_behind(
     keyed: bool,
     fault: str,
 ) -> None:
-    # Given a fresh token
-    token = new_token(issue)
+    # Given a fresh token (and a fresh key when keyed)
     key = new_key() if keyed else None
     client = dynamodb_client() if service == "dynamodb" else kms_client()
     # When one AWS call before the charge fails
@@ -159,9 +164,8 @@ WRITES = [
     ("operation", "keyed"), WRITES, ids=[f"{o}-{'key' if k else 'nokey'}" for o, k in WRITES]
 )
 def test_a_write_whose_answer_is_lost_still_pays_once(
-    issue: Invoke, payments: Invoke, stack: LocalStack, operation: str, keyed: bool, answer: Fault
+    token: str, payments: Invoke, stack: LocalStack, operation: str, keyed: bool, answer: Fault
 ) -> None:
-    token = new_token(issue)
     key = new_key() if keyed else None
     with faults_on(dynamodb_client()) as faults:
         faults.plan(operation, answer)
@@ -202,10 +206,9 @@ def test_the_finishing_write_answer_lost_twice_is_in_progress_then_the_retry_get
 
 
 def test_a_lost_answer_to_the_claim_with_a_key_is_no_lock_out(
-    issue: Invoke, payments: Invoke, stack: LocalStack
+    token: str, payments: Invoke, stack: LocalStack
 ) -> None:
     # Given the claim (with its key record) commits but both its answers are lost
-    token = new_token(issue)
     key = new_key()
     with faults_on(dynamodb_client()) as faults:
         faults.plan("TransactWriteItems", "lost", "lost")
@@ -250,9 +253,8 @@ def processor_that_times_out_after_charging(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.usefixtures("processor_that_times_out_after_charging")
 def test_a_processor_timeout_after_charging_is_settled_by_the_retry_with_a_lookup(
-    issue: Invoke, payments: Invoke, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+    token: str, payments: Invoke, stack: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = new_token(issue)
     first = payments(payment_event(token))
     assert_503(first, "payment_in_progress")
     # Another request is refused: the token may be spent
@@ -271,10 +273,9 @@ def test_a_processor_timeout_after_charging_is_settled_by_the_retry_with_a_looku
 
 
 def test_many_faults_in_a_row_never_charge_twice_or_answer_outside_the_contract(
-    issue: Invoke, payments: Invoke, stack: LocalStack
+    token: str, payments: Invoke, stack: LocalStack
 ) -> None:
     # Given every call of a payment loses its answer once, the request retried until it is paid
-    token = new_token(issue)
     key = new_key()
     statuses: list[int] = []
     with faults_on(dynamodb_client(), kms_client()) as faults:
@@ -293,9 +294,8 @@ def test_many_faults_in_a_row_never_charge_twice_or_answer_outside_the_contract(
 
 
 def test_a_kms_answer_cut_short_is_503_and_leaves_the_token_usable(
-    issue: Invoke, payments: Invoke, stack: LocalStack
+    token: str, payments: Invoke, stack: LocalStack
 ) -> None:
-    token = new_token(issue)
     with faults_on(kms_client()) as faults:
         faults.plan("Decrypt", "hollow")
         assert_503(payments(payment_event(token)))
