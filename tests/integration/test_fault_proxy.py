@@ -25,7 +25,6 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError
 from moto.core.models import botocore_stubber
-from moto.server import ThreadedMotoServer
 
 from local.fault_proxy import (
     Fault,
@@ -34,7 +33,7 @@ from local.fault_proxy import (
     UpstreamNotAllowedError,
     operation_name,
 )
-from tests.support import REPO_ROOT, run
+from tests.support import REPO_ROOT, moto_server, run
 
 CARD_NUMBER = "4111111111111111"
 
@@ -47,18 +46,10 @@ def moto_url() -> Iterator[str]:
     werkzeug_log = logging.getLogger("werkzeug")
     level = werkzeug_log.level
     werkzeug_log.setLevel(logging.ERROR)
-    # Port 0: the OS picks a free port on 127.0.0.1.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
     try:
-        yield f"http://{host}:{port}"
+        with moto_server() as url:
+            yield url
     finally:
-        server.stop()
-        # stop() ends serve_forever but leaves the listening socket open.
-        inner = getattr(server, "_server", None)
-        if inner is not None:
-            inner.server_close()
         werkzeug_log.setLevel(level)
 
 

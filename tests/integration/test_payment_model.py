@@ -57,6 +57,7 @@ from card_tokens.stores import DynamoDBPaymentStates, DynamoDBTokenStore
 from card_tokens.tokens import verify_token
 from local.provision import LocalStack
 from tests.aws_faults import AwsFaults, Fault, faults_on
+from tests.support import PAYMENT_ERRORS
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "40"))
 STEPS = int(os.environ.get("CHAOS_STEPS", "25"))
@@ -85,17 +86,6 @@ def aws_faults(most: int) -> st.SearchStrategy[list[tuple[str, Fault]]]:
     return st.lists(
         st.tuples(st.sampled_from(AWS_OPERATIONS), st.sampled_from(AWS_FAULTS)), max_size=most
     )
-
-
-# Every answer the contract documents for POST /payments, besides 201.
-DOCUMENTED = {
-    (401, "invalid_token"),
-    (409, "token_already_used"),
-    (422, "idempotency_key_reused"),
-    (502, "processor_error"),
-    (503, "service_unavailable"),
-    (503, "payment_in_progress"),
-}
 
 
 @dataclass
@@ -292,7 +282,7 @@ class PaymentModel(RuleBasedStateMachine):
             assert answer.payment["status"] == charge.outcome
             assert answer.payment["payment_id"] == payment_id_for(token.jti)
             return
-        assert (answer.status, answer.code) in DOCUMENTED, (answer.status, answer.code)
+        assert (answer.status, answer.code) in PAYMENT_ERRORS, (answer.status, answer.code)
         if answer.code == "token_already_used":
             assert answer.charged_amount != amount, (
                 "the charged request was told token_already_used"
