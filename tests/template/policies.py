@@ -1,5 +1,6 @@
-"""Reading IAM policy statements in a template: shared by the runtime roles' matrix
-(test_iam_matrix.py) and the pipeline's roles and boundary (test_pipeline_permissions.py)."""
+"""Reading a template's references and IAM policy statements: shared by the runtime roles'
+matrix (test_iam_matrix.py), the pipeline's roles and boundary (test_pipeline_permissions.py)
+and the deploy rehearsal's update order (test_deploy_rehearsal.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ from typing import Any
 def as_list(value: Any) -> list[Any]:
     """A policy field that may be one value or a list (Action, Resource, a principal)."""
     return value if isinstance(value, list) else [value]
+
+
+_SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
+
+
+def referenced_ids(value: Any) -> set[str]:
+    """Logical ids an intrinsic points at (Ref, GetAtt, Sub), pseudo parameters left out."""
+    if isinstance(value, list):
+        return set().union(*(referenced_ids(item) for item in value))
+    if not isinstance(value, dict):
+        return set()
+    if "Ref" in value:
+        return set() if str(value["Ref"]).startswith("AWS::") else {value["Ref"]}
+    if "Fn::GetAtt" in value:
+        return {value["Fn::GetAtt"][0]}
+    if "Fn::Sub" in value:
+        sub = value["Fn::Sub"]
+        text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
+        return set(_SUB_REFERENCE.findall(text)) | referenced_ids(list(variables.values()))
+    return referenced_ids(list(value.values()))
 
 
 # A log group CloudFormation names after the stack (no LogGroupName): "<stack>-<LogicalId>-<id>".

@@ -49,6 +49,7 @@ from samcli.yamlhelper import yaml_parse
 
 from local.cfn import TEMPLATE_PATH, load_template
 from local.intrinsics import Resolver
+from tests.template.policies import referenced_ids
 from tests.template.sam import sam_transform
 
 pytestmark = pytest.mark.template
@@ -839,19 +840,6 @@ def _references(template: Any) -> list[str]:
 _moto_resource_diff = moto_cfn_parsing.ResourceMap.build_resource_diff
 
 
-def _names_of(value: Any) -> set[str]:
-    """Logical ids a value refers to through Ref or Fn::GetAtt."""
-    if isinstance(value, list):
-        return set().union(*(_names_of(item) for item in value))
-    if not isinstance(value, dict):
-        return set()
-    if "Fn::GetAtt" in value:
-        return {value["Fn::GetAtt"][0]}
-    if isinstance(value.get("Ref"), str):
-        return {value["Ref"]}
-    return _names_of(list(value.values()))
-
-
 def _resource_diff(
     self: moto_cfn_parsing.ResourceMap, template: Template, parameters: Any = None
 ) -> dict[str, Any]:
@@ -863,7 +851,7 @@ def _resource_diff(
         for name, resource in new.items()
         if name in self._resource_json_map
         and name not in diff["Modify"]
-        and replaced & _names_of(resource.get("Properties", {}))
+        and replaced & referenced_ids(resource.get("Properties", {}))
     ]
     diff["Modify"] = _in_dependency_order(diff["Modify"], new)
     return diff
@@ -875,7 +863,7 @@ def _in_dependency_order(names: list[str], resources: dict[str, Any]) -> list[st
 
     def refers_to(name: str) -> set[str]:
         properties = resources[name].get("Properties", {})
-        return (_names_of(properties) | set(_references(properties))) & set(names) - {name}
+        return referenced_ids(properties) & set(names) - {name}
 
     ordered: list[str] = []
     pending = list(names)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from local.cfn import load_template, resources_of_type
-from tests.template.policies import as_list, resource_targets
+from tests.template.policies import as_list, referenced_ids, resource_targets
 from tests.template.sam import packaged, sam_transform
 
 pytestmark = pytest.mark.template
@@ -216,27 +216,9 @@ def action_matches(pattern: str, action: str) -> bool:
     return _iam_pattern(pattern).fullmatch(action.lower()) is not None
 
 
-_SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
 # "${Table.Arn}/index/name": one index of a table, which is not the table itself; and
 # "${Function.Arn}:alias": one alias of a function, likewise.
 _PART_ARN = re.compile(r"\$\{([A-Za-z0-9]+)\.Arn\}(/index/[A-Za-z0-9_.-]+|:[A-Za-z0-9_-]+)")
-
-
-def referenced_ids(value: Any) -> set[str]:
-    """Logical ids an intrinsic points at (Ref, GetAtt, Sub), pseudo parameters left out."""
-    if isinstance(value, list):
-        return set().union(*(referenced_ids(item) for item in value))
-    if not isinstance(value, dict):
-        return set()
-    if "Ref" in value:
-        return set() if str(value["Ref"]).startswith("AWS::") else {value["Ref"]}
-    if "Fn::GetAtt" in value:
-        return {value["Fn::GetAtt"][0]}
-    if "Fn::Sub" in value:
-        sub = value["Fn::Sub"]
-        text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
-        return set(_SUB_REFERENCE.findall(text)) | referenced_ids(list(variables.values()))
-    return referenced_ids(list(value.values()))
 
 
 @dataclass(frozen=True)
