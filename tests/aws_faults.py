@@ -10,6 +10,9 @@ sits exactly where the network is. Three faults:
 Faults are planned per operation and consumed in order ("pass" lets one call through); every
 fault is recorded. The real-socket
 version of the same faults is local.fault_proxy, used by tests/e2e/test_chaos.py.
+
+`failing` is the other kind: an error where botocore's retries are already spent, raised by a
+`before-call` hook (which botocore does not retry).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
 from moto.core.botocore_stubber import MockRawResponse
 from moto.core.models import botocore_stubber
 
@@ -94,3 +97,33 @@ def faults_on(*clients: Any) -> Iterator[AwsFaults]:
         for client in clients:
             faults.detach(client)
         ExponentialBackoff.delay_amount = original  # type: ignore[method-assign]
+
+
+def client_error(code: str, status: int = 400) -> ClientError:
+    """The error AWS answers `code` with, as botocore raises it."""
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": "injected"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "Injected",
+    )
+
+
+@contextmanager
+def failing(client: Any, operation: str, error: Exception) -> Iterator[list[int]]:
+    """Every call of one operation on this client fails before it is sent, as it would after all
+    retries; yields one entry per call that failed."""
+    service = client.meta.service_model.service_id.hyphenize()
+    event = f"before-call.{service}.{operation}"
+    hits: list[int] = []
+
+    def fail(**_: Any) -> None:
+        hits.append(1)
+        raise error
+
+    client.meta.events.register(event, fail)
+    try:
+        yield hits
+    finally:
+        client.meta.events.unregister(event, fail)

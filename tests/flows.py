@@ -36,6 +36,14 @@ def response_header(response: dict[str, Any], name: str) -> str | None:
     return None
 
 
+def assert_503(response: dict[str, Any], code: str = "service_unavailable") -> None:
+    """A dependency is down: 503 with `code` and a Retry-After, and nothing of the failure shown."""
+    assert response["statusCode"] == 503, response["body"]
+    assert body(response)["error"]["code"] == code
+    assert int(response_header(response, "Retry-After") or 0) > 0
+    assert "Traceback" not in response["body"]
+
+
 def new_token(issue: Invoke, **card: Any) -> str:
     response = issue(token_event(**card))
     assert response["statusCode"] == 201, response["body"]

@@ -30,7 +30,7 @@ PAYMENT_ERRORS = frozenset(
 
 
 def run_captured(
-    command: Sequence[str],
+    command: Sequence[str | Path],
     *,
     cwd: Path = REPO_ROOT,
     env: Mapping[str, str] | None = None,
@@ -39,7 +39,7 @@ def run_captured(
 ) -> subprocess.CompletedProcess[str]:
     """The command's exit code and text output; the caller checks them (no check=True)."""
     return subprocess.run(
-        list(command),
+        [str(part) for part in command],
         cwd=cwd,
         env=None if env is None else dict(env),
         input=stdin,

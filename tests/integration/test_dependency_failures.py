@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ReadTimeoutError
 
 from card_tokens.aws import dynamodb_client, kms_client, secretsmanager_client
 from card_tokens.key_store import KEYS
 from card_tokens.wiring import payment_processor as sandbox_processor
+from tests.aws_faults import client_error, failing
 from tests.flows import (
     Invoke,
+    assert_503,
     body,
     load_event,
     new_token,
@@ -22,39 +23,6 @@ from tests.flows import (
     response_header,
     token_event,
 )
-
-
-def client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError(
-        {
-            "Error": {"Code": code, "Message": "injected"},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        },
-        "Injected",
-    )
-
-
-@contextmanager
-def failing(client: Any, operation: str, error: Exception) -> Iterator[None]:
-    """Every call of one operation on the service's own client fails, as after all retries."""
-    service = client.meta.service_model.service_name
-
-    def fail(**_: Any) -> None:
-        raise error
-
-    event = f"before-call.{service}.{operation}"
-    client.meta.events.register(event, fail)
-    try:
-        yield
-    finally:
-        client.meta.events.unregister(event, fail)
-
-
-def assert_503(response: dict[str, Any]) -> None:
-    assert response["statusCode"] == 503, response["body"]
-    assert body(response)["error"]["code"] == "service_unavailable"
-    assert int(response_header(response, "Retry-After") or 0) > 0
-
 
 KMS_FAULTS: list[tuple[str, Callable[[], Exception]]] = [
     ("throttled", lambda: client_error("ThrottlingException")),

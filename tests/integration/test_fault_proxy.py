@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -34,9 +33,8 @@ from local.fault_proxy import (
     UpstreamNotAllowedError,
     operation_name,
 )
-from tests.support import moto_server, run_captured
+from tests.support import REPO_ROOT, moto_server, run_captured
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CARD_NUMBER = "4111111111111111"
 
 Client = Any
@@ -125,6 +123,22 @@ def conditional_put(client: Client, table: str, key: dict[str, Any]) -> dict[str
     return result
 
 
+def through_fault(
+    proxy: FaultProxy, make_client: MakeClient, operation: str, fault: Fault | str, attempts: int
+) -> Client:
+    """A client through `proxy` whose next `operation` gets `fault`."""
+    client = make_client(proxy.url, attempts=attempts)
+    proxy.inject(operation, fault)
+    return client
+
+
+def stored_key(direct: Client, table: str) -> dict[str, dict[str, str]]:
+    """The key of a new item, written straight to the table."""
+    key = new_key()
+    direct.put_item(TableName=table, Item={**key, "n": {"N": "1"}})
+    return key
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,71 +148,72 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
     return condition()
 
 
-# -- reset_after_forward: the write commits, the answer is lost -------------------------------
+# -- reset_after_forward: the write commits, the answer is lost; drop: nothing reaches upstream
 
 
-def test_reset_after_forward_turns_a_committed_put_into_a_failed_condition(
-    proxy: FaultProxy, witness: FaultProxy, make_client: MakeClient, direct: Client, table: str
+@pytest.mark.parametrize(
+    ("fault", "attempts", "refused_with", "committed", "upstream", "events"),
+    [
+        pytest.param(
+            "reset_after_forward",
+            2,
+            "ConditionalCheckFailedException",  # botocore resent the committed request
+            True,
+            2,
+            ("reset_after_forward", "pass"),
+            id="reset-after-forward-with-a-retry-fails-its-own-condition",
+        ),
+        pytest.param(
+            Fault.RESET_AFTER_FORWARD,
+            1,
+            ConnectionClosedError,
+            True,
+            1,
+            ("reset_after_forward",),
+            id="reset-after-forward-without-retries-is-a-connection-error-after-the-commit",
+        ),
+        pytest.param(
+            "drop",
+            1,
+            ConnectionClosedError,
+            False,
+            0,
+            ("drop",),
+            id="drop-without-retries-loses-the-request",
+        ),
+        pytest.param(
+            "drop", 2, None, True, 1, ("drop", "pass"), id="drop-with-a-retry-succeeds-normally"
+        ),
+    ],
+)
+def test_a_conditional_put_through_a_connection_fault(
+    proxy: FaultProxy,
+    witness: FaultProxy,
+    make_client: MakeClient,
+    direct: Client,
+    table: str,
+    fault: Fault | str,
+    attempts: int,
+    refused_with: type[Exception] | str | None,
+    committed: bool,
+    upstream: int,
+    events: tuple[str, ...],
 ) -> None:
-    client = make_client(proxy.url, attempts=2)
+    client = through_fault(proxy, make_client, "PutItem", fault, attempts)
     key = new_key()
-    proxy.inject("PutItem", "reset_after_forward", times=1)
 
-    with pytest.raises(client.exceptions.ConditionalCheckFailedException):
+    if refused_with is None:
         conditional_put(client, table, key)
+    else:
+        modeled = isinstance(refused_with, str)
+        with pytest.raises(client.exceptions.from_code(refused_with) if modeled else refused_with):
+            conditional_put(client, table, key)
 
-    assert exists(direct, table, key)
-    assert witness.stats().count("PutItem") == 2, "botocore resent the committed request"
+    assert exists(direct, table, key) is committed
+    assert witness.stats().count("PutItem") == upstream
     stats = proxy.stats()
-    assert stats.events == (("PutItem", "reset_after_forward"), ("PutItem", "pass"))
-    assert stats.forwarded == {"PutItem": 2}
-
-
-def test_reset_after_forward_without_retries_is_a_connection_error_after_the_commit(
-    proxy: FaultProxy, witness: FaultProxy, make_client: MakeClient, direct: Client, table: str
-) -> None:
-    client = make_client(proxy.url, attempts=1)
-    key = new_key()
-    proxy.inject("PutItem", Fault.RESET_AFTER_FORWARD)
-
-    with pytest.raises(ConnectionClosedError):
-        conditional_put(client, table, key)
-
-    assert exists(direct, table, key)
-    assert witness.stats().count("PutItem") == 1
-    assert proxy.stats().count("PutItem", "reset_after_forward") == 1
-
-
-# -- drop: nothing reaches upstream ------------------------------------------------------------
-
-
-def test_drop_without_retries_loses_the_request(
-    proxy: FaultProxy, witness: FaultProxy, make_client: MakeClient, direct: Client, table: str
-) -> None:
-    client = make_client(proxy.url, attempts=1)
-    key = new_key()
-    proxy.inject("PutItem", "drop")
-
-    with pytest.raises(ConnectionClosedError):
-        conditional_put(client, table, key)
-
-    assert not exists(direct, table, key)
-    assert witness.stats().count("PutItem") == 0
-    assert proxy.stats().forwarded.get("PutItem", 0) == 0
-
-
-def test_drop_with_a_retry_succeeds_normally(
-    proxy: FaultProxy, witness: FaultProxy, make_client: MakeClient, direct: Client, table: str
-) -> None:
-    client = make_client(proxy.url, attempts=2)
-    key = new_key()
-    proxy.inject("PutItem", "drop")
-
-    conditional_put(client, table, key)
-
-    assert exists(direct, table, key)
-    assert witness.stats().count("PutItem") == 1
-    assert proxy.stats().events == (("PutItem", "drop"), ("PutItem", "pass"))
+    assert stats.events == tuple(("PutItem", event) for event in events)
+    assert stats.forwarded == ({"PutItem": upstream} if upstream else {})
 
 
 # -- truncate: half an answer ------------------------------------------------------------------
@@ -210,10 +225,8 @@ def test_truncate_without_retries_looks_like_a_success_without_the_item(
     """botocore raises nothing: it does not enforce Content-Length (enforce_content_length=False)
     and parses the broken JSON as {"message": ...}; the x-amz-crc32 mismatch would only cause a
     retry, and none is left."""
-    key = new_key()
-    direct.put_item(TableName=table, Item={**key, "n": {"N": "1"}})
-    client = make_client(proxy.url, attempts=1)
-    proxy.inject("GetItem", "truncate")
+    key = stored_key(direct, table)
+    client = through_fault(proxy, make_client, "GetItem", "truncate", attempts=1)
 
     result = client.get_item(TableName=table, Key=key)
 
@@ -226,9 +239,8 @@ def test_truncate_with_a_retry_resends_the_committed_put(
     proxy: FaultProxy, witness: FaultProxy, make_client: MakeClient, direct: Client, table: str
 ) -> None:
     """DynamoDB answers carry x-amz-crc32: the checksum of the cut body fails, botocore retries."""
-    client = make_client(proxy.url, attempts=2)
+    client = through_fault(proxy, make_client, "PutItem", "truncate", attempts=2)
     key = new_key()
-    proxy.inject("PutItem", "truncate")
 
     with pytest.raises(client.exceptions.ConditionalCheckFailedException):
         client.put_item(
@@ -248,10 +260,8 @@ def test_truncate_with_a_retry_resends_the_committed_put(
 def test_hollow_get_item_succeeds_without_the_item(
     proxy: FaultProxy, make_client: MakeClient, direct: Client, table: str
 ) -> None:
-    key = new_key()
-    direct.put_item(TableName=table, Item={**key, "n": {"N": "1"}})
-    client = make_client(proxy.url, attempts=2)
-    proxy.inject("GetItem", "hollow")
+    key = stored_key(direct, table)
+    client = through_fault(proxy, make_client, "GetItem", "hollow", attempts=2)
 
     result = client.get_item(TableName=table, Key=key)
 
@@ -267,8 +277,7 @@ def test_hollow_update_item_commits_but_returns_no_attributes(
     proxy: FaultProxy, witness: FaultProxy, make_client: MakeClient, direct: Client, table: str
 ) -> None:
     key = new_key()
-    client = make_client(proxy.url, attempts=2)
-    proxy.inject("UpdateItem", "hollow")
+    client = through_fault(proxy, make_client, "UpdateItem", "hollow", attempts=2)
 
     result = client.update_item(
         TableName=table,
@@ -453,8 +462,12 @@ def recording_upstream() -> Iterator[_RecordingServer]:
         thread.join(timeout=5)
 
 
-def recording_proxy(server: _RecordingServer) -> FaultProxy:
-    return FaultProxy(f"http://127.0.0.1:{server.server_port}")
+def recording_proxy(server: _RecordingServer, *decrypt_faults: str) -> FaultProxy:
+    """A proxy in front of `server`, the next KMS Decrypt requests planned to get these faults."""
+    faulty = FaultProxy(f"http://127.0.0.1:{server.server_port}")
+    for fault in decrypt_faults:
+        faulty.inject("Decrypt", fault)
+    return faulty
 
 
 def raw_request(target: str, body: bytes = b"{}") -> bytes:
@@ -471,12 +484,28 @@ def read_to_end(sock: socket.socket) -> bytes:
     return data
 
 
+def send_decrypt(faulty: FaultProxy, read: Callable[[socket.socket], bytes] = read_to_end) -> bytes:
+    """One raw KMS Decrypt request on a new connection to `faulty`, and what comes back."""
+    with socket.create_connection(("127.0.0.1", faulty.port), timeout=5) as sock:
+        sock.sendall(raw_request("TrentService.Decrypt"))
+        return read(sock)
+
+
+@contextlib.contextmanager
+def kept_connection(faulty: FaultProxy) -> Iterator[http.client.HTTPConnection]:
+    """One HTTP/1.1 client connection to `faulty`, for several requests."""
+    connection = http.client.HTTPConnection("127.0.0.1", faulty.port, timeout=5)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
 def test_close_delimited_answers_are_relayed_with_a_length_on_a_kept_connection(
     recording_upstream: _RecordingServer,
 ) -> None:
     with recording_proxy(recording_upstream) as faulty:
-        connection = http.client.HTTPConnection("127.0.0.1", faulty.port, timeout=5)
-        try:
+        with kept_connection(faulty) as connection:
             sockets = []
             for _ in range(3):
                 connection.request(
@@ -487,8 +516,6 @@ def test_close_delimited_answers_are_relayed_with_a_length_on_a_kept_connection(
                 assert response.getheader("Content-Length") == "39"
                 assert response.getheader("Connection") is None
                 sockets.append(connection.sock)
-        finally:
-            connection.close()
         assert sockets[0] is not None
         assert sockets == [sockets[0]] * 3, "one client connection, kept alive"
         assert faulty.stats().count("Decrypt", "pass") == 3
@@ -497,21 +524,17 @@ def test_close_delimited_answers_are_relayed_with_a_length_on_a_kept_connection(
 def test_chunked_and_bodiless_requests_are_forwarded_with_a_length(
     recording_upstream: _RecordingServer,
 ) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        connection = http.client.HTTPConnection("127.0.0.1", faulty.port, timeout=5)
-        try:
-            connection.request("GET", "/health")
-            connection.getresponse().read()
-            connection.request(
-                "POST",
-                "/",
-                body=iter([b'{"a":', b" 1}"]),
-                headers={"X-Amz-Target": "secretsmanager.GetSecretValue"},
-                encode_chunked=True,
-            )
-            connection.getresponse().read()
-        finally:
-            connection.close()
+    with recording_proxy(recording_upstream) as faulty, kept_connection(faulty) as connection:
+        connection.request("GET", "/health")
+        connection.getresponse().read()
+        connection.request(
+            "POST",
+            "/",
+            body=iter([b'{"a":', b" 1}"]),
+            headers={"X-Amz-Target": "secretsmanager.GetSecretValue"},
+            encode_chunked=True,
+        )
+        connection.getresponse().read()
     (get, get_headers, get_body), (post, post_headers, post_body) = recording_upstream.received
     assert (get, get_body) == ("GET", b"")
     assert "Content-Length" not in get_headers
@@ -521,11 +544,10 @@ def test_chunked_and_bodiless_requests_are_forwarded_with_a_length(
 
 
 def test_hollow_keeps_the_upstream_content_type(recording_upstream: _RecordingServer) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        faulty.inject("Decrypt", "hollow")
-        with socket.create_connection(("127.0.0.1", faulty.port), timeout=5) as sock:
-            sock.sendall(raw_request("TrentService.Decrypt"))
-            head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+    with recording_proxy(recording_upstream, "hollow") as faulty:
+        # One read: the hollow answer keeps the connection open
+        answer = send_decrypt(faulty, read=lambda sock: sock.recv(65536))
+    head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"\r\nContent-Type: application/x-amz-json-1.1" in head
     assert b"\r\nContent-Length: 2" in head
@@ -536,28 +558,19 @@ def test_hollow_keeps_the_upstream_content_type(recording_upstream: _RecordingSe
 def test_reset_after_forward_is_an_rst_and_drop_a_plain_close(
     recording_upstream: _RecordingServer,
 ) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        faulty.inject("Decrypt", "reset_after_forward")
-        faulty.inject("Decrypt", "drop")
-        with socket.create_connection(("127.0.0.1", faulty.port), timeout=5) as sock:
-            sock.sendall(raw_request("TrentService.Decrypt"))
-            with pytest.raises(ConnectionResetError):
-                read_to_end(sock)
+    with recording_proxy(recording_upstream, "reset_after_forward", "drop") as faulty:
+        with pytest.raises(ConnectionResetError):
+            send_decrypt(faulty)
         assert len(recording_upstream.received) == 1
-        with socket.create_connection(("127.0.0.1", faulty.port), timeout=5) as sock:
-            sock.sendall(raw_request("TrentService.Decrypt"))
-            assert read_to_end(sock) == b""
+        assert send_decrypt(faulty) == b""
         assert len(recording_upstream.received) == 1, "a dropped request never leaves"
 
 
 def test_truncate_declares_the_whole_length_and_sends_half(
     recording_upstream: _RecordingServer,
 ) -> None:
-    with recording_proxy(recording_upstream) as faulty:
-        faulty.inject("Decrypt", "truncate")
-        with socket.create_connection(("127.0.0.1", faulty.port), timeout=5) as sock:
-            sock.sendall(raw_request("TrentService.Decrypt"))
-            head, _, body = read_to_end(sock).partition(b"\r\n\r\n")
+    with recording_proxy(recording_upstream, "truncate") as faulty:
+        head, _, body = send_decrypt(faulty).partition(b"\r\n\r\n")
     assert b"\r\nContent-Length: 39\r\n" in head + b"\r\n"
     assert body == b'{"Plaintext": "c2VjcmV0", "KeyId": "k"}'[:19]
 

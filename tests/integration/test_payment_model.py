@@ -22,6 +22,7 @@ import os
 import threading
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,8 +71,10 @@ AMOUNTS = (1500, 2500)
 KEYS = (None, "a", "b")
 AWS_OPERATIONS = ("UpdateItem", "TransactWriteItems", "GetItem", "PutItem", "Decrypt")
 AWS_FAULTS: tuple[Fault, ...] = ("before", "lost", "hollow")
+AwsPlan = list[tuple[str, Fault]]  # (operation, fault), in the order they fire
+ProcessorPlan = Sequence[tuple[str, str]]  # ("charge" or "find", "before" or "after")
 # At the processor: none, or a timeout before/after the charge, or on the lookup.
-PROCESSOR_FAULTS: tuple[tuple[tuple[str, str], ...], ...] = (
+PROCESSOR_FAULTS: tuple[ProcessorPlan, ...] = (
     (),
     (("charge", "after"),),
     (("charge", "after"),),
@@ -80,15 +83,11 @@ PROCESSOR_FAULTS: tuple[tuple[tuple[str, str], ...], ...] = (
 )
 
 
-def aws_faults(most: int) -> st.SearchStrategy[list[tuple[str, Fault]]]:
+def aws_faults(most: int) -> st.SearchStrategy[AwsPlan]:
     """Up to `most` planned faults, each on one AWS operation."""
     return st.lists(
         st.tuples(st.sampled_from(AWS_OPERATIONS), st.sampled_from(AWS_FAULTS)), max_size=most
     )
-
-
-# Every answer the contract documents for POST /payments, besides 201.
-DOCUMENTED = PAYMENT_ERRORS
 
 
 @dataclass
@@ -287,7 +286,7 @@ class PaymentModel(RuleBasedStateMachine):
             assert answer.payment["status"] == charge.outcome
             assert answer.payment["payment_id"] == payment_id_for(token.jti)
             return
-        assert (answer.status, answer.code) in DOCUMENTED, (answer.status, answer.code)
+        assert (answer.status, answer.code) in PAYMENT_ERRORS, (answer.status, answer.code)
         if answer.code == "token_already_used":
             assert answer.charged_amount != amount, (
                 "the charged request was told token_already_used"
@@ -295,9 +294,7 @@ class PaymentModel(RuleBasedStateMachine):
         if answer.code == "invalid_token":
             assert self.now > token.expires_at, "a live token was refused"
 
-    def plan_faults(
-        self, faults: list[tuple[str, Fault]], processor: list[tuple[str, str]]
-    ) -> None:
+    def plan_faults(self, faults: AwsPlan, processor: ProcessorPlan) -> None:
         self.world.faults.clear()
         for operation, fault in faults:
             self.world.faults.plan(operation, fault)
@@ -308,8 +305,8 @@ class PaymentModel(RuleBasedStateMachine):
         token: Token,
         amount: int,
         key: str | None,
-        faults: list[tuple[str, Fault]],
-        processor: list[tuple[str, str]],
+        faults: AwsPlan,
+        processor: ProcessorPlan,
     ) -> Answer:
         """One payment with these faults planned, its answer checked against the contract."""
         self.plan_faults(faults, processor)
@@ -353,12 +350,7 @@ class PaymentModel(RuleBasedStateMachine):
         processor=st.sampled_from(PROCESSOR_FAULTS),
     )
     def pay_once(
-        self,
-        index: int,
-        amount: int,
-        key: str | None,
-        faults: list[tuple[str, Fault]],
-        processor: tuple[tuple[str, str], ...],
+        self, index: int, amount: int, key: str | None, faults: AwsPlan, processor: ProcessorPlan
     ) -> None:
         token = self.tokens[index % len(self.tokens)]
         self.pay_with_faults(token, amount, key, faults, list(processor))
@@ -379,8 +371,8 @@ class PaymentModel(RuleBasedStateMachine):
             self.pay_with_faults(token, amount, key, [], [("charge", "after")])
         else:
             # With a key the first transaction is the claim; the finishing one loses both answers.
-            finish: list[tuple[str, Fault]] = [("TransactWriteItems", "lost")] * 2
-            claim: list[tuple[str, Fault]] = [("TransactWriteItems", "pass")] if key else []
+            finish: AwsPlan = [("TransactWriteItems", "lost")] * 2
+            claim: AwsPlan = [("TransactWriteItems", "pass")] if key else []
             self.pay_with_faults(token, amount, key, claim + finish, [])
 
     @precondition(lambda self: self.tokens)
@@ -395,7 +387,7 @@ class PaymentModel(RuleBasedStateMachine):
         index: int,
         first: tuple[int, str | None],
         second: tuple[int, str | None],
-        faults: list[tuple[str, Fault]],
+        faults: AwsPlan,
     ) -> None:
         token = self.tokens[index % len(self.tokens)]
         self.plan_faults(faults, [])
@@ -456,11 +448,7 @@ class PaymentModel(RuleBasedStateMachine):
         processor=st.sampled_from(PROCESSOR_FAULTS),
     )
     def retry_a_request_in_doubt(
-        self,
-        which: int,
-        keep_key: bool,
-        faults: list[tuple[str, Fault]],
-        processor: tuple[tuple[str, str], ...],
+        self, which: int, keep_key: bool, faults: AwsPlan, processor: ProcessorPlan
     ) -> None:
         """The original request again: with its key, or the same body without one."""
         token, amount, key = self.in_doubt[which % len(self.in_doubt)]

@@ -399,32 +399,41 @@ def test_rsa_2048_vector_below_the_key_floor(vector: Vector) -> None:
 # (vector label, Wycheproof result, outcome) -> count. An exact record, so a change in the
 # vectors, the loader or the verifier shows here by name. "jws-signature" is the signature check
 # alone on the JWS whose key loads (jws_signature_outcome).
+NOT_ES256_OR_RS256 = "loader: only ES256 and RS256 keys are loaded"
+SMALL_RSA = f"loader: RSA keys under {RSA_KEY_BITS} bits are refused"
+BAD_SIGNATURE, HIGH_S = "signature: bad_signature", "signature: high_s"
+# vector label -> Wycheproof result -> {outcome: count}
+_TALLIES: dict[str, dict[str, dict[str, int]]] = {
+    "jws": {
+        "valid": {NOT_ES256_OR_RS256: 36, SMALL_RSA: 8, "token: wrong_typ": 2},
+        "invalid": {
+            NOT_ES256_OR_RS256: 93,
+            SMALL_RSA: 225,
+            "token: forbidden_header": 1,
+            "token: malformed": 9,
+            "token: wrong_typ": 27,
+        },
+    },
+    "jws-signature": {
+        "valid": {"accepted": 1, HIGH_S: 1},
+        "invalid": {BAD_SIGNATURE: 8, HIGH_S: 24},
+    },
+    "p1363": {"valid": {"accepted": 103, HIGH_S: 70}, "invalid": {BAD_SIGNATURE: 23, HIGH_S: 66}},
+    "rsa2048": {"valid": {SMALL_RSA: 9}, "invalid": {SMALL_RSA: 249}, "acceptable": {SMALL_RSA: 1}},
+    **{
+        f"rsa{bits}": {
+            "valid": {"accepted": accepted},
+            "invalid": {BAD_SIGNATURE: 250},
+            "acceptable": {BAD_SIGNATURE: 1},
+        }
+        for bits, accepted in [(3072, 8), (4096, 7)]
+    },
+}
 EXPECTED_TALLIES = {
-    ("jws", "valid", "loader: only ES256 and RS256 keys are loaded"): 36,
-    ("jws", "valid", f"loader: RSA keys under {RSA_KEY_BITS} bits are refused"): 8,
-    ("jws", "valid", "token: wrong_typ"): 2,
-    ("jws", "invalid", "loader: only ES256 and RS256 keys are loaded"): 93,
-    ("jws", "invalid", f"loader: RSA keys under {RSA_KEY_BITS} bits are refused"): 225,
-    ("jws", "invalid", "token: forbidden_header"): 1,
-    ("jws", "invalid", "token: malformed"): 9,
-    ("jws", "invalid", "token: wrong_typ"): 27,
-    ("jws-signature", "valid", "accepted"): 1,
-    ("jws-signature", "valid", "signature: high_s"): 1,
-    ("jws-signature", "invalid", "signature: bad_signature"): 8,
-    ("jws-signature", "invalid", "signature: high_s"): 24,
-    ("p1363", "valid", "accepted"): 103,
-    ("p1363", "valid", "signature: high_s"): 70,
-    ("p1363", "invalid", "signature: bad_signature"): 23,
-    ("p1363", "invalid", "signature: high_s"): 66,
-    ("rsa2048", "valid", f"loader: RSA keys under {RSA_KEY_BITS} bits are refused"): 9,
-    ("rsa2048", "invalid", f"loader: RSA keys under {RSA_KEY_BITS} bits are refused"): 249,
-    ("rsa2048", "acceptable", f"loader: RSA keys under {RSA_KEY_BITS} bits are refused"): 1,
-    ("rsa3072", "valid", "accepted"): 8,
-    ("rsa3072", "invalid", "signature: bad_signature"): 250,
-    ("rsa3072", "acceptable", "signature: bad_signature"): 1,
-    ("rsa4096", "valid", "accepted"): 7,
-    ("rsa4096", "invalid", "signature: bad_signature"): 250,
-    ("rsa4096", "acceptable", "signature: bad_signature"): 1,
+    (label, result, outcome): count
+    for label, results in _TALLIES.items()
+    for result, outcomes in results.items()
+    for outcome, count in outcomes.items()
 }
 
 

@@ -785,29 +785,27 @@ def test_the_dashboard_shows_the_api_every_function_and_every_table(template: Te
     web_acl = resources_of_type(template, "AWS::WAFv2::WebACL")["ApiWebAcl"]["Properties"]
     waf = (("WebACL", resolver.resolve(web_acl["VisibilityConfig"]["MetricName"])),)
 
+    # namespace, the dimensions of each resource shown, and "metric/statistic" of each
+    expected_series = [
+        ("AWS/ApiGateway", [api], "Count/Sum 4XXError/Sum 5XXError/Sum Latency/p50 Latency/p99"),
+        ("AWS/WAFV2", [waf], "BlockedRequests/Sum CountedRequests/Sum"),
+        (
+            "AWS/Lambda",
+            [(("FunctionName", f"<{function_id}>"),) for function_id in functions],
+            "Errors/Sum Throttles/Sum Duration/p99 ConcurrentExecutions/Maximum",
+        ),
+        (
+            "AWS/DynamoDB",
+            [(("TableName", f"<{table_id}>"),) for table_id in tables],
+            "ReadThrottleEvents/Sum WriteThrottleEvents/Sum",
+        ),
+    ]
     expected = {
-        ("AWS/ApiGateway", "Count", api, "Sum"),
-        ("AWS/ApiGateway", "4XXError", api, "Sum"),
-        ("AWS/ApiGateway", "5XXError", api, "Sum"),
-        ("AWS/ApiGateway", "Latency", api, "p50"),
-        ("AWS/ApiGateway", "Latency", api, "p99"),
-        ("AWS/WAFV2", "BlockedRequests", waf, "Sum"),
-        ("AWS/WAFV2", "CountedRequests", waf, "Sum"),
+        (namespace, metric, dimensions, statistic)
+        for namespace, each_resource, metrics in expected_series
+        for dimensions in each_resource
+        for metric, statistic in (pair.split("/") for pair in metrics.split())
     }
-    for function_id in functions:
-        dimensions = (("FunctionName", f"<{function_id}>"),)
-        expected |= {
-            ("AWS/Lambda", "Errors", dimensions, "Sum"),
-            ("AWS/Lambda", "Throttles", dimensions, "Sum"),
-            ("AWS/Lambda", "Duration", dimensions, "p99"),
-            ("AWS/Lambda", "ConcurrentExecutions", dimensions, "Maximum"),
-        }
-    for table_id in tables:
-        dimensions = (("TableName", f"<{table_id}>"),)
-        expected |= {
-            ("AWS/DynamoDB", "ReadThrottleEvents", dimensions, "Sum"),
-            ("AWS/DynamoDB", "WriteThrottleEvents", dimensions, "Sum"),
-        }
     assert expected <= shown, expected - shown
 
 

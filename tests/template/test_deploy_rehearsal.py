@@ -49,6 +49,7 @@ from samcli.yamlhelper import yaml_parse
 
 from local.cfn import TEMPLATE_PATH, load_template
 from local.intrinsics import Resolver
+from tests.template.policies import referenced_ids
 from tests.template.sam import sam_transform
 
 Template = dict[str, Any]
@@ -722,16 +723,33 @@ def _create_key(
     return key
 
 
+def _on_create(step: Callable[[Any, str, dict[str, Any]], Any]) -> Any:
+    """moto's create_from_cloudformation_json hook (name, resource, account, region, by
+    position), from `step(cls, name, properties)`."""
+
+    def create(cls: Any, name: str, resource: dict[str, Any], *where: str, **_: Any) -> Any:
+        assert where == (ACCOUNT, REGION)
+        return step(cls, name, resource["Properties"])
+
+    return classmethod(create)
+
+
+def _on_update(step: Callable[[Any, Any, str, dict[str, Any]], Any]) -> Any:
+    """moto's update_from_cloudformation_json hook (by keyword), from `step(cls, original,
+    new name, properties)`."""
+
+    def update(cls: Any, **moto: Any) -> Any:
+        assert (moto["account_id"], moto["region_name"]) == (ACCOUNT, REGION)
+        properties = moto["cloudformation_json"]["Properties"]
+        return step(cls, moto["original_resource"], moto["new_resource_name"], properties)
+
+    return classmethod(update)
+
+
 def _publish_version(
-    cls: type[LambdaVersion],
-    resource_name: str,
-    cloudformation_json: dict[str, Any],
-    account_id: str,
-    region_name: str,
-    **_: Any,
+    cls: type[LambdaVersion], resource_name: str, properties: dict[str, Any]
 ) -> LambdaVersion:
-    properties = cloudformation_json["Properties"]
-    published = lambda_backends[account_id][region_name].publish_version(
+    published = lambda_backends[ACCOUNT][REGION].publish_version(
         properties["FunctionName"], properties.get("Description", "")
     )
     assert published is not None, properties["FunctionName"]
@@ -741,68 +759,46 @@ def _publish_version(
 
 
 def _replace_version(
-    cls: type[LambdaVersion],
-    original_resource: LambdaVersion,
-    new_resource_name: str,
-    cloudformation_json: dict[str, Any],
-    account_id: str,
-    region_name: str,
+    cls: type[LambdaVersion], original: LambdaVersion, name: str, properties: dict[str, Any]
 ) -> LambdaVersion:
     # Every property of a version is create-only: CloudFormation publishes a new one (the old
     # one stays, SAM retains versions).
-    return _publish_version(cls, new_resource_name, cloudformation_json, account_id, region_name)
+    return _publish_version(cls, name, properties)
 
 
-def _rest_api_properties(cloudformation_json: dict[str, Any]) -> dict[str, Any]:
-    properties: dict[str, Any] = cloudformation_json["Properties"]
+def _put_rest_api_body(api_id: str, properties: dict[str, Any]) -> None:
     handled = {"Body", "Description", "EndpointConfiguration", "FailOnWarnings", "Parameters"}
     # SecurityPolicy (TLS_1_2 on the execute-api endpoint) is not in moto's model: unchecked
     assert set(properties) - {"SecurityPolicy"} <= handled, set(properties)
-    return properties
+    # Without moto's FailOnWarnings check: that validates the body against the OpenAPI 3.0 JSON
+    # schema, which refuses the `responses: {}` SAM writes for every operation; API Gateway's
+    # importer warns about neither.
+    apigateway_backends[ACCOUNT][REGION].put_rest_api(
+        api_id, properties["Body"], fail_on_warnings=False, mode="overwrite"
+    )
 
 
-def _import_rest_api(
-    cls: type[RestAPI],
-    resource_name: str,
-    cloudformation_json: dict[str, Any],
-    account_id: str,
-    region_name: str,
-    **_: Any,
-) -> RestAPI:
+def _import_rest_api(cls: type[RestAPI], resource_name: str, properties: dict[str, Any]) -> RestAPI:
     # CloudFormation imports SAM's OpenAPI body (its info.title names the API) into a new REST
-    # API; its endpoint configuration is an OpenAPI extension of the body's server. Without
-    # moto's FailOnWarnings check: that validates the body against the OpenAPI 3.0 JSON schema,
-    # which refuses the `responses: {}` SAM writes for every operation; API Gateway's importer
-    # warns about neither.
-    properties = _rest_api_properties(cloudformation_json)
+    # API; its endpoint configuration is an OpenAPI extension of the body's server.
     body = properties["Body"]
     (server,) = body["servers"]
     endpoint = server["x-amazon-apigateway-endpoint-configuration"]
-    backend = apigateway_backends[account_id][region_name]
-    api = backend.create_rest_api(
+    api = apigateway_backends[ACCOUNT][REGION].create_rest_api(
         name=body["info"]["title"],
         description=properties.get("Description", ""),
         endpoint_configuration={"types": properties["EndpointConfiguration"]["Types"]},
         disable_execute_api_endpoint=endpoint["disableExecuteApiEndpoint"],
     )
-    backend.put_rest_api(api.id, body, fail_on_warnings=False, mode="overwrite")
+    _put_rest_api_body(api.id, properties)
     return api
 
 
 def _reimport_rest_api(
-    cls: type[RestAPI],
-    original_resource: RestAPI,
-    new_resource_name: str,
-    cloudformation_json: dict[str, Any],
-    account_id: str,
-    region_name: str,
+    cls: type[RestAPI], original: RestAPI, name: str, properties: dict[str, Any]
 ) -> RestAPI:
-    properties = _rest_api_properties(cloudformation_json)
-    backend = apigateway_backends[account_id][region_name]
-    backend.put_rest_api(
-        original_resource.id, properties["Body"], fail_on_warnings=False, mode="overwrite"
-    )
-    return original_resource
+    _put_rest_api_body(original.id, properties)
+    return original
 
 
 def _delete_rest_api(
@@ -842,19 +838,6 @@ def _references(template: Any) -> list[str]:
 _moto_resource_diff = moto_cfn_parsing.ResourceMap.build_resource_diff
 
 
-def _names_of(value: Any) -> set[str]:
-    """Logical ids a value refers to through Ref or Fn::GetAtt."""
-    if isinstance(value, list):
-        return set().union(*(_names_of(item) for item in value))
-    if not isinstance(value, dict):
-        return set()
-    if "Fn::GetAtt" in value:
-        return {value["Fn::GetAtt"][0]}
-    if isinstance(value.get("Ref"), str):
-        return {value["Ref"]}
-    return _names_of(list(value.values()))
-
-
 def _resource_diff(
     self: moto_cfn_parsing.ResourceMap, template: Template, parameters: Any = None
 ) -> dict[str, Any]:
@@ -866,7 +849,7 @@ def _resource_diff(
         for name, resource in new.items()
         if name in self._resource_json_map
         and name not in diff["Modify"]
-        and replaced & _names_of(resource.get("Properties", {}))
+        and replaced & referenced_ids(resource.get("Properties", {}))
     ]
     diff["Modify"] = _in_dependency_order(diff["Modify"], new)
     return diff
@@ -878,7 +861,7 @@ def _in_dependency_order(names: list[str], resources: dict[str, Any]) -> list[st
 
     def refers_to(name: str) -> set[str]:
         properties = resources[name].get("Properties", {})
-        return (_names_of(properties) | set(_references(properties))) & set(names) - {name}
+        return referenced_ids(properties) & set(names) - {name}
 
     ordered: list[str] = []
     pending = list(names)
@@ -944,8 +927,8 @@ def _moto_workarounds(patch: pytest.MonkeyPatch) -> None:
     # Description, and cannot be updated: a changed Description (a parameter that
     # VersionDescription quotes) leaves None in moto's resource map. CloudFormation replaces
     # the version, which publishes a new one.
-    patch.setattr(LambdaVersion, "create_from_cloudformation_json", classmethod(_publish_version))
-    patch.setattr(LambdaVersion, "update_from_cloudformation_json", classmethod(_replace_version))
+    patch.setattr(LambdaVersion, "create_from_cloudformation_json", _on_create(_publish_version))
+    patch.setattr(LambdaVersion, "update_from_cloudformation_json", _on_update(_replace_version))
     patch.setattr(
         LambdaVersion, "physical_resource_id", property(lambda self: self.arn), raising=False
     )
@@ -954,8 +937,8 @@ def _moto_workarounds(patch: pytest.MonkeyPatch) -> None:
     # after the OpenAPI body's title) and ignores the Body, so it creates an API without a route;
     # it can be neither updated nor deleted. The patch imports the body, as CloudFormation does
     # (PutRestApi in overwrite mode), on create and update, and deletes the API.
-    patch.setattr(RestAPI, "create_from_cloudformation_json", classmethod(_import_rest_api))
-    patch.setattr(RestAPI, "update_from_cloudformation_json", classmethod(_reimport_rest_api))
+    patch.setattr(RestAPI, "create_from_cloudformation_json", _on_create(_import_rest_api))
+    patch.setattr(RestAPI, "update_from_cloudformation_json", _on_update(_reimport_rest_api))
     patch.setattr(RestAPI, "delete_from_cloudformation_json", classmethod(_delete_rest_api))
     # Bug: AWS::ApiGateway::Deployment has no physical id: a Ref to it (the stage's DeploymentId)
     # yields moto's model object, not the deployment's id.
@@ -987,26 +970,25 @@ class Rehearsal:
         self.moto_warnings += [str(warning.message) for warning in caught]
         return answer
 
-    def create(self, name: str, template: Template, values: dict[str, str], tags: Any) -> str:
-        return str(
-            self._call(
-                "create_stack",
-                StackName=name,
-                TemplateBody=json.dumps(template),
-                Parameters=_parameters(values),
-                Capabilities=CAPABILITIES,
-                Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
-            )["StackId"]
-        )
-
-    def update(self, stack_id: str, template: Template, values: dict[str, str]) -> None:
-        self._call(
-            "update_stack",
-            StackName=stack_id,
+    def _deploy(
+        self, action: str, template: Template, values: dict[str, str], **arguments: Any
+    ) -> dict[str, Any]:
+        """create_stack or update_stack of `template` with these parameter values."""
+        return self._call(
+            action,
             TemplateBody=json.dumps(template),
             Parameters=_parameters(values),
             Capabilities=CAPABILITIES,
+            **arguments,
         )
+
+    def create(self, name: str, template: Template, values: dict[str, str], tags: Any) -> str:
+        tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+        created = self._deploy("create_stack", template, values, StackName=name, Tags=tag_list)
+        return str(created["StackId"])
+
+    def update(self, stack_id: str, template: Template, values: dict[str, str]) -> None:
+        self._deploy("update_stack", template, values, StackName=stack_id)
 
     def delete(self, stack_id: str) -> None:
         self._call("delete_stack", StackName=stack_id)

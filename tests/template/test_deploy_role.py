@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from local.cfn import load_template
+from tests.template.policies import as_list
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_TEMPLATE = REPO_ROOT / "deploy" / "github-oidc-role.yaml"
@@ -50,22 +51,18 @@ def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def actions(role: dict[str, Any]) -> set[str]:
     """What the role may do: the actions of its Allow statements (a Deny only narrows them)."""
     found: set[str] = set()
     for statement in statements(role):
         if statement["Effect"] == "Allow":
-            found.update(_as_list(statement["Action"]))
+            found.update(as_list(statement["Action"]))
     return found
 
 
 def statements_allowing(role: dict[str, Any], action: str) -> list[dict[str, Any]]:
     return [
-        s for s in statements(role) if s["Effect"] == "Allow" and action in _as_list(s["Action"])
+        s for s in statements(role) if s["Effect"] == "Allow" and action in as_list(s["Action"])
     ]
 
 
@@ -73,7 +70,7 @@ def statements_denying(role: dict[str, Any], action: str) -> list[dict[str, Any]
     return [
         s
         for s in statements(role)
-        if s["Effect"] == "Deny" and ({action, "iam:*"} & set(_as_list(s["Action"])))
+        if s["Effect"] == "Deny" and ({action, "iam:*"} & set(as_list(s["Action"])))
     ]
 
 
@@ -216,7 +213,7 @@ def boundary_cannot_be_removed(template: dict[str, Any]) -> list[str]:
         "${AppStackName}-permissions-boundary"
     }
     if not any(
-        boundary_arn in _as_list(s["Resource"]) and s["Action"] == ["iam:*"]
+        boundary_arn in as_list(s["Resource"]) and s["Action"] == ["iam:*"]
         for s in statements(execution)
         if s["Effect"] == "Deny"
     ):
@@ -240,7 +237,7 @@ def _execution_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
 def _drop_condition(action: str) -> Any:
     def mutate(template: dict[str, Any]) -> None:
         for statement in _execution_statements(template):
-            if statement["Effect"] == "Allow" and action in _as_list(statement["Action"]):
+            if statement["Effect"] == "Allow" and action in as_list(statement["Action"]):
                 statement.pop("Condition", None)
 
     return mutate
@@ -259,7 +256,7 @@ def _allow(action: str) -> Any:
 def _drop_deny(action: str) -> Any:
     def mutate(template: dict[str, Any]) -> None:
         for statement in _execution_statements(template):
-            if statement["Effect"] == "Deny" and action in _as_list(statement["Action"]):
+            if statement["Effect"] == "Deny" and action in as_list(statement["Action"]):
                 statement["Effect"] = "Allow"
 
     return mutate
@@ -365,7 +362,7 @@ def test_the_execution_role_can_roll_out_through_codedeploy_and_no_further(
         "codedeploy:StopDeployment",
     } <= allowed
     for statement in statements(execution):
-        codedeploy = [a for a in _as_list(statement["Action"]) if a.startswith("codedeploy:")]
+        codedeploy = [a for a in as_list(statement["Action"]) if a.startswith("codedeploy:")]
         if not codedeploy:
             continue
         resource = statement["Resource"]

@@ -8,8 +8,8 @@
   property is indeed never set); what the registry does not list but a service documents is added
   (ADDED: its source, and a check that the template does use the feature).
 - The deploy role (the GitHub job's): the AWS calls of SAM CLI's `sam deploy` path, read from the
-  installed samcli and s3transfer sources (SAM_CLI_CALLS, with file:line). A call that is not in
-  the table, or that moved, fails a test, so the table cannot rot when SAM CLI is upgraded.
+  installed samcli and s3transfer sources (sam_cli_calls.md, with file:line). A call that is not
+  in the table, or that moved, fails a test, so the table cannot rot when SAM CLI is upgraded.
 - The permissions boundary every role of the stack carries: exactly the actions those roles are
   granted at run time, on the stack's own resources.
 
@@ -40,6 +40,7 @@ import yaml
 
 from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
 from local.intrinsics import Resolver
+from tests.template.policies import as_list, resource_targets
 from tests.template.sam import packaged, sam_transform
 
 Template = dict[str, Any]
@@ -92,10 +93,6 @@ PARAMETER_SETS = {"defaults": {}, "everything-on": EVERYTHING_ON}
 
 
 # ------------------------------------------------------------------ reading templates
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 @cache
@@ -163,10 +160,7 @@ def statements(role_id: str, roles: Template | None = None) -> list[dict[str, An
 
 def allowed(policy_statements: list[dict[str, Any]]) -> set[str]:
     return {
-        a.lower()
-        for s in policy_statements
-        if s["Effect"] == "Allow"
-        for a in _as_list(s["Action"])
+        a.lower() for s in policy_statements if s["Effect"] == "Allow" for a in as_list(s["Action"])
     }
 
 
@@ -964,8 +958,8 @@ def scope_violations(roles: Template, role_id: str) -> list[str]:
     for statement in statements(role_id, roles):
         if statement["Effect"] != "Allow":
             continue
-        actions = {a.lower() for a in _as_list(statement["Action"])}
-        for resource in _as_list(statement["Resource"]):
+        actions = {a.lower() for a in as_list(statement["Action"])}
+        for resource in as_list(statement["Resource"]):
             text = _resource_text(resource)
             if APP_STACK in text or text.startswith("GetAtt:") or _scoped_by_stack_tag(statement):
                 continue
@@ -1084,7 +1078,7 @@ def test_every_kms_key_carries_the_stack_tag_the_execution_role_requires() -> No
     (create_key,) = [
         s
         for s in statements("CloudFormationExecutionRole")
-        if "kms:CreateKey" in _as_list(s["Action"])
+        if "kms:CreateKey" in as_list(s["Action"])
     ]
     assert create_key["Condition"] == {
         "StringEquals": {f"aws:RequestTag/{STACK_TAG}": {"Ref": "AppStackName"}}
@@ -1113,34 +1107,18 @@ def test_kms_administration_needs_the_stack_tag() -> None:
 
     assert not KMS_NEVER & allowed(execution)
     for statement in execution:
-        actions = {a.lower() for a in _as_list(statement["Action"])}
+        actions = {a.lower() for a in as_list(statement["Action"])}
         if statement["Effect"] != "Allow" or not actions & KMS_ADMINISTRATION:
             continue
-        on_aliases = [_resource_text(r) for r in _as_list(statement["Resource"])] == [STACK_ALIASES]
+        on_aliases = [_resource_text(r) for r in as_list(statement["Resource"])] == [STACK_ALIASES]
         assert on_aliases or _scoped_by_stack_tag(statement), statement["Sid"]
 
 
 # ------------------------------------------------------------------ the boundary
 
 
-# A log group CloudFormation names after the stack (no LogGroupName): "<stack>-<LogicalId>-<id>".
-_GENERATED_LOG_GROUP = re.compile(
-    r"arn:\$\{AWS::Partition\}:logs:\$\{AWS::Region\}:\$\{AWS::AccountId\}:log-group:"
-    r"\$\{AWS::StackName\}-([A-Za-z0-9]+)-\*"
-)
-
-
-def _targets(resource: Any) -> set[str]:
-    if isinstance(resource, dict) and "Fn::If" in resource:
-        # A grant on a conditional resource (the checkout page's): either branch counts.
-        _, when_true, when_false = resource["Fn::If"]
-        return _targets(when_true) | _targets(when_false)
-    if resource == {"Ref": "AWS::NoValue"}:
-        return set()
+def _named_targets(resource: Any) -> set[str]:
     text = _resource_text(resource)
-    generated = _GENERATED_LOG_GROUP.fullmatch(text)
-    if generated:
-        return {generated[1]}
     if text.startswith(("GetAtt:", "Ref:")):
         return {text.split(":", 1)[1].split(".")[0]}
     return set(re.findall(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z]+)?\}", text)) - {
@@ -1184,17 +1162,17 @@ def runtime_grants(template: Template) -> set[tuple[str, str, str]]:
         documents.append(policy["Properties"]["PolicyDocument"])
     grants: set[tuple[str, str, str]] = set()
     for document in documents:
-        for statement in _as_list(document["Statement"]):
-            for resource in _as_list(statement["Resource"]):
-                for target in _targets(resource) or {"*"}:
+        for statement in as_list(document["Statement"]):
+            for resource in as_list(statement["Resource"]):
+                for target in resource_targets(resource, _named_targets) or {"*"}:
                     kind = "*" if target == "*" else _kind(template, target)
                     kind = _kms_kind(statement) if kind == "AWS::KMS::Key" else kind
-                    for action in _as_list(statement["Action"]):
+                    for action in as_list(statement["Action"]):
                         grants.add((action.lower(), kind, target))
     for key_id, key in resources_of_type(template, "AWS::KMS::Key").items():
         for statement in key["Properties"]["KeyPolicy"]["Statement"]:
-            if _targets(statement["Principal"].get("AWS", "")) & roles:
-                for action in _as_list(statement["Action"]):
+            if resource_targets(statement["Principal"].get("AWS", ""), _named_targets) & roles:
+                for action in as_list(statement["Action"]):
                     grants.add((action.lower(), _kms_kind(statement), key_id))
     return grants
 
@@ -1278,7 +1256,7 @@ def boundary_gaps(roles: Template) -> list[str]:
             resource, condition = BOUNDARY_TARGETS.get(kind, ("(none)", None))
             if not any(
                 s["Effect"] == "Allow"
-                and action in {a.lower() for a in _as_list(s["Action"])}
+                and action in {a.lower() for a in as_list(s["Action"])}
                 and _resource_text(s["Resource"]) == resource
                 and s.get("Condition") == condition
                 for s in boundary_statements(roles)
@@ -1341,89 +1319,23 @@ SOURCES = {
     "upload.py": "s3transfer/upload.py",
     "tasks.py": "s3transfer/tasks.py",
 }
-CFN, DEPLOY_DOC_REF = "cloudformation:", "docs/deploy.md"
+CFN = "cloudformation:"
+# Every AWS call of those files, what it needs on the pipeline's path and why: a Markdown table
+# to read and review, this file's data.
+CALLS_TABLE = Path(__file__).with_name("sam_cli_calls.md")
 
-# `sam deploy --config-env <env> --template-file .aws-sam/build/template.yaml --role-arn <role>`
-# (.github/workflows/deploy.yml), resolve_s3 and s3_prefix from samconfig.toml. In
-# samcli/commands/deploy/command.py, resolve_s3 calls bootstrap.manage_stack (the managed bucket
-# stack), then PackageContext uploads every artifact through S3Uploader (s3transfer underneath),
-# then DeployContext runs the Deployer: change set, events, waiters, outputs.
-# fmt: off
-SAM_CLI_CALLS = [
-    # file:line           call                                   IAM actions, then when
-    # -- deployer.py: the change set
-    Call("deployer.py:156", "describe_stacks", f"{CFN}DescribeStacks",
-         "has_stack: does the app stack exist"),
-    Call("deployer.py:226", "get_template_summary", f"{CFN}GetTemplateSummary",
-         "create_changeset on an existing stack: its parameters, on every update"),
-    Call("deployer.py:282", "create_change_set", f"{CFN}CreateChangeSet iam:PassRole s3:GetObject",
-         "the change set: RoleARN is passed, the TemplateURL read with the caller's credentials"),
-    Call("deployer.py:307", "get_paginator:describe_change_set", f"{CFN}DescribeChangeSet",
-         "describe_changeset: the table of changes"),
-    Call("deployer.py:389", "get_waiter:change_set_create_complete", f"{CFN}DescribeChangeSet",
-         "wait_for_changeset"),
-    Call("deployer.py:427", "execute_change_set", f"{CFN}ExecuteChangeSet", "execute_changeset"),
-    Call("deployer.py:440", "describe_stack_events", f"{CFN}DescribeStackEvents",
-         "get_last_event_time"),
-    Call("deployer.py:471", "get_paginator:describe_stack_events", f"{CFN}DescribeStackEvents",
-         "describe_stack_events: the events, streamed"),
-    Call("deployer.py:626", "get_waiter:stack_create_complete", f"{CFN}DescribeStacks",
-         "wait_for_execute, the first deploy"),
-    Call("deployer.py:628", "get_waiter:stack_update_complete", f"{CFN}DescribeStacks",
-         "wait_for_execute, every later deploy"),
-    Call("deployer.py:864", "describe_stacks", f"{CFN}DescribeStacks", "get_stack_outputs"),
-    # -- deployer.py: other commands and options
-    Call("deployer.py:713", "create_stack", "", "sync(): `sam sync`"),
-    Call("deployer.py:727", "update_stack", "", "sync(): `sam sync`"),
-    Call("deployer.py:775", "get_template_summary", "", "sync(): `sam sync`"),
-    Call("deployer.py:898", "rollback_stack", "", "rollback_delete_stack: --on-failure DELETE"),
-    Call("deployer.py:913", "delete_stack", "", "rollback_delete_stack: --on-failure DELETE"),
-    Call("deployer.py:923", "get_waiter:stack_delete_complete", "",
-         "rollback_delete_stack: --on-failure DELETE"),
-    Call("deployer.py:953", "describe_stacks", "", "_get_stack_status: --on-failure DELETE"),
-    # -- s3_uploader.py: every artifact, and the template (Deployer._process_kwargs)
-    Call("s3_uploader.py:209", "head_object", "s3:GetObject",
-         "file_exists before each upload (HeadObject is authorized as GetObject)"),
-    Call("s3_uploader.py:166", "delete_object", "", "delete_artifact: `sam delete`"),
-    Call("s3_uploader.py:192", "list_objects_v2", "", "delete_prefix_artifacts: `sam delete`"),
-    Call("s3_uploader.py:240", "get_object_tagging", "", "get_version_of_artifact: code signing"),
-    # -- s3transfer, under S3Uploader.upload (transfer_manager.upload)
-    Call("upload.py:796", "put_object", "s3:PutObject", "an artifact below the multipart size"),
-    Call("upload.py:825", "upload_part", "s3:PutObject", "a part of a larger artifact"),
-    Call("tasks.py:351", "create_multipart_upload", "s3:PutObject", "a larger artifact"),
-    Call("tasks.py:358", "abort_multipart_upload", "s3:AbortMultipartUpload",
-         "clean-up after a failed multipart upload"),
-    Call("tasks.py:384", "complete_multipart_upload", "s3:PutObject", "a larger artifact"),
-    # -- managed_stack.py: resolve_s3
-    Call("managed_stack.py:157", "describe_stacks", f"{CFN}DescribeStacks",
-         "_create_or_get_stack: the managed bucket stack's output, on every deploy"),
-    Call("managed_stack.py:251", "create_change_set", "",
-         f"_create_stack: the bucket's creation, a one-time bootstrap ({DEPLOY_DOC_REF})"),
-    Call("managed_stack.py:261", "get_waiter:change_set_create_complete", "", "the bootstrap"),
-    Call("managed_stack.py:265", "execute_change_set", "", "the bootstrap"),
-    Call("managed_stack.py:266", "get_waiter:stack_create_complete", "", "the bootstrap"),
-    Call("managed_stack.py:268", "describe_stacks", "", "the bootstrap"),
-    Call("managed_stack.py:185", "describe_stacks", "", "_create_or_update_stack: sam pipeline"),
-    Call("managed_stack.py:282", "update_stack", "", "_update_stack: `sam pipeline bootstrap`"),
-    Call("managed_stack.py:290", "get_waiter:stack_update_complete", "", "_update_stack"),
-    Call("managed_stack.py:292", "describe_stacks", "", "_update_stack"),
-    # -- bootstrap.py
-    Call("bootstrap.py:60", "get_caller_identity", "",
-         "get_current_account_id: `sam pipeline bootstrap`; needs no permission anyway"),
-    # -- packaging the template never asks for
-    Call("web_function.py:66", "get_bucket_versioning", "", "AWS::Serverless::WebFunction code"),
-    Call("web_function.py:88", "get_bucket_policy", "", "AWS::Serverless::WebFunction code"),
-    Call("web_function.py:106", "describe_key", "", "WebFunction code with --kms-key-id"),
-    Call("web_function.py:118", "get_key_policy", "", "WebFunction code with --kms-key-id"),
-    Call("code_signer.py:85", "describe_signing_job", "", "signing_profiles"),
-    Call("code_signer.py:110", "get_waiter:successful_signing_job", "", "signing_profiles"),
-    Call("code_signer.py:128", "start_signing_job", "", "signing_profiles"),
-    Call("code_signer.py:135", "start_signing_job", "", "signing_profiles"),
-    Call("ecr_uploader.py:70", "get_authorization_token", "", "image functions (PackageType)"),
-    Call("ecr_uploader.py:147", "batch_delete_image", "", "image functions, `sam delete`"),
-    Call("ecr_uploader.py:190", "delete_repository", "", "image functions, `sam delete`"),
-]
-# fmt: on
+
+def read_calls(table: Path) -> list[Call]:
+    """The rows of the table's `| where | call | IAM actions | why |` tables, headers left out."""
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in table.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ")
+    ]
+    return [Call(*row) for row in rows if row[0] != "where"]
+
+
+SAM_CLI_CALLS = read_calls(CALLS_TABLE)
 _CALL = re.compile(
     r"\b(?:self\._client|self\.s3|s3_client|cloudformation_client|sts_client|"
     r"self\.signer_client|self\.ecr_client|kms_client|client)\.(\w+)\s*[(,]"
@@ -1560,9 +1472,7 @@ def test_artifacts_go_under_the_stacks_own_prefix() -> None:
         assert _deploy_config(environment)["s3_prefix"] == stack_name
     for role_id in ("DeployRole", "CloudFormationExecutionRole"):
         s3 = [
-            s
-            for s in statements(role_id)
-            if any(a.startswith("s3:") for a in _as_list(s["Action"]))
+            s for s in statements(role_id) if any(a.startswith("s3:") for a in as_list(s["Action"]))
         ]
         assert [_resource_text(s["Resource"]) for s in s3] == [ARTIFACTS], role_id
 
@@ -1574,7 +1484,7 @@ def test_the_deploy_role_may_only_read_the_managed_bucket_stack_not_create_it() 
         if s["Effect"] == "Allow" and f"stack/{MANAGED_STACK}/" in _resource_text(s["Resource"])
     ]
 
-    assert [_as_list(s["Action"]) for s in on_managed_stack] == [["cloudformation:DescribeStacks"]]
+    assert [as_list(s["Action"]) for s in on_managed_stack] == [["cloudformation:DescribeStacks"]]
 
 
 # ------------------------------------------------------------------ bootstrap (docs/deploy.md)
@@ -1674,7 +1584,7 @@ def _policy(roles: Template, resource_id: str) -> list[dict[str, Any]]:
 def _without(resource_id: str, action: str) -> Callable[[Template], None]:
     def mutate(roles: Template) -> None:
         for statement in _policy(roles, resource_id):
-            actions = _as_list(statement["Action"])
+            actions = as_list(statement["Action"])
             if action in actions:
                 statement["Action"] = [a for a in actions if a != action]
 

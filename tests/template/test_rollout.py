@@ -173,6 +173,10 @@ def test_rollback_alarms_always_exist_and_notify_the_chosen_topic(
         assert runbook in properties["AlarmDescription"], alarm_id
 
 
+def assert_properties(properties: dict[str, Any], **expected: Any) -> None:
+    assert {name: properties.get(name) for name in expected} == expected
+
+
 @pytest.mark.parametrize("function_id", API_FUNCTIONS)
 def test_rollback_alarms_watch_the_new_version_behind_live(
     template: Template, function_id: str
@@ -186,29 +190,22 @@ def test_rollback_alarms_watch_the_new_version_behind_live(
         {"Name": "ExecutedVersion", "Value": {"Fn::GetAtt": [function_id, "Version.Version"]}},
     ]
 
-    errors = resources[f"{prefix}RollbackErrorsAlarm"]["Properties"]
-    assert (errors["Namespace"], errors["MetricName"], errors["Statistic"]) == (
-        "AWS/Lambda",
-        "Errors",
-        "Sum",
-    )
-    assert errors["Dimensions"] == dimensions
-    # One crash or timeout of the new version, in one minute
-    assert (errors["Period"], errors["EvaluationPeriods"], errors["Threshold"]) == (60, 1, 0)
-    assert errors["ComparisonOperator"] == "GreaterThanThreshold"
+    # Both watch that version's own series, minute by minute
+    new_version = {"Namespace": "AWS/Lambda", "Dimensions": dimensions, "Period": 60}
 
-    latency = resources[f"{prefix}RollbackLatencyAlarm"]["Properties"]
-    assert (latency["Namespace"], latency["MetricName"], latency["ExtendedStatistic"]) == (
-        "AWS/Lambda",
-        "Duration",
-        "p99",
+    errors = resources[f"{prefix}RollbackErrorsAlarm"]["Properties"]
+    # One crash or timeout of the new version, in one minute
+    assert_properties(errors, **new_version, MetricName="Errors", Statistic="Sum")
+    assert_properties(
+        errors, EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold"
     )
-    assert latency["Dimensions"] == dimensions
-    assert latency["Threshold"] == {"Ref": "RollbackLatencyP99Milliseconds"}
-    assert (latency["Period"], latency["EvaluationPeriods"], latency["DatapointsToAlarm"]) == (
-        60,
-        3,
-        2,
+    latency = resources[f"{prefix}RollbackLatencyAlarm"]["Properties"]
+    assert_properties(latency, **new_version, MetricName="Duration", ExtendedStatistic="p99")
+    assert_properties(
+        latency,
+        Threshold={"Ref": "RollbackLatencyP99Milliseconds"},
+        EvaluationPeriods=3,
+        DatapointsToAlarm=2,
     )
 
 

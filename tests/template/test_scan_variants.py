@@ -80,32 +80,36 @@ def test_template_variant_keeps_template_line_numbers(
     )
 
 
-def test_a_condition_left_off_fails_the_scan(scan_variants: ModuleType, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("parameter", "value", "problem"),
+    [
+        pytest.param(
+            "CheckoutPage",
+            "disabled",
+            "condition ServesCheckoutPage is false",
+            id="a-condition-left-off",
+        ),
+        pytest.param(
+            "AlarmEmail",
+            "ops@example.com",
+            "AlarmEmail='ops@example.com' does not match its AllowedPattern",
+            id="a-refused-value",
+        ),
+    ],
+)
+def test_one_default_changed_fails_the_scan(
+    scan_variants: ModuleType, tmp_path: Path, parameter: str, value: str, problem: str
+) -> None:
     source, defaults = scan_variants.VARIANTS["template-all-conditions.yaml"]
-    path = tmp_path / "off.yaml"
+    path = tmp_path / "changed.yaml"
     path.write_text(
         scan_variants.with_defaults(
-            source.read_text(encoding="utf-8"), {**defaults, "CheckoutPage": "disabled"}
+            source.read_text(encoding="utf-8"), {**defaults, parameter: value}
         ),
         encoding="utf-8",
     )
 
-    assert scan_variants.problems(load_template(path)) == ["condition ServesCheckoutPage is false"]
-
-
-def test_a_refused_value_fails_the_scan(scan_variants: ModuleType, tmp_path: Path) -> None:
-    source, defaults = scan_variants.VARIANTS["template-all-conditions.yaml"]
-    path = tmp_path / "refused.yaml"
-    path.write_text(
-        scan_variants.with_defaults(
-            source.read_text(encoding="utf-8"), {**defaults, "AlarmEmail": "ops@example.com"}
-        ),
-        encoding="utf-8",
-    )
-
-    assert scan_variants.problems(load_template(path)) == [
-        "AlarmEmail='ops@example.com' does not match its AllowedPattern"
-    ]
+    assert scan_variants.problems(load_template(path)) == [problem]
 
 
 def test_make_scan_runs_checkov_over_every_variant(scan_variants: ModuleType) -> None:

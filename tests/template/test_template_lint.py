@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import run_captured
+from tests.support import REPO_ROOT, run_captured
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 # The tools installed next to the interpreter running the tests, not whatever is on PATH.
 VENV_BIN = Path(sys.executable).parent
@@ -53,12 +51,8 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return run_captured(command, env=env, timeout=300)
-
-
 def test_sam_validate_with_lint_passes(offline_env: dict[str, str]) -> None:
-    result = _run(
+    result = run_captured(
         [
             str(VENV_BIN / "sam"),
             "validate",
@@ -68,7 +62,8 @@ def test_sam_validate_with_lint_passes(offline_env: dict[str, str]) -> None:
             "--region",
             "us-east-1",
         ],
-        offline_env,
+        env=offline_env,
+        timeout=300,
     )
 
     assert result.returncode == 0, f"sam validate --lint failed:\n{result.stdout}\n{result.stderr}"
@@ -78,9 +73,10 @@ def test_sam_validate_with_lint_passes(offline_env: dict[str, str]) -> None:
 def test_cfn_lint_passes_including_informational_rules(offline_env: dict[str, str]) -> None:
     # `-c I` adds the informational rules (e.g. I3011: explicit deletion policies on stateful
     # resources), which cfn-lint skips by default.
-    result = _run(
+    result = run_captured(
         [str(VENV_BIN / "cfn-lint"), "--include-checks", "I", "--", str(TEMPLATE)],
-        offline_env,
+        env=offline_env,
+        timeout=300,
     )
 
     assert result.returncode == 0, f"cfn-lint failed:\n{result.stdout}\n{result.stderr}"

@@ -37,6 +37,13 @@ COMMON_ENV = {
         "Fn::If": ["HasLocalEndpoint", {"Ref": "LocalEndpointUrl"}, {"Ref": "AWS::NoValue"}]
     },
 }
+# Where a payment is settled, by the API or by the reconciler's sweep: both read and write these.
+PAYMENT_TABLES = {
+    "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
+    "PAYMENT_TABLE_NAME": {"Ref": "PaymentTable"},
+    "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
+    "SANDBOX_LEDGER_TABLE_NAME": {"Ref": "SandboxLedgerTable"},
+}
 FUNCTION_ENV = {
     "IssueTokenFunction": {
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
@@ -46,12 +53,9 @@ FUNCTION_ENV = {
         "CORS_ORIGINS": {"Ref": "CorsOrigins"},
     },
     "ProcessPaymentFunction": {
+        **PAYMENT_TABLES,
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
-        "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
-        "PAYMENT_TABLE_NAME": {"Ref": "PaymentTable"},
-        "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
         "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
-        "SANDBOX_LEDGER_TABLE_NAME": {"Ref": "SandboxLedgerTable"},
     },
     "RotateSigningKeyFunction": {
         "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
@@ -59,12 +63,7 @@ FUNCTION_ENV = {
         "SIGNING_ALGORITHM": {"Ref": "SigningAlgorithm"},
     },
     # No key and no secret: the reconciler never sees card data.
-    "ReconcilePaymentsFunction": {
-        "TOKEN_TABLE_NAME": {"Ref": "TokenTable"},
-        "PAYMENT_TABLE_NAME": {"Ref": "PaymentTable"},
-        "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
-        "SANDBOX_LEDGER_TABLE_NAME": {"Ref": "SandboxLedgerTable"},
-    },
+    "ReconcilePaymentsFunction": PAYMENT_TABLES,
 }
 CODE_URIS = {
     "IssueTokenFunction": "functions/issue_token/",

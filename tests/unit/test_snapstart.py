@@ -159,14 +159,14 @@ def _probe_runs() -> dict[str, list[dict[str, Any]]]:
         "PYTHONHASHSEED": "0",  # the same set order in both processes
     }
 
-    def run(handler: str) -> dict[str, Any]:
-        result = run_captured([sys.executable, str(PROBE), handler], cwd=ROOT, env=env)
+    def probe(handler: str) -> dict[str, Any]:
+        result = run_captured([sys.executable, PROBE, handler], env=env, cwd=ROOT)
         assert result.returncode == 0, result.stderr[-3000:]
         report: dict[str, Any] = json.loads(result.stdout.splitlines()[-1])
         return report
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = list(pool.map(run, [handler for handler in HANDLERS for _ in range(2)]))
+        runs = list(pool.map(probe, [handler for handler in HANDLERS for _ in range(2)]))
     return {handler: runs[2 * i : 2 * i + 2] for i, handler in enumerate(HANDLERS)}
 
 
