@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from card_tokens import errors
-from card_tokens.cards import BRANDS, MAX_CARDHOLDER_NAME, MAX_EXPIRY_YEARS_AHEAD
+from card_tokens.cards import BRANDS, MAX_CARDHOLDER_NAME, MAX_EXPIRY_YEARS_AHEAD, length_phrase
 from card_tokens.config import MAX_TOKEN_LIFETIME_SECONDS
 from card_tokens.errors import CardTokensError
 from card_tokens.printable import PRINTABLE_CHARACTER
@@ -339,14 +339,6 @@ def test_the_brand_table_is_the_codes() -> None:
             str(low) if low == high else f"{low}\u2013{high}" for low, high in prefixes
         )
 
-    def lengths(values: frozenset[int]) -> str:
-        ordered = sorted(values)
-        if len(ordered) == 1:
-            return str(ordered[0])
-        if ordered == list(range(ordered[0], ordered[-1] + 1)):
-            return f"{ordered[0]} to {ordered[-1]}"
-        return ", ".join(map(str, ordered[:-1])) + f" or {ordered[-1]}"
-
     rows = table(section("## POST /tokens"), "brand")
     assert [quoted(row["brand"])[0] for row in rows] == SCHEMAS["Brand"]["enum"]
     by_name = {brand.name: brand for brand in BRANDS}
@@ -354,7 +346,7 @@ def test_the_brand_table_is_the_codes() -> None:
         brand = by_name[quoted(row["brand"])[0]]
         assert row["name"] == brand.display_name
         assert row["number starts with"] == ranges(brand.prefixes)
-        assert row["digits"] == lengths(brand.lengths)
+        assert row["digits"] == length_phrase(brand.lengths)
         assert row["CVV digits"] == str(brand.cvv_length)
 
 

@@ -9,10 +9,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
-pytestmark = pytest.mark.template
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAYER = REPO_ROOT / "layers" / "card_tokens" / "card_tokens"
 # A path in a layout block: a word with a slash or a file extension (`functions/`, `api.py`).

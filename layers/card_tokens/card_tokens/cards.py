@@ -96,7 +96,7 @@ def _required(value: object, field: str) -> None:
         raise InvalidRequest(f"{field} is required.", field=field)
 
 
-def _count(lengths: frozenset[int]) -> str:
+def length_phrase(lengths: frozenset[int]) -> str:
     """{16} → "16", {13, 16, 19} → "13, 16 or 19", {16..19} → "16 to 19"."""
     ordered = sorted(lengths)
     if len(ordered) == 1:
@@ -136,7 +136,8 @@ def detect_brand(pan: str) -> Brand:
         )
     if len(pan) not in brand.lengths:
         raise InvalidCardNumber(
-            f"card_number must have {_count(brand.lengths)} digits for {brand.display_name}.",
+            f"card_number must have {length_phrase(brand.lengths)} digits"
+            f" for {brand.display_name}.",
             field="card_number",
         )
     if not luhn_valid(pan):
