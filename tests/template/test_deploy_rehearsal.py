@@ -120,12 +120,14 @@ SHIMMED = frozenset(
 NOT_CREATED = MOTO_HAS_NO_MODEL - SHIMMED
 
 # Must outlive the stack (template.yaml: the card key wraps every live token's data key,
-# payments are the merchant's history, the logs are the audit trail). The survivors of a
-# delete are then exactly what the template marks DeletionPolicy: Retain; this is the floor.
+# payments are the merchant's history, the registry binds merchants to their keys, the logs
+# are the audit trail). The survivors of a delete are then exactly what the template marks
+# DeletionPolicy: Retain; this is the floor.
 MUST_BE_RETAINED = frozenset(
     {
         "CardKey",
         "PaymentTable",
+        "MerchantTable",
         "CardTokensApiAccessLogGroup",
         "ApiWafLogGroup",
         "IssueTokenLogGroup",

@@ -51,6 +51,27 @@ FUNCTION_ROLES = {
     "CheckoutPageFunction": CHECKOUT,
     "PublishJwksFunction": JWKS,
 }
+# The merchant registry: read (GetItem) by the issuer and payments, written by the operator's
+# CLI only, never by a function.
+REGISTRY = "MerchantTable"
+REGISTRY_READERS = (ISSUER, PAYMENTS)
+DYNAMODB_READ_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:PartiQLSelect",
+)
+READS_BEYOND_GETITEM = tuple(a for a in DYNAMODB_READ_ACTIONS if a != "dynamodb:GetItem")
+DYNAMODB_WRITE_ACTIONS = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)
 # The only Query anywhere: the reconciler's, on the token table's sparse sweep index.
 SWEEP_INDEX = "TokenTable/index/sweep"
 # Exactly the encryption context sealing.py binds (purpose, jti, aud), and no other key.
@@ -116,6 +137,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         # Secrets Manager decrypts the private key's data key as the caller (key policy only).
         ("kms:decrypt", SIGNING_SECRET_KEY),
         ("dynamodb:putitem", "TokenTable"),
+        ("dynamodb:getitem", REGISTRY),  # the merchant of a publishable key
         *_logs("IssueTokenLogGroup"),
         *XRAY,
     },
@@ -138,6 +160,7 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         # The sandbox processor: a conditional put per charge, a lookup by idempotency key.
         ("dynamodb:getitem", "SandboxLedgerTable"),
         ("dynamodb:putitem", "SandboxLedgerTable"),
+        ("dynamodb:getitem", REGISTRY),  # the merchant of the calling principal
         *_logs("ProcessPaymentLogGroup"),
         *XRAY,
     },
@@ -474,6 +497,29 @@ def reconciler_has_no_kms_or_secrets(t: Template) -> list[str]:
     ]
 
 
+def only_issuer_and_payments_read_the_registry(t: Template) -> list[str]:
+    """GetItem and nothing else for the two readers; no read of any kind for any other role."""
+    return [
+        f"{role}: {violation}"
+        for role in ROLES
+        for violation in granted(
+            t,
+            role,
+            READS_BEYOND_GETITEM if role in REGISTRY_READERS else DYNAMODB_READ_ACTIONS,
+            REGISTRY,
+        )
+    ]
+
+
+def no_role_writes_the_registry(t: Template) -> list[str]:
+    """Merchants are added, re-keyed and removed by the operator (`card-tokens merchants`)."""
+    return [
+        f"{role}: {violation}"
+        for role in ROLES
+        for violation in granted(t, role, DYNAMODB_WRITE_ACTIONS, REGISTRY)
+    ]
+
+
 def kms_grants_require_purpose(t: Template) -> list[str]:
     """Every statement that can use the card key (role or key policy) carries the condition."""
     candidates = all_iam_statements(t) + list(key_policy_statements(t))
@@ -545,6 +591,8 @@ CHECKS: dict[str, Callable[[Template], list[str]]] = {
         jwks_has_no_kms_or_private_key,
         only_issuer_and_rotation_open_the_private_key,
         secret_policies_deny_everyone_else,
+        only_issuer_and_payments_read_the_registry,
+        no_role_writes_the_registry,
         kms_grants_require_purpose,
         account_root_cannot_use_key,
         no_wildcard_resource_on_kms_or_secrets,
@@ -698,6 +746,30 @@ OVER_BROAD: dict[str, dict[str, Callable[[Template], None]]] = {
         "kms:DescribeKey in a role policy": _role_policy(
             RECONCILER, _allow("kms:DescribeKey", CARD_KEY)
         ),
+    },
+    "only_issuer_and_payments_read_the_registry": {
+        "the reconciler reads a merchant": _inline(
+            RECONCILER, _allow("dynamodb:GetItem", _arn(REGISTRY))
+        ),
+        "payments lists every merchant": _role_policy(
+            PAYMENTS, _allow("dynamodb:Scan", _arn(REGISTRY))
+        ),
+        "the issuer queries any table": _attach_policy(ISSUER, _allow("dynamodb:Query", "*")),
+        "the page reads it by a Get* wildcard": _role_policy(
+            CHECKOUT, _allow("dynamodb:Get*", _arn(REGISTRY))
+        ),
+    },
+    "no_role_writes_the_registry": {
+        "the issuer registers merchants": _inline(
+            ISSUER, _allow("dynamodb:PutItem", _arn(REGISTRY))
+        ),
+        "payments rotates keys": _role_policy(
+            PAYMENTS, _allow("dynamodb:UpdateItem", _arn(REGISTRY))
+        ),
+        "the reconciler removes merchants in bulk": _attach_policy(
+            RECONCILER, _allow("dynamodb:BatchWriteItem", _arn(REGISTRY))
+        ),
+        "rotation writes every table": _inline(ROTATION, _allow("dynamodb:*", "*")),
     },
     "kms_grants_require_purpose": {
         "Decrypt without the condition": _role_policy(PAYMENTS, _allow("kms:Decrypt", CARD_KEY)),

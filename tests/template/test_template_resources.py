@@ -44,6 +44,9 @@ PAYMENT_TABLES = {
     "IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
     "SANDBOX_LEDGER_TABLE_NAME": {"Ref": "SandboxLedgerTable"},
 }
+# The registry, read by the two functions that check a merchant: the issuer (publishable key)
+# and payments (the caller's principal). The reconciler acts for nobody: it has none.
+MERCHANTS = {"MERCHANT_TABLE_NAME": {"Ref": "MerchantTable"}}
 FUNCTION_ENV = {
     "IssueTokenFunction": {
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
@@ -51,11 +54,13 @@ FUNCTION_ENV = {
         "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
         "TOKEN_LIFETIME_SECONDS": {"Ref": "TokenLifetimeSeconds"},
         "CORS_ORIGINS": {"Ref": "CorsOrigins"},
+        **MERCHANTS,
     },
     "ProcessPaymentFunction": {
         **PAYMENT_TABLES,
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
         "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
+        **MERCHANTS,
     },
     "RotateSigningKeyFunction": {
         "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
@@ -78,6 +83,8 @@ TABLES = {
     "IdempotencyTable": ("id", "expiration"),
     # The sandbox processor's books: a charge stays findable, so no TTL.
     "SandboxLedgerTable": ("idempotency_key", None),
+    # merchant#, key#, principal# and registry items: operator data, nothing expires.
+    "MerchantTable": ("pk", None),
 }
 # Secondary indexes per table (none elsewhere): the token table's sparse sweep index holds a
 # token only while it keeps a data key; the reconciler reads keys only and then the item.
@@ -138,12 +145,17 @@ def test_layer_is_built_by_sam_for_python313_arm64(template: Template) -> None:
     assert layer["Properties"]["LayerName"] == {"Fn::Sub": "${AWS::StackName}-card-tokens"}
 
 
-def test_payment_records_are_protected_from_deletion(template: Template) -> None:
-    payments = template["Resources"]["PaymentTable"]
+# Payments are the merchants' history; the registry binds their keys and principals (losing it
+# would refuse every merchant until each is registered again, with new keys).
+@pytest.mark.parametrize("table_id", ["PaymentTable", "MerchantTable"])
+def test_records_worth_keeping_are_protected_from_deletion(
+    template: Template, table_id: str
+) -> None:
+    table = template["Resources"][table_id]
 
-    assert payments["DeletionPolicy"] == payments["UpdateReplacePolicy"] == "Retain"
-    assert payments["Properties"]["DeletionProtectionEnabled"] is True
-    assert "TimeToLiveSpecification" not in payments["Properties"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert table["Properties"]["DeletionProtectionEnabled"] is True
+    assert "TimeToLiveSpecification" not in table["Properties"]
 
 
 @pytest.mark.parametrize(
@@ -374,6 +386,7 @@ def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> N
         "PaymentTableName",
         "IdempotencyTableName",
         "SandboxLedgerTableName",
+        "MerchantTableName",
         "SigningKeySecretArn",
         "VerificationKeysSecretArn",
         "CheckoutPageUrl",
