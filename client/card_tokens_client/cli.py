@@ -28,6 +28,14 @@ from card_tokens_client.api import (
     InvalidBaseUrl,
     Unreachable,
 )
+from card_tokens_client.merchant_commands import (
+    AwsClients,
+    ClientsFactory,
+    RegistryUnavailable,
+    add_merchant_commands,
+    run_merchant_command,
+)
+from card_tokens_client.merchants import InvalidMerchant, RegistryError
 from card_tokens_client.signing import RequestSigner, SigningError, is_loopback
 
 EXIT_OK = 0
@@ -376,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "jwks", cmd_jwks, "list the public keys that verify tokens", "GET /.well-known/jwks.json."
     )
+    add_merchant_commands(commands)
     return parser
 
 
@@ -392,6 +401,7 @@ def main(
     stderr: TextIO | None = None,
     prompter: Prompter | None = None,
     api_factory: ApiFactory = CardTokensApi,
+    aws_clients: ClientsFactory = AwsClients,
 ) -> int:
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
@@ -409,11 +419,14 @@ def main(
             setattr(args, name, default)
     console = Console(out, err, prompter or Prompter(stdin, err))
     try:
+        if args.command == "merchants":
+            run_merchant_command(args, out, aws_clients)
+            return EXIT_OK
         signer = None if unsigned(args) else RequestSigner(args.url, args.region, args.profile)
         api = api_factory(args.url, signer, args.timeout)
         code: int = args.run(api, args, console)
         return code
-    except (UsageError, InvalidBaseUrl) as error:
+    except (UsageError, InvalidBaseUrl, InvalidMerchant) as error:
         err.write(f"card-tokens: error: {error}\n")
         return EXIT_USAGE
     except ApiError as error:
@@ -422,7 +435,7 @@ def main(
     except Unreachable as error:
         err.write(f"card-tokens: error: {error}\n")
         return EXIT_ERROR
-    except SigningError as error:
+    except (SigningError, RegistryError, RegistryUnavailable) as error:
         err.write(f"card-tokens: error: {error}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
