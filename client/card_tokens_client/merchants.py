@@ -68,16 +68,17 @@ class ConcurrentChange(RegistryError):
     """Another operator changed this merchant meanwhile: nothing was written; try again."""
 
 
-def _random_base32(length: int) -> str:
-    return "".join(secrets.choice(_BASE32) for _ in range(length))
-
-
 def new_merchant_id() -> str:
-    return "mer_" + _random_base32(16)
+    return _random_id("mer_", 16)
 
 
 def new_publishable_key() -> str:
-    return "pk_" + _random_base32(24)
+    """Random and not secret (it is in the checkout page): 120 bits."""
+    return _random_id("pk_", 24)
+
+
+def _random_id(prefix: str, length: int) -> str:
+    return prefix + "".join(secrets.choice(_BASE32) for _ in range(length))
 
 
 # ---------------------------------------------------------------------------- validation

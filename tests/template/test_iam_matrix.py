@@ -703,6 +703,16 @@ def _key_grant(role: str, action: str, **condition: Any) -> dict[str, Any]:
     return _allow(action, "*", Principal={"AWS": _arn(role)}, **condition)
 
 
+def _on_registry(
+    attach: Callable[[str, dict[str, Any]], Callable[[Template], None]],
+    role: str,
+    action: str,
+    resource: Any = None,
+) -> Callable[[Template], None]:
+    """`role` granted `action` on the merchant registry (or on `resource`), attached by `attach`."""
+    return attach(role, _allow(action, resource or _arn(REGISTRY)))
+
+
 # For each check, over-broad grants it must catch: a name, and how the template gets it.
 OVER_BROAD: dict[str, dict[str, Callable[[Template], None]]] = {
     "issuer_cannot_decrypt": {
@@ -748,28 +758,20 @@ OVER_BROAD: dict[str, dict[str, Callable[[Template], None]]] = {
         ),
     },
     "only_issuer_and_payments_read_the_registry": {
-        "the reconciler reads a merchant": _inline(
-            RECONCILER, _allow("dynamodb:GetItem", _arn(REGISTRY))
-        ),
-        "payments lists every merchant": _role_policy(
-            PAYMENTS, _allow("dynamodb:Scan", _arn(REGISTRY))
-        ),
-        "the issuer queries any table": _attach_policy(ISSUER, _allow("dynamodb:Query", "*")),
-        "the page reads it by a Get* wildcard": _role_policy(
-            CHECKOUT, _allow("dynamodb:Get*", _arn(REGISTRY))
+        "the reconciler reads a merchant": _on_registry(_inline, RECONCILER, "dynamodb:GetItem"),
+        "payments lists every merchant": _on_registry(_role_policy, PAYMENTS, "dynamodb:Scan"),
+        "the issuer queries any table": _on_registry(_attach_policy, ISSUER, "dynamodb:Query", "*"),
+        "the page reads it by a Get* wildcard": _on_registry(
+            _role_policy, CHECKOUT, "dynamodb:Get*"
         ),
     },
     "no_role_writes_the_registry": {
-        "the issuer registers merchants": _inline(
-            ISSUER, _allow("dynamodb:PutItem", _arn(REGISTRY))
+        "the issuer registers merchants": _on_registry(_inline, ISSUER, "dynamodb:PutItem"),
+        "payments rotates keys": _on_registry(_role_policy, PAYMENTS, "dynamodb:UpdateItem"),
+        "the reconciler removes merchants in bulk": _on_registry(
+            _attach_policy, RECONCILER, "dynamodb:BatchWriteItem"
         ),
-        "payments rotates keys": _role_policy(
-            PAYMENTS, _allow("dynamodb:UpdateItem", _arn(REGISTRY))
-        ),
-        "the reconciler removes merchants in bulk": _attach_policy(
-            RECONCILER, _allow("dynamodb:BatchWriteItem", _arn(REGISTRY))
-        ),
-        "rotation writes every table": _inline(ROTATION, _allow("dynamodb:*", "*")),
+        "rotation writes every table": _on_registry(_inline, ROTATION, "dynamodb:*", "*"),
     },
     "kms_grants_require_purpose": {
         "Decrypt without the condition": _role_policy(PAYMENTS, _allow("kms:Decrypt", CARD_KEY)),

@@ -1,15 +1,18 @@
-"""MerchantRegistry on moto (in-process): every change keeps the four kinds of item consistent,
-and a refused change writes nothing."""
+"""MerchantRegistry and `card-tokens merchants` on moto (in-process): every change keeps the four
+kinds of item consistent, and a refused change writes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+import json
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 
 from card_tokens.merchants import MERCHANT_ID, PUBLISHABLE_KEY, principal_of
+from card_tokens_client.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from card_tokens_client.merchants import (
     ConcurrentChange,
     InvalidMerchant,
@@ -144,7 +147,7 @@ def test_rotate_key_moves_the_key_item_and_keeps_the_rest(
     assert_consistent(dynamodb, [rotated])
 
 
-def test_remove_deletes_every_item_of_the_merchant_and_only_those(
+def test_remove_deletes_every_item_of_the_merchant_and_the_last_ends_multi_merchant_mode(
     dynamodb: DynamoDBClient, registry: MerchantRegistry
 ) -> None:
     kept = registry.add("Kept", [SHOP], [OTHER_ROLE])
@@ -154,15 +157,8 @@ def test_remove_deletes_every_item_of_the_merchant_and_only_those(
 
     assert registry.list() == [kept]
     assert_consistent(dynamodb, [kept])
-
-
-def test_removing_the_last_merchant_returns_to_single_caller_mode(
-    dynamodb: DynamoDBClient, registry: MerchantRegistry
-) -> None:
-    merchant = registry.add("Shop", [SHOP], [SHOP_ROLE])
-
-    registry.remove(merchant["merchant_id"])
-
+    # Removing the last one leaves a count of 0: single-caller mode again
+    registry.remove(kept["merchant_id"])
     assert set(items(dynamodb)) == {"registry"}
     assert count(dynamodb) == 0
 
@@ -269,58 +265,52 @@ def test_invalid_input_is_refused_before_any_write(
     assert items(dynamodb) == {}
 
 
-@pytest.mark.parametrize(
-    ("origin", "accepted"),
-    [
-        ("https://shop.example", True),
-        ("https://shop.example:8443", True),
-        ("https://192.0.2.10", True),
-        ("http://127.0.0.1:8000", True),
-        ("http://localhost:3000", True),
-        ("http://shop.example", False),  # plain http only on this machine
-        ("https://shop.example/", False),
-        ("https://shop.example/pay", False),
-        ("https://shop.example?x=1", False),
-        ("https://Shop.Example", False),  # browsers send the host in lower case
-        ("https://shop.example:443", False),  # and never the default port
-        ("https://user@shop.example", False),
-        ("https://shop.example:99999", False),
-        ("https://*.shop.example", False),
-        ("shop.example", False),
-        ("null", False),
-        ("javascript://shop.example", False),
-    ],
-)
-def test_origins_are_what_a_browser_sends(origin: str, accepted: bool) -> None:
-    if accepted:
-        assert valid_origin(origin) == origin
-    else:
-        with pytest.raises(InvalidMerchant, match="https://host"):
-            valid_origin(origin)
+# Origins as a browser sends them in `Origin`; principals as IAM role or user ARNs.
+ORIGIN_RULE, PRINCIPAL_RULE = "https://host", "IAM role or user ARN"
 
 
 @pytest.mark.parametrize(
-    ("arn", "accepted"),
+    ("check", "value", "accepted"),
     [
-        (SHOP_ROLE, True),
-        (SHOP_USER, True),
-        ("arn:aws-us-gov:iam::111122223333:role/shop", True),
-        ("arn:aws-cn:iam::111122223333:user/shop", True),
-        ("arn:aws:iam::111122223333:root", False),
-        ("arn:aws:sts::111122223333:assumed-role/shop/session", False),
-        ("arn:aws:iam::1111:role/shop", False),
-        ("arn:aws:iam::111122223333:group/shop", False),
-        ("arn:aws:iam::111122223333:role/", False),
-        ("*", False),
-        ("shop-backend", False),
+        (valid_origin, "https://shop.example", True),
+        (valid_origin, "https://shop.example:8443", True),
+        (valid_origin, "https://192.0.2.10", True),
+        (valid_origin, "http://127.0.0.1:8000", True),
+        (valid_origin, "http://localhost:3000", True),
+        (valid_origin, "http://shop.example", False),  # plain http only on this machine
+        (valid_origin, "https://shop.example/", False),
+        (valid_origin, "https://shop.example/pay", False),
+        (valid_origin, "https://shop.example?x=1", False),
+        (valid_origin, "https://Shop.Example", False),  # browsers send the host in lower case
+        (valid_origin, "https://shop.example:443", False),  # and never the default port
+        (valid_origin, "https://user@shop.example", False),
+        (valid_origin, "https://shop.example:99999", False),
+        (valid_origin, "https://*.shop.example", False),
+        (valid_origin, "shop.example", False),
+        (valid_origin, "null", False),
+        (valid_origin, "javascript://shop.example", False),
+        (valid_principal, SHOP_ROLE, True),
+        (valid_principal, SHOP_USER, True),
+        (valid_principal, "arn:aws-us-gov:iam::111122223333:role/shop", True),
+        (valid_principal, "arn:aws-cn:iam::111122223333:user/shop", True),
+        (valid_principal, "arn:aws:iam::111122223333:root", False),
+        (valid_principal, "arn:aws:sts::111122223333:assumed-role/shop/session", False),
+        (valid_principal, "arn:aws:iam::1111:role/shop", False),
+        (valid_principal, "arn:aws:iam::111122223333:group/shop", False),
+        (valid_principal, "arn:aws:iam::111122223333:role/", False),
+        (valid_principal, "*", False),
+        (valid_principal, "shop-backend", False),
     ],
 )
-def test_principals_are_iam_role_or_user_arns(arn: str, accepted: bool) -> None:
+def test_origins_and_principals_the_registry_takes(
+    check: Callable[[str], str], value: str, accepted: bool
+) -> None:
     if accepted:
-        assert valid_principal(arn) == arn
+        assert check(value) == value
     else:
-        with pytest.raises(InvalidMerchant, match="IAM role or user ARN"):
-            valid_principal(arn)
+        rule = ORIGIN_RULE if check is valid_origin else PRINCIPAL_RULE
+        with pytest.raises(InvalidMerchant, match=rule):
+            check(value)
 
 
 def test_a_role_with_a_path_is_refused_with_the_arn_to_register() -> None:
@@ -335,40 +325,166 @@ def test_a_role_with_a_path_is_refused_with_the_arn_to_register() -> None:
 # reads the same items the same way and holds the written formats to the layer's own.
 
 
-def read_as_the_directory_does(dynamodb: DynamoDBClient, pk: str) -> dict[str, Any] | None:
+def merchant_at(dynamodb: DynamoDBClient, pk: str) -> str | None:
+    """The merchant_id an item names, read as the directory reads it (GetItem), or None."""
     item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": pk}}).get("Item")
-    return dict(item) if item else None
+    return item["merchant_id"]["S"] if item else None
 
 
 def test_round_trip_merchant_directory_reads_what_the_registry_writes(
     dynamodb: DynamoDBClient, registry: MerchantRegistry
 ) -> None:
     merchant = registry.add("Shop", [SHOP], [SHOP_ROLE, SHOP_USER])
+    merchant_id = merchant["merchant_id"]
     assumed = "arn:aws:sts::111122223333:assumed-role/shop-backend/session-1"
 
     # The count makes the deployment multi-merchant
-    registry_item = read_as_the_directory_does(dynamodb, "registry")
-    assert registry_item is not None
-    assert int(registry_item["merchants"]["N"]) == 1
-    # The publishable key, as the issuer looks it up, names the merchant
-    by_key = read_as_the_directory_does(dynamodb, f"key#{merchant['publishable_key']}")
-    assert by_key is not None
-    assert by_key["merchant_id"]["S"] == merchant["merchant_id"]
-    # A session of the registered role, and the user, as payments look them up
+    assert count(dynamodb) == 1
+    # The publishable key as the issuer looks it up; a session of the registered role and the
+    # user as payments look them up (principal_of the caller): each names the merchant
+    assert merchant_at(dynamodb, f"key#{merchant['publishable_key']}") == merchant_id
     for caller in (assumed, SHOP_USER):
-        by_principal = read_as_the_directory_does(dynamodb, f"principal#{principal_of(caller)}")
-        assert by_principal is not None, caller
-        assert by_principal["merchant_id"]["S"] == merchant["merchant_id"]
-    stored = read_as_the_directory_does(dynamodb, f"merchant#{merchant['merchant_id']}")
-    assert stored is not None
-    assert MERCHANT_ID.fullmatch(stored["merchant_id"]["S"])
-    assert PUBLISHABLE_KEY.fullmatch(stored["publishable_key"]["S"])
-    assert {principal_of(p["S"]) for p in stored["principals"]["L"]} == {SHOP_ROLE, SHOP_USER}
-    assert [o["S"] for o in stored["origins"]["L"]] == [SHOP]
+        assert merchant_at(dynamodb, f"principal#{principal_of(caller)}") == merchant_id, caller
+    # and the merchant item holds what the layer's model takes, in its formats
+    stored = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": f"merchant#{merchant_id}"}})
+    item = stored["Item"]
+    assert MERCHANT_ID.fullmatch(item["merchant_id"]["S"])
+    assert PUBLISHABLE_KEY.fullmatch(item["publishable_key"]["S"])
+    assert {principal_of(p["S"]) for p in item["principals"]["L"]} == {SHOP_ROLE, SHOP_USER}
+    assert [o["S"] for o in item["origins"]["L"]] == [SHOP]
 
     # After a rotation the old key names nothing, the new one the merchant
-    rotated = registry.rotate_key(merchant["merchant_id"])
-    assert read_as_the_directory_does(dynamodb, f"key#{merchant['publishable_key']}") is None
-    by_new_key = read_as_the_directory_does(dynamodb, f"key#{rotated['publishable_key']}")
-    assert by_new_key is not None
-    assert by_new_key["merchant_id"]["S"] == merchant["merchant_id"]
+    rotated = registry.rotate_key(merchant_id)
+    assert merchant_at(dynamodb, f"key#{merchant['publishable_key']}") is None
+    assert merchant_at(dynamodb, f"key#{rotated['publishable_key']}") == merchant_id
+
+
+# ------------------------------------------------------------------ the command line
+# `card-tokens merchants …`: JSON out, exit codes, --table and --stack.
+
+STACK = "card-tokens-staging"
+
+
+def cli(*argv: str) -> tuple[int, Any, str]:
+    """Exit code, the JSON printed (None if nothing), what went to stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, json.loads(out.getvalue()) if out.getvalue() else None, err.getvalue()
+
+
+def add(*more: str, where: tuple[str, ...] = ("--table", TABLE)) -> tuple[int, Any, str]:
+    return cli("merchants", "add", *where, "--name", "Shop", *more)
+
+
+def test_add_list_rotate_remove_through_the_cli(dynamodb: DynamoDBClient) -> None:
+    code, merchant, _ = add("--origin", SHOP, "--principal", SHOP_ROLE)
+    assert code == EXIT_OK
+    assert merchant["origins"] == [SHOP]
+    assert merchant["principals"] == [SHOP_ROLE]
+
+    assert cli("merchants", "list", "--table", TABLE)[:2] == (EXIT_OK, [merchant])
+
+    code, rotated, _ = cli("merchants", "rotate-key", merchant["merchant_id"], "--table", TABLE)
+    assert code == EXIT_OK
+    assert rotated == {**merchant, "publishable_key": rotated["publishable_key"]}
+    assert rotated["publishable_key"] != merchant["publishable_key"]
+
+    code, removed, _ = cli("merchants", "remove", merchant["merchant_id"], "--table", TABLE)
+    assert code == EXIT_OK
+    assert removed == {"merchant_id": merchant["merchant_id"], "removed": True}
+    assert cli("merchants", "list", "--table", TABLE)[:2] == (EXIT_OK, [])
+    assert set(items(dynamodb)) == {"registry"}
+
+
+def test_options_before_the_command_are_kept(dynamodb: DynamoDBClient) -> None:
+    region = dynamodb.meta.region_name
+
+    code, merchants, _ = cli("--region", region, "merchants", "list", "--table", TABLE)
+
+    assert (code, merchants) == (EXIT_OK, [])
+
+
+def _deploy_stack_with(outputs: dict[str, Any]) -> None:
+    resources = {"Registry": {"Type": "AWS::SNS::Topic", "Properties": {}}}
+    body = {"Resources": resources, "Outputs": outputs}
+    boto3.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(body))
+
+
+def test_stack_names_the_registry_by_its_output(dynamodb: DynamoDBClient) -> None:
+    _deploy_stack_with({"MerchantTableName": {"Value": TABLE}})
+
+    code, merchant, _ = add("--principal", SHOP_ROLE, where=("--stack", STACK))
+
+    assert code == EXIT_OK
+    assert set(items(dynamodb)) >= {f"merchant#{merchant['merchant_id']}"}
+
+
+def test_a_stack_without_the_output_is_an_error_that_says_so(dynamodb: DynamoDBClient) -> None:
+    _deploy_stack_with({"TokenTableName": {"Value": "card-tokens-tokens"}})
+
+    code, out, err = add("--principal", SHOP_ROLE, where=("--stack", STACK))
+
+    assert (code, out) == (EXIT_ERROR, None)
+    assert f"stack {STACK} has no MerchantTableName output" in err
+    assert items(dynamodb) == {}
+
+
+@pytest.mark.parametrize(
+    "where", [(), ("--table", TABLE, "--stack", STACK)], ids=["neither", "both"]
+)
+def test_the_registry_is_named_by_table_or_stack_exactly_once(
+    dynamodb: DynamoDBClient, where: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as usage:
+        add("--principal", SHOP_ROLE, where=where)
+
+    assert usage.value.code == EXIT_USAGE
+    assert "--table" in capsys.readouterr().err
+    assert items(dynamodb) == {}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("--origin", "http://shop.example", "--principal", SHOP_ROLE),
+        ("--principal", "arn:aws:iam::111122223333:role/path/shop"),
+        ("--principal", "shop-backend"),
+    ],
+    ids=["plain-http-origin", "role-with-path", "not-an-arn"],
+)
+def test_invalid_input_is_a_usage_error_and_writes_nothing(
+    dynamodb: DynamoDBClient, bad: tuple[str, ...]
+) -> None:
+    code, out, err = add(*bad)
+
+    assert (code, out) == (EXIT_USAGE, None)
+    assert err.startswith("card-tokens: error: ")
+    assert items(dynamodb) == {}
+
+
+def test_a_principal_of_another_merchant_is_refused_naming_that_merchant(
+    dynamodb: DynamoDBClient,
+) -> None:
+    first = add("--principal", SHOP_ROLE)[1]
+    before = items(dynamodb)
+
+    code, out, err = add("--principal", OTHER_ROLE, "--principal", SHOP_ROLE)
+
+    assert (code, out) == (EXIT_ERROR, None)
+    assert f"{SHOP_ROLE} already pays for merchant {first['merchant_id']}" in err
+    assert items(dynamodb) == before
+
+
+@pytest.mark.parametrize("action", ["rotate-key", "remove"])
+def test_an_unknown_merchant_is_an_error(dynamodb: DynamoDBClient, action: str) -> None:
+    code, out, err = cli("merchants", action, "mer_aaaaaaaaaaaaaaaa", "--table", TABLE)
+
+    assert (code, out) == (EXIT_ERROR, None)
+    assert "no merchant mer_aaaaaaaaaaaaaaaa" in err
+
+
+def test_aws_refusing_is_an_error_naming_the_call(dynamodb: DynamoDBClient) -> None:
+    code, out, err = cli("merchants", "list", "--table", "no-such-table")
+
+    assert (code, out) == (EXIT_ERROR, None)
+    assert "AWS refused Scan: ResourceNotFoundException" in err
