@@ -34,6 +34,7 @@ SHOP_USER = "arn:aws:iam::111122223333:user/ops/shop-batch"
 OTHER_ROLE = "arn:aws:iam::444455556666:role/other-shop"
 SHOP = "https://shop.example"
 NOW = 1_790_000_000
+STACK = "card-tokens-staging"
 
 
 def create_registry_table(dynamodb: DynamoDBClient, table: str = TABLE) -> None:
@@ -53,6 +54,11 @@ def dynamodb() -> Iterator[DynamoDBClient]:
         client = boto3.client("dynamodb")
         create_registry_table(client)
         yield client
+        # moto keeps its state while another mock_aws (the session's stack) is active.
+        client.delete_table(TableName=TABLE)
+        cloudformation = boto3.client("cloudformation")
+        if any(s["StackName"] == STACK for s in cloudformation.list_stacks()["StackSummaries"]):
+            cloudformation.delete_stack(StackName=STACK)
 
 
 @pytest.fixture
@@ -361,8 +367,6 @@ def test_round_trip_merchant_directory_reads_what_the_registry_writes(
 
 # ------------------------------------------------------------------ the command line
 # `card-tokens merchants …`: JSON out, exit codes, --table and --stack.
-
-STACK = "card-tokens-staging"
 
 
 def cli(*argv: str) -> tuple[int, Any, str]:
