@@ -89,6 +89,27 @@ class InvalidToken(
         self.reason = reason
 
 
+class InvalidPublishableKey(
+    CardTokensError,
+    status=401,
+    code="invalid_publishable_key",
+    message=(
+        "The request needs Authorization: Bearer with a current publishable key of a "
+        "registered merchant."
+    ),
+):
+    """Missing, malformed, unknown or rotated away: one answer, the request's value never quoted."""
+
+
+class OriginNotAllowed(
+    CardTokensError,
+    status=403,
+    code="origin_not_allowed",
+    message="The page's origin is not one of the merchant's checkout origins.",
+):
+    pass
+
+
 class PaymentNotFound(
     CardTokensError, status=404, code="payment_not_found", message="No payment has this id."
 ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -9,17 +10,22 @@ from typing import Any
 
 from card_tokens.cards import validate_card
 from card_tokens.config import IssuerSettings
+from card_tokens.errors import InvalidPublishableKey, OriginNotAllowed
+from card_tokens.merchants import Merchant, MerchantDirectory
 from card_tokens.observability import count, logger
-from card_tokens.records import TokenRecord, epoch_seconds, iso_utc
+from card_tokens.records import TokenRecord, epoch_seconds, iso_utc, new_payment_id
 from card_tokens.request_body import TOKEN_REQUEST_FIELDS, reject_unknown_fields
 from card_tokens.sealing import DataKeySource, encryption_context, seal_card
 from card_tokens.signing_keys import SigningKey
 from card_tokens.stores import TokenStore
 from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token
 
-# The AWS calls one issue makes, one after another, in the worst case (cold cache):
-#   Secrets Manager GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
-AWS_CALLS_TO_ISSUE = 3
+# The AWS calls one issue makes, one after another, in the worst case (cold caches):
+#   the merchant registry's GetItem of the key and of its merchant, Secrets Manager
+#   GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
+AWS_CALLS_TO_ISSUE = 5
+# Authorization: Bearer <publishable key>, the scheme case-insensitive (RFC 9110 §11.1).
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,18 @@ class Issuer:
     data_keys: DataKeySource
     tokens: TokenStore
     signing_key: Callable[[], SigningKey]
+    merchants: MerchantDirectory
     clock: Callable[[], int] = epoch_seconds
 
-    def issue(self, document: dict[str, Any]) -> dict[str, Any]:
+    def issue(
+        self,
+        document: dict[str, Any],
+        *,
+        authorization: str | None = None,
+        origin: str | None = None,
+    ) -> dict[str, Any]:
+        """`authorization` and `origin` are the request's headers (None when absent)."""
+        merchant = self._merchant(authorization, origin)
         reject_unknown_fields(document, TOKEN_REQUEST_FIELDS)
         now = self.clock()
         card = validate_card(
@@ -55,6 +70,8 @@ class Issuer:
                 brand=card.brand,
                 last4=card.last4,
                 expires_at=expires_at,
+                payment_id=new_payment_id(),
+                merchant_id=merchant.merchant_id if merchant else None,
                 encrypted_data_key=sealed.encrypted_data_key,
             )
         )
@@ -65,6 +82,7 @@ class Issuer:
             meta_data=sealed.meta_data,
             now=now,
             lifetime_seconds=self.settings.token_lifetime_seconds,
+            merchant_id=merchant.merchant_id if merchant else None,
         )
         count("TokensIssued")
         logger.info("token issued", extra={"brand": card.brand, "kid": signing_key.kid})
@@ -79,3 +97,17 @@ class Issuer:
                 "exp_year": card.exp_year,
             },
         }
+
+    def _merchant(self, authorization: str | None, origin: str | None) -> Merchant | None:
+        """The merchant whose key the request carries; None only in single-caller mode."""
+        if authorization is None:
+            if self.merchants.is_empty():
+                return None  # single-caller mode: tokens as before merchants existed
+            raise InvalidPublishableKey()
+        bearer = _BEARER.fullmatch(authorization.strip())
+        merchant = self.merchants.by_publishable_key(bearer.group(1)) if bearer else None
+        if merchant is None:
+            raise InvalidPublishableKey()
+        if not merchant.allows_origin(origin):
+            raise OriginNotAllowed()
+        return merchant

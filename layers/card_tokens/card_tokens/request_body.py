@@ -15,6 +15,7 @@ from card_tokens.errors import (
     UnsupportedCurrency,
     UnsupportedMediaType,
 )
+from card_tokens.merchants import Caller
 from card_tokens.printable import is_printable_text
 from card_tokens.strict_json import JsonRejected, parse_strict_json
 
@@ -183,3 +184,11 @@ def idempotency_key(event: dict[str, Any]) -> str | None:
             "Idempotency-Key must be 1 to 255 visible ASCII characters.", field="Idempotency-Key"
         )
     return value
+
+
+def caller_of(event: dict[str, Any]) -> Caller:
+    """The IAM principal API Gateway authenticated (REST API, AWS_IAM), or none (the local
+    stack's unsigned requests, tests)."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    arn = identity.get("userArn")
+    return Caller(principal_arn=arn if isinstance(arn, str) and arn else None)

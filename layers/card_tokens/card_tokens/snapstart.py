@@ -17,6 +17,9 @@ happens to it:
   meaningless in another environment). KEYS.reset() drops them on both sides: no private key
   is ever written into a snapshot, and each restored environment fetches the keys and anchors
   their cache lifetime on its own clock.
+- The merchant registry's cache (card_tokens.merchant_directory, built by card_tokens.wiring):
+  answers stamped with time.monotonic, meaningless in another environment. reset() drops them,
+  so each restored environment reads the registry afresh and ages its answers on its own clock.
 - Python's `random`: the layer draws nothing from it, but botocore's retry jitter does, and
   copies of one snapshot would otherwise share one generator state and retry in lockstep.
   Re-seeded from os.urandom after every restore.
@@ -37,7 +40,7 @@ from __future__ import annotations
 import importlib
 import random
 
-from card_tokens import aws
+from card_tokens import aws, wiring
 from card_tokens.key_store import KEYS
 
 RUNTIME_HOOKS_MODULE = "snapshot_restore_py"
@@ -45,8 +48,10 @@ _registered: list[str] = []  # the runtime module the hooks went to: register on
 
 
 def forget_environment_state() -> None:
-    """Drop what belongs to one execution environment: AWS clients, secrets and keys."""
+    """Drop what belongs to one execution environment: AWS clients, secrets, keys, the
+    merchant directory's answers."""
     KEYS.reset()
+    wiring.reset_merchant_directories()
     aws.forget_clients()
 
 
