@@ -78,17 +78,6 @@ class UnsupportedCurrency(
     pass
 
 
-class InvalidToken(
-    CardTokensError, status=401, code="invalid_token", message="The token is not valid."
-):
-    """One code and one message for every verification failure; the reason goes to logs only."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        # A fixed vocabulary (e.g. "expired", "bad_signature"): safe for logs and metrics.
-        self.reason = reason
-
-
 class InvalidPublishableKey(
     CardTokensError,
     status=401,
@@ -107,7 +96,18 @@ class OriginNotAllowed(
     code="origin_not_allowed",
     message="The page's origin is not one of the merchant's checkout origins.",
 ):
-    pass
+    """A browser page the key's merchant did not register: its key may have been copied."""
+
+
+class InvalidToken(
+    CardTokensError, status=401, code="invalid_token", message="The token is not valid."
+):
+    """One code and one message for every verification failure; the reason goes to logs only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        # A fixed vocabulary (e.g. "expired", "bad_signature"): safe for logs and metrics.
+        self.reason = reason
 
 
 class PaymentNotFound(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from card_tokens.errors import InvalidPublishableKey, OriginNotAllowed
 from card_tokens.merchants import Merchant, MerchantDirectory
 from card_tokens.observability import count, logger
 from card_tokens.records import TokenRecord, epoch_seconds, iso_utc, new_payment_id
-from card_tokens.request_body import TOKEN_REQUEST_FIELDS, reject_unknown_fields
+from card_tokens.request_body import TOKEN_REQUEST_FIELDS, TokenCaller, reject_unknown_fields
 from card_tokens.sealing import DataKeySource, encryption_context, seal_card
 from card_tokens.signing_keys import SigningKey
 from card_tokens.stores import TokenStore
@@ -24,8 +23,8 @@ from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token
 #   the merchant registry's GetItem of the key and of its merchant, Secrets Manager
 #   GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
 AWS_CALLS_TO_ISSUE = 5
-# Authorization: Bearer <publishable key>, the scheme case-insensitive (RFC 9110 §11.1).
-_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)", re.ASCII)
+# No key, no Origin: a server-side caller of a deployment with no merchant registered.
+SERVER_SIDE = TokenCaller(publishable_key=None, origin=None)
 
 
 @dataclass(frozen=True)
@@ -39,15 +38,8 @@ class Issuer:
     merchants: MerchantDirectory
     clock: Callable[[], int] = epoch_seconds
 
-    def issue(
-        self,
-        document: dict[str, Any],
-        *,
-        authorization: str | None = None,
-        origin: str | None = None,
-    ) -> dict[str, Any]:
-        """`authorization` and `origin` are the request's headers (None when absent)."""
-        merchant = self._merchant(authorization, origin)
+    def issue(self, document: dict[str, Any], caller: TokenCaller = SERVER_SIDE) -> dict[str, Any]:
+        merchant = self._merchant(caller)
         reject_unknown_fields(document, TOKEN_REQUEST_FIELDS)
         now = self.clock()
         card = validate_card(
@@ -98,16 +90,15 @@ class Issuer:
             },
         }
 
-    def _merchant(self, authorization: str | None, origin: str | None) -> Merchant | None:
-        """The merchant whose key the request carries; None only in single-caller mode."""
-        if authorization is None:
+    def _merchant(self, caller: TokenCaller) -> Merchant | None:
+        """The merchant whose key the caller presents; None only in single-caller mode."""
+        if caller.publishable_key is None:
             if self.merchants.is_empty():
                 return None  # single-caller mode: tokens as before merchants existed
             raise InvalidPublishableKey()
-        bearer = _BEARER.fullmatch(authorization.strip())
-        merchant = self.merchants.by_publishable_key(bearer.group(1)) if bearer else None
+        merchant = self.merchants.by_publishable_key(caller.publishable_key)
         if merchant is None:
             raise InvalidPublishableKey()
-        if not merchant.allows_origin(origin):
+        if not merchant.allows_origin(caller.origin):
             raise OriginNotAllowed()
         return merchant
