@@ -25,9 +25,10 @@ happens to it:
   Re-seeded from os.urandom after every restore.
 
 Nothing else needs a reset: the settings come from the version's environment, the use cases
-the composition root caches (card_tokens.wiring) hold names, ARNs and KEYS only (they fetch
-the current client on every call), and every jti, nonce, data key and attempt id is drawn per
-request from `secrets`, os.urandom or KMS, never at init (tests/unit/test_snapstart.py checks
+the composition root caches (card_tokens.wiring) hold names, ARNs, KEYS and the merchant
+directories only (they fetch the current client on every call), and every jti, payment id,
+nonce, data key and attempt id is drawn per request from `secrets`, os.urandom or KMS, never at
+init (tests/unit/test_snapstart.py checks
 both).
 
 Each handler module calls register_hooks() at import. The hooks come from snapshot_restore_py,
