@@ -306,6 +306,14 @@ def _provision(aws_env: dict[str, str]) -> tuple[dict[str, str], Any]:
     return stack.environment, functions["IssueTokenFunction"]
 
 
+def _timeout(function: str) -> int:
+    """The function's Timeout: the time left its context reports, as Lambda's does."""
+    from local.cfn import load_template
+
+    timeout: int = load_template()["Resources"][function]["Properties"]["Timeout"]
+    return timeout
+
+
 Job = tuple[str, dict[str, Any], list[str]]  # (variant, the child's spec, interpreter flags)
 
 
@@ -347,6 +355,7 @@ class Children:
             "paths": self.paths(side, route),
             "event": event,
             "function_name": f"{STACK_NAME}-{FUNCTIONS[route]}",
+            "timeout": _timeout(FUNCTIONS[route]),
             "environment": self.function_environment,
         }
 

@@ -21,7 +21,7 @@ class Context:
     Defined here because importing local.lambda_runtime would import boto3 before the clock.
     """
 
-    def __init__(self, function_name: str) -> None:
+    def __init__(self, function_name: str, timeout: int) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = 512
@@ -31,7 +31,7 @@ class Context:
         self.aws_request_id = "00000000-0000-4000-8000-000000000000"
         self.log_group_name = f"/aws/lambda/{function_name}"
         self.log_stream_name = "bench/cold"
-        self._deadline = time.monotonic() + 10
+        self._deadline = time.monotonic() + timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
@@ -54,7 +54,7 @@ if spec["side"] == "handler":
     import app  # the function's handler module, from the task root
 
     imported = time.perf_counter()
-    response = app.lambda_handler(spec["event"], Context(spec["function_name"]))
+    response = app.lambda_handler(spec["event"], Context(spec["function_name"], spec["timeout"]))
 else:
     from bench import floor
 

@@ -111,9 +111,9 @@ def _response(status: int, document: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _payment_id(jti: str) -> str:
-    digest = hashlib.sha256(b"payment:" + jti.encode("ascii")).digest()[:15]
-    return "pay_" + base64.b32encode(digest).decode("ascii").lower()
+def _new_payment_id() -> str:
+    """As card_tokens.records.new_payment_id: drawn at issue, stored with the token."""
+    return "pay_" + base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
 
 
 def _iso(epoch: int) -> str:
@@ -187,6 +187,7 @@ class FloorIssuer:
                 "last4": {"S": pan[-4:]},
                 "expires_at": {"N": str(exp)},
                 "ttl": {"N": str(exp + _TOMBSTONE_SECONDS)},
+                "payment_id": {"S": _new_payment_id()},
                 "encrypted_data_key": {"B": data_key["CiphertextBlob"]},
                 "sweep_shard": {"N": str(hashlib.sha256(jti.encode()).digest()[0] % _SWEEP_SHARDS)},
                 "sweep_at": {"N": str(exp + _CLOCK_LEEWAY_SECONDS)},
@@ -322,10 +323,11 @@ class FloorCashier:
         if isinstance(claimed, _Answer):
             return _response(201, claimed.document)
         card = self._card(intent, claimed)
-        self._charge(intent, card)
+        payment_id = claimed["payment_id"]["S"]
+        self._charge(intent, card, payment_id)
         del card
         payment = {
-            "payment_id": _payment_id(intent.jti),
+            "payment_id": payment_id,
             "status": "approved",
             "amount": intent.amount,
             "currency": intent.currency,
@@ -334,6 +336,7 @@ class FloorCashier:
             "last4": claimed["last4"]["S"],
             "decline_code": None,
             "created_at": _iso(intent.now),
+            "merchant_id": None,  # the bench runs in single-caller mode
         }
         self._finish(intent, payment)
         return _response(201, _response_document(payment))
@@ -458,7 +461,7 @@ class FloorCashier:
         )
         return card
 
-    def _charge(self, intent: _Intent, card: dict[str, Any]) -> None:
+    def _charge(self, intent: _Intent, card: dict[str, Any], payment_id: str) -> None:
         """The sandbox's charge: one conditional PutItem on its ledger, keyed on the jti (the
         bench's card is one the sandbox approves)."""
         self.clients.get("dynamodb").put_item(
@@ -466,6 +469,7 @@ class FloorCashier:
             Item=_item(
                 {
                     "idempotency_key": intent.jti,
+                    "payment_id": payment_id,
                     "brand": card["brand"],
                     "last4": card["pan"][-4:],
                     "outcome": "approved",

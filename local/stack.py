@@ -68,12 +68,11 @@ def sandbox_ledger() -> GatewayResponse:
     environment shares, as a real processor's books would be.
     """
     from card_tokens.processor import SandboxProcessor  # the layer is importable by now
-    from card_tokens.records import payment_id_for
 
     ledger = SandboxProcessor(os.environ["SANDBOX_LEDGER_TABLE_NAME"]).ledger()
     charges = [
         {
-            "payment_id": payment_id_for(entry.idempotency_key),
+            "payment_id": entry.payment_id,
             "outcome": entry.result.outcome,
             "decline_code": entry.result.decline_code,
             "amount": entry.result.amount,

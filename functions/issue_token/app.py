@@ -12,7 +12,7 @@ from card_tokens.api import create_app, json_response
 from card_tokens.config import issuer_settings
 from card_tokens.cors import add_cors_headers, preflight_headers
 from card_tokens.observability import lambda_entry
-from card_tokens.request_body import read_json_object
+from card_tokens.request_body import read_json_object, token_caller_of
 from card_tokens.snapstart import register_hooks
 from card_tokens.wiring import issuer
 
@@ -24,8 +24,8 @@ app = create_app()
 
 @app.post("/tokens")
 def create_token() -> Response[str]:
-    document = read_json_object(app.current_event.raw_event)
-    return json_response(201, issuer().issue(document))
+    event = app.current_event.raw_event
+    return json_response(201, issuer().issue(read_json_object(event), token_caller_of(event)))
 
 
 @app.route("/tokens", method="OPTIONS")

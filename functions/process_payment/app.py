@@ -10,7 +10,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from card_tokens.api import create_app, json_response
 from card_tokens.observability import lambda_entry
-from card_tokens.request_body import idempotency_key, parse_payment_request, read_json_object
+from card_tokens.request_body import (
+    caller_of,
+    idempotency_key,
+    parse_payment_request,
+    read_json_object,
+)
 from card_tokens.snapstart import register_hooks
 from card_tokens.wiring import cashier
 
@@ -27,6 +32,7 @@ def create_payment() -> Response[str]:
     context = app.lambda_context
     payment = cashier().pay(
         request,
+        caller=caller_of(event),
         idempotency_key=key,
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
     )
@@ -35,7 +41,8 @@ def create_payment() -> Response[str]:
 
 @app.get("/payments/<payment_id>")
 def read_payment(payment_id: str) -> Response[str]:
-    return json_response(200, cashier().get(payment_id).to_response())
+    payment = cashier().get(payment_id, caller=caller_of(app.current_event.raw_event))
+    return json_response(200, payment.to_response())
 
 
 # The request carries a token: never logged, never traced (card_tokens.observability).

@@ -77,6 +77,7 @@ from card_tokens.payments import CLAIM_LEASE_SECONDS
 from card_tokens.processor import ProcessorOutcomeUnknown, SandboxProcessor
 from card_tokens.reconciliation import Reconciler
 from card_tokens.records import epoch_seconds
+from card_tokens.wiring import reset_merchant_directories
 from local.cfn import TEMPLATE_PATH, load_template, resources_of_type
 from local.intrinsics import ACCOUNT_ID, REGION
 from local.lambda_runtime import LambdaContext
@@ -323,14 +324,17 @@ def kms_fails(operation: str) -> Iterator[list[int]]:
 
 def issue_token_paths(fx: Functions) -> None:
     KEYS.reset()  # the signing key's first read: GetSecretValue
+    reset_merchant_directories()  # the registry's first read (GetItem): no merchant yet
     fx.issue()  # GenerateDataKey, PutItem (ReturnValuesOnConditionCheckFailure)
 
 
 def process_payment_paths(fx: Functions) -> None:
     KEYS.reset()  # the verification keys' first read: GetSecretValue
-    # Approved without a key: claim (UpdateItem), Decrypt, the charge (ledger PutItem), the
-    # finishing transaction (Put payment, Update token).
+    # Approved without a key: the registry (GetItem: no merchant), claim (UpdateItem), Decrypt,
+    # the charge (ledger PutItem), the finishing transaction (Put payment, Update token).
     paid = fx.issue()
+    # Each function has its own cache in AWS; here the issuer's answers would serve payments.
+    reset_merchant_directories()
     payment = fx.pay(paid)
     assert payment["status"] == "approved"
     # The same request again: the claim's condition fails and returns the item

@@ -167,11 +167,14 @@ def test_a_listed_origin_may_post_cross_origin_and_read_the_answer(
     set_header(event, "Origin", "https://shop.example")
     posted = issue(event)
 
-    # Then both answers allow that origin, and the preflight POST with Content-Type only
+    # Then both answers allow that origin; the preflight allows POST with Content-Type and
+    # Authorization only
     assert preflight["statusCode"] == 204
     assert preflight["multiValueHeaders"]["Access-Control-Allow-Origin"] == ["https://shop.example"]
     assert preflight["multiValueHeaders"]["Access-Control-Allow-Methods"] == ["POST"]
-    assert preflight["multiValueHeaders"]["Access-Control-Allow-Headers"] == ["content-type"]
+    assert preflight["multiValueHeaders"]["Access-Control-Allow-Headers"] == [
+        "authorization, content-type"
+    ]
     assert posted["statusCode"] == 201
     assert posted["multiValueHeaders"]["Access-Control-Allow-Origin"] == ["https://shop.example"]
     assert posted["multiValueHeaders"]["Vary"] == ["Origin"]

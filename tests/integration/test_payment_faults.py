@@ -24,7 +24,6 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from card_tokens.aws import dynamodb_client, kms_client
 from card_tokens.processor import ProcessorOutcomeUnknown, SandboxProcessor
-from card_tokens.records import payment_id_for
 from card_tokens.wiring import payment_processor as sandbox_processor
 from local.provision import LocalStack
 from tests.aws_faults import Fault, client_error, failing, faults_on
@@ -71,10 +70,8 @@ def assert_invariants(stack: LocalStack, token: str) -> None:
     """What must hold for this token whatever failed."""
     charges = charges_of(token)
     assert len(charges) <= 1, "two charges for one token"
-    payment = dynamodb_item(
-        stack, "PAYMENT_TABLE_NAME", {"payment_id": {"S": payment_id_for(jti_of(token))}}
-    )
     item = token_item(stack, token)
+    payment = dynamodb_item(stack, "PAYMENT_TABLE_NAME", {"payment_id": item["payment_id"]})
     if item["status"]["S"] == "used":
         assert "encrypted_data_key" not in item, "an authorized token kept its data key"
         assert payment is not None
@@ -101,7 +98,9 @@ def pays(payments: Invoke, token: str, **kwargs: Any) -> dict[str, Any]:
 def key_record(stack: LocalStack, key: str) -> dict[str, Any] | None:
     from card_tokens.stores import idempotency_key_id
 
-    return dynamodb_item(stack, "IDEMPOTENCY_TABLE_NAME", {"id": {"S": idempotency_key_id(key)}})
+    return dynamodb_item(
+        stack, "IDEMPOTENCY_TABLE_NAME", {"id": {"S": idempotency_key_id(key, None)}}
+    )
 
 
 def new_key() -> str:

@@ -43,6 +43,7 @@ from card_tokens.errors import CardTokensError
 from card_tokens.issuing import Issuer
 from card_tokens.key_store import KEYS as key_store
 from card_tokens.kms_data_keys import KmsDataKeys
+from card_tokens.merchants import Caller
 from card_tokens.payments import CLAIM_LEASE_SECONDS, Cashier
 from card_tokens.processor import (
     ChargeResult,
@@ -51,13 +52,17 @@ from card_tokens.processor import (
     SandboxProcessor,
 )
 from card_tokens.reconciliation import Reconciler
-from card_tokens.records import epoch_seconds, payment_id_for
+from card_tokens.records import epoch_seconds
 from card_tokens.request_body import PaymentRequest
 from card_tokens.stores import DynamoDBPaymentStates, DynamoDBTokenStore
 from card_tokens.tokens import verify_token
+from card_tokens.wiring import merchant_directory
 from local.provision import LocalStack
 from tests.aws_faults import AwsFaults, Fault, faults_on
 from tests.support import PAYMENT_ERRORS
+
+# No merchant registered, no principal: the single-caller mode every request here runs in.
+SINGLE_CALLER = Caller()
 
 EXAMPLES = int(os.environ.get("CHAOS_EXAMPLES", "40"))
 STEPS = int(os.environ.get("CHAOS_STEPS", "25"))
@@ -211,6 +216,7 @@ class PaymentModel(RuleBasedStateMachine):
             data_keys=KmsDataKeys(issuer_env.card_key_id),
             tokens=DynamoDBTokenStore(issuer_env.token_table),
             signing_key=lambda: key_store.current_signing_key(issuer_env.signing_key_secret_id),
+            merchants=merchant_directory(issuer_env.merchant_table),
             clock=lambda: self.now,
         )
         self.cashier = Cashier(
@@ -221,6 +227,7 @@ class PaymentModel(RuleBasedStateMachine):
             find_key=lambda kid: key_store.find_verification_key(
                 env.verification_keys_secret_id, kid
             ),
+            merchants=merchant_directory(env.merchant_table),
             clock=lambda: self.now,
         )
         self.reconciler = Reconciler(
@@ -263,7 +270,9 @@ class PaymentModel(RuleBasedStateMachine):
         idempotency_key = f"{self.key_prefix}-{token.jti}-{key}" if key else None
         self.processor.new_request()
         try:
-            payment = self.cashier.pay(request, idempotency_key=idempotency_key)
+            payment = self.cashier.pay(
+                request, caller=SINGLE_CALLER, idempotency_key=idempotency_key
+            )
             answer = Answer(201, None, payment.to_response(), None)
         except CardTokensError as error:
             answer = Answer(error.status, error.code, None, None)
@@ -284,7 +293,7 @@ class PaymentModel(RuleBasedStateMachine):
             assert charge is not None, "a 201 without a charge"
             assert answer.payment["amount"] == charge.amount == amount
             assert answer.payment["status"] == charge.outcome
-            assert answer.payment["payment_id"] == payment_id_for(token.jti)
+            assert answer.payment["payment_id"] == self.token_item(token)["payment_id"]["S"]
             return
         assert (answer.status, answer.code) in PAYMENT_ERRORS, (answer.status, answer.code)
         if answer.code == "token_already_used":
@@ -419,7 +428,7 @@ class PaymentModel(RuleBasedStateMachine):
             charge = self.charge_of(token.jti)
             item = self.token_item(token)
             if charge is not None:
-                payment = self.states.get(payment_id_for(token.jti))
+                payment = self.states.get(item["payment_id"]["S"])
                 assert (payment.amount, payment.status) == (charge.amount, charge.outcome)
                 assert item["status"]["S"] == "used"
             if charge is not None or self.now > token.expires_at + 30:

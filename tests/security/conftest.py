@@ -9,6 +9,7 @@ import pytest
 
 from card_tokens.key_store import KEYS
 from tests.flows import everything_written
+from tests.security.merchant_registry import registry_fixture  # noqa: F401 - `registry`
 
 # Card numbers and CVV markers used anywhere in tests/security.
 SENSITIVE = re.compile(

@@ -40,7 +40,7 @@ def test_a_listed_origin_may_preflight_a_post_with_content_type_only() -> None:
 
     assert headers == {
         "Access-Control-Allow-Methods": "POST",
-        "Access-Control-Allow-Headers": "content-type",
+        "Access-Control-Allow-Headers": "authorization, content-type",
         "Access-Control-Max-Age": "600",
     }
 

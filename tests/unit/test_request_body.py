@@ -13,11 +13,14 @@ from card_tokens.errors import (
     UnsupportedCurrency,
     UnsupportedMediaType,
 )
+from card_tokens.merchants import Caller
 from card_tokens.request_body import (
+    caller_of,
     idempotency_key,
     parse_payment_request,
     read_json_object,
     reject_unknown_fields,
+    token_caller_of,
 )
 
 
@@ -222,3 +225,42 @@ def test_a_repeated_header_is_read_whole_from_multi_value_headers() -> None:
     }
     with pytest.raises(UnsupportedMediaType):
         read_json_object(twice)
+
+
+@pytest.mark.parametrize(
+    ("headers", "publishable_key"),
+    [
+        ({}, None),  # no header: single-caller mode, or 401 once merchants exist
+        ({"Authorization": "Bearer pk_abc"}, "pk_abc"),
+        ({"authorization": "bearer pk_abc"}, "pk_abc"),
+        ({"AUTHORIZATION": "BEARER   pk_abc "}, "pk_abc"),
+        ({"Authorization": "Basic dXNlcjpwYXNz"}, ""),  # sent, and never a key
+        ({"Authorization": "Bearer"}, ""),
+        ({"Authorization": "Bearer pk_abc extra"}, ""),
+        ({"Authorization": "pk_abc"}, ""),
+    ],
+)
+def test_the_publishable_key_is_read_from_a_bearer_authorization(
+    headers: dict[str, str], publishable_key: str | None
+) -> None:
+    event = {"headers": {**headers, "origin": "https://shop.example"}}
+    caller = token_caller_of(event)
+    assert caller.publishable_key == publishable_key
+    assert caller.origin == "https://shop.example"
+
+
+@pytest.mark.parametrize(
+    ("identity", "principal"),
+    [
+        ({"userArn": "arn:aws:iam::123456789012:user/a"}, "arn:aws:iam::123456789012:user/a"),
+        ({"userArn": None}, None),
+        ({"userArn": ""}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_the_payment_caller_is_the_user_arn_api_gateway_verified(
+    identity: dict[str, Any] | None, principal: str | None
+) -> None:
+    assert caller_of({"requestContext": {"identity": identity}}) == Caller(principal)
+    assert caller_of({}) == Caller(None)

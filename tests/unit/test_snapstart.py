@@ -36,6 +36,7 @@ from card_tokens.signing_keys import VerificationKeyRing
 from tests.cards import VISA
 from tests.support import run_captured
 
+from .fake_merchants import InMemoryMerchants
 from .keys import signing_key
 from .test_sealing import CARD, FakeKms
 
@@ -63,6 +64,7 @@ PROBE_ENVIRONMENT = {
     "PAYMENT_TABLE_NAME": "probe-payments",
     "IDEMPOTENCY_TABLE_NAME": "probe-idempotency",
     "SANDBOX_LEDGER_TABLE_NAME": "probe-ledger",
+    "MERCHANT_TABLE_NAME": "probe-merchants",
     "SIGNING_KEY_SECRET_ID": "probe-signing-key",
     "VERIFICATION_KEYS_SECRET_ID": "probe-verification-keys",
     "SIGNING_ALGORITHM": "ES256",
@@ -367,10 +369,12 @@ def test_every_issue_draws_its_own_jti_and_data_key() -> None:
             token_table="tokens",
             signing_key_secret_id="signing-key",
             token_lifetime_seconds=900,
+            merchant_table="merchants",
         ),
         data_keys=data_keys,
         tokens=store,
         signing_key=signing_key,
+        merchants=InMemoryMerchants(),
         clock=lambda: 1_800_000_000,
     )
     card = VISA

@@ -98,6 +98,24 @@ def test_an_issued_token_verifies_and_carries_its_claims(alg: str) -> None:
     assert header == {"alg": alg, "typ": "card+jwt", "kid": signing_key(alg).kid}
 
 
+def test_a_merchant_s_token_names_it_and_a_single_caller_token_names_none() -> None:
+    merchant_id = "mer_" + "k" * 16
+    token = sign_token(
+        signing_key=signing_key("ES256"),
+        settings=SETTINGS,
+        jti=new_jti(),
+        meta_data=META,
+        now=NOW,
+        lifetime_seconds=900,
+        merchant_id=merchant_id,
+    )
+    assert json.loads(unb64(token.split(".")[1]))["mid"] == merchant_id
+    assert verify(token).merchant_id == merchant_id
+    assert verify(issue()).merchant_id is None
+    assert "mid" not in json.loads(unb64(issue().split(".")[1]))
+    assert verify(forge(good_header(), good_claims(mid=merchant_id))).merchant_id == merchant_id
+
+
 def test_the_forge_helper_makes_tokens_that_verify() -> None:
     # Guards the rejection tests below: they fail for their one defect, not for the forgery.
     verify(forge(good_header(), good_claims()))
@@ -173,6 +191,11 @@ def test_hs256_signed_with_the_public_key_is_refused() -> None:
         (good_claims(meta_data=...), "missing_claim"),
         (good_claims(meta_data=""), "bad_meta_data"),
         (good_claims(meta_data={"a": 1}), "bad_meta_data"),
+        (good_claims(mid="mer_short"), "bad_merchant"),
+        (good_claims(mid="MER_" + "A" * 16), "bad_merchant"),
+        (good_claims(mid=None), "bad_merchant"),
+        (good_claims(mid=["mer_" + "a" * 16]), "bad_merchant"),
+        (good_claims(mid=""), "bad_merchant"),
     ],
 )
 def test_claims_outside_the_contract_are_refused(

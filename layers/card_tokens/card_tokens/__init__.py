@@ -14,6 +14,7 @@ ADAPTERS = (
     "key_rotation",
     "key_store",
     "kms_data_keys",
+    "merchant_directory",
     "processor",
     "stores",
 )
@@ -24,6 +25,7 @@ PURE = (
     "config",
     "cors",
     "errors",
+    "merchants",
     "printable",
     "records",
     "request_body",

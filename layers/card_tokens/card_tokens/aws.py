@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,12 @@ def worst_case_call_seconds() -> float:
 def no_deadline() -> float:
     """Time left when nothing bounds it (tests, tools): the default of every `time_left`."""
     return math.inf
+
+
+def ensure_time(time_left: Callable[[], float], calls: int, error: Exception) -> None:
+    """Stop before steps whose worst case would outlive the function: answer, retry later."""
+    if time_left() < calls * worst_case_call_seconds():
+        raise error
 
 
 # The services the layer calls; one client each, built on first use and kept (below).

@@ -53,6 +53,7 @@ class IssuerSettings(SealingSettings):
     token_table: str
     signing_key_secret_id: str
     token_lifetime_seconds: int
+    merchant_table: str  # the merchant registry (card_tokens.merchant_directory)
     # Browser origins whose POST /tokens may be read cross-origin (card_tokens.cors).
     cors_origins: frozenset[str] = frozenset()
 
@@ -72,6 +73,7 @@ class PaymentStoreSettings:
 @dataclass(frozen=True)
 class PaymentSettings(PaymentStoreSettings, SealingSettings):
     verification_keys_secret_id: str
+    merchant_table: str
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def issuer_settings() -> IssuerSettings:
         token_table=_required("TOKEN_TABLE_NAME"),
         signing_key_secret_id=_required("SIGNING_KEY_SECRET_ID"),
         token_lifetime_seconds=_int("TOKEN_LIFETIME_SECONDS", 60, MAX_TOKEN_LIFETIME_SECONDS),
+        merchant_table=_required("MERCHANT_TABLE_NAME"),
         cors_origins=_cors_origins(),
     )
 
@@ -137,6 +140,7 @@ def payment_settings() -> PaymentSettings:
         **vars(_sealing_settings()),
         **vars(_payment_store_settings()),
         verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
+        merchant_table=_required("MERCHANT_TABLE_NAME"),
     )
 
 

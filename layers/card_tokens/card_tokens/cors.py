@@ -3,8 +3,9 @@
 A REST API's own CORS support (SAM's `Cors`) answers every preflight with one fixed
 Access-Control-Allow-Origin, and that header can name a single origin only. CorsOrigins lists
 several, so the function compares each request's Origin with the list and echoes it back only
-on an exact match. A browser may POST JSON (Content-Type) and nothing else: no Authorization or
-X-Amz-* header is ever allowed, so no page can sign a /payments request cross-origin.
+on an exact match. A browser may POST JSON (Content-Type) with the merchant's publishable key
+(Authorization: Bearer) to /tokens, and nothing else: no X-Amz-* header is ever allowed, and
+/payments has no CORS at all, so no page can sign a /payments request cross-origin.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from card_tokens.request_body import header
 
 ALLOWED_METHODS = "POST"
-ALLOWED_HEADERS = "content-type"
+ALLOWED_HEADERS = "authorization, content-type"
 MAX_AGE_SECONDS = 600
 # Exactly the template's CorsOrigins pattern for one origin: https (or http on localhost).
 _ORIGIN = re.compile(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?|http://localhost(:[0-9]{1,5})?")
@@ -42,7 +43,8 @@ def allowed_origin(event: dict[str, Any], origins: frozenset[str]) -> str | None
 
 
 def preflight_headers(event: dict[str, Any], origins: frozenset[str]) -> dict[str, str]:
-    """What an OPTIONS /tokens answer allows: POST with Content-Type, for a listed origin only."""
+    """What an OPTIONS /tokens answer allows: POST with Content-Type and Authorization, for a
+    listed origin only."""
     if allowed_origin(event, origins) is None:
         return {}
     requested = (header(event, "access-control-request-method") or "").strip()

@@ -78,6 +78,27 @@ class UnsupportedCurrency(
     pass
 
 
+class InvalidPublishableKey(
+    CardTokensError,
+    status=401,
+    code="invalid_publishable_key",
+    message=(
+        "The request needs Authorization: Bearer with a current publishable key of a "
+        "registered merchant."
+    ),
+):
+    """Missing, malformed, unknown or rotated away: one answer, the request's value never quoted."""
+
+
+class OriginNotAllowed(
+    CardTokensError,
+    status=403,
+    code="origin_not_allowed",
+    message="The page's origin is not one of the merchant's checkout origins.",
+):
+    """A browser page the key's merchant did not register: its key may have been copied."""
+
+
 class InvalidToken(
     CardTokensError, status=401, code="invalid_token", message="The token is not valid."
 ):

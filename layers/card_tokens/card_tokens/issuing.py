@@ -9,17 +9,22 @@ from typing import Any
 
 from card_tokens.cards import validate_card
 from card_tokens.config import IssuerSettings
+from card_tokens.errors import InvalidPublishableKey, OriginNotAllowed
+from card_tokens.merchants import Merchant, MerchantDirectory
 from card_tokens.observability import count, logger
-from card_tokens.records import TokenRecord, epoch_seconds, iso_utc
-from card_tokens.request_body import TOKEN_REQUEST_FIELDS, reject_unknown_fields
+from card_tokens.records import TokenRecord, epoch_seconds, iso_utc, new_payment_id
+from card_tokens.request_body import TOKEN_REQUEST_FIELDS, TokenCaller, reject_unknown_fields
 from card_tokens.sealing import DataKeySource, encryption_context, seal_card
 from card_tokens.signing_keys import SigningKey
 from card_tokens.stores import TokenStore
 from card_tokens.tokens import TOKEN_TYPE, new_jti, sign_token
 
-# The AWS calls one issue makes, one after another, in the worst case (cold cache):
-#   Secrets Manager GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
-AWS_CALLS_TO_ISSUE = 3
+# The AWS calls one issue makes, one after another, in the worst case (cold caches):
+#   the merchant registry's GetItem of the key and of its merchant, Secrets Manager
+#   GetSecretValue, KMS GenerateDataKey, DynamoDB PutItem
+AWS_CALLS_TO_ISSUE = 5
+# No key, no Origin: a server-side caller of a deployment with no merchant registered.
+SERVER_SIDE = TokenCaller(publishable_key=None, origin=None)
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,11 @@ class Issuer:
     data_keys: DataKeySource
     tokens: TokenStore
     signing_key: Callable[[], SigningKey]
+    merchants: MerchantDirectory
     clock: Callable[[], int] = epoch_seconds
 
-    def issue(self, document: dict[str, Any]) -> dict[str, Any]:
+    def issue(self, document: dict[str, Any], caller: TokenCaller = SERVER_SIDE) -> dict[str, Any]:
+        merchant = self._merchant(caller)
         reject_unknown_fields(document, TOKEN_REQUEST_FIELDS)
         now = self.clock()
         card = validate_card(
@@ -55,6 +62,8 @@ class Issuer:
                 brand=card.brand,
                 last4=card.last4,
                 expires_at=expires_at,
+                payment_id=new_payment_id(),
+                merchant_id=merchant.merchant_id if merchant else None,
                 encrypted_data_key=sealed.encrypted_data_key,
             )
         )
@@ -65,6 +74,7 @@ class Issuer:
             meta_data=sealed.meta_data,
             now=now,
             lifetime_seconds=self.settings.token_lifetime_seconds,
+            merchant_id=merchant.merchant_id if merchant else None,
         )
         count("TokensIssued")
         logger.info("token issued", extra={"brand": card.brand, "kid": signing_key.kid})
@@ -79,3 +89,16 @@ class Issuer:
                 "exp_year": card.exp_year,
             },
         }
+
+    def _merchant(self, caller: TokenCaller) -> Merchant | None:
+        """The merchant whose key the caller presents; None only in single-caller mode."""
+        if caller.publishable_key is None:
+            if self.merchants.is_empty():
+                return None  # single-caller mode: tokens as before merchants existed
+            raise InvalidPublishableKey()
+        merchant = self.merchants.by_publishable_key(caller.publishable_key)
+        if merchant is None:
+            raise InvalidPublishableKey()
+        if not merchant.allows_origin(caller.origin):
+            raise OriginNotAllowed()
+        return merchant

@@ -69,3 +69,22 @@ class MerchantDirectory(Protocol):
     def is_empty(self) -> bool:
         """No merchant is registered: the deployment serves a single caller."""
         ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls /payments: the IAM principal API Gateway authenticated (SigV4), if any."""
+
+    principal_arn: str | None = None
+
+
+def merchant_matches(directory: MerchantDirectory, caller: Caller, merchant_id: str | None) -> bool:
+    """May this caller act for the object's merchant (None: an object of single-caller mode)?
+
+    Only its own merchant's principals may, and an object with no merchant only while no
+    merchant is registered (an unregistered caller then is the single caller).
+    """
+    mine = directory.by_principal(caller.principal_arn) if caller.principal_arn else None
+    if (mine.merchant_id if mine else None) != merchant_id:
+        return False
+    return merchant_id is not None or directory.is_empty()

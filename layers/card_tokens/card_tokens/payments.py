@@ -13,17 +13,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from card_tokens.aws import no_deadline, worst_case_call_seconds
+from card_tokens.aws import ensure_time, no_deadline
 from card_tokens.config import PaymentSettings
 from card_tokens.errors import (
     CardTokensError,
     IdempotencyKeyReused,
+    InvalidToken,
     PaymentInProgress,
     PaymentNotFound,
     ProcessorError,
     ServiceUnavailable,
     TokenAlreadyUsed,
 )
+from card_tokens.merchants import Caller, MerchantDirectory, merchant_matches
 from card_tokens.observability import count, logger
 from card_tokens.processor import (
     ChargeResult,
@@ -32,7 +34,7 @@ from card_tokens.processor import (
     ProcessorIdempotencyConflict,
     ProcessorOutcomeUnknown,
 )
-from card_tokens.records import PaymentRecord, epoch_seconds, payment_id_for
+from card_tokens.records import PaymentRecord, epoch_seconds
 from card_tokens.request_body import PaymentRequest
 from card_tokens.sealing import DataKeySource, encryption_context, open_card
 from card_tokens.signing_keys import VerificationKey
@@ -52,6 +54,8 @@ CLAIM_LEASE_SECONDS = 60
 # The AWS calls of one payment, one after another, in the worst case (cold cache, with a key):
 #   GetSecretValue, claim TransactWriteItems, claim GetItem, KMS Decrypt, the sandbox ledger's
 #   PutItem (the processor), finish TransactWriteItems, and a release or a read-back.
+# The merchant registry's reads (cold cache only) come before the claim, which waits until
+# the time left covers all of the above but the secret (already read): see Cashier.pay.
 # The rarer paths (settling another request's lapsed claim, asking the processor about an
 # inherited one) add calls only while the time left still covers the worst case of the rest.
 AWS_CALLS_TO_PAY = 7
@@ -67,6 +71,7 @@ class Cashier:
     states: PaymentStates
     processor: PaymentProcessor
     find_key: Callable[[str], VerificationKey | None]
+    merchants: MerchantDirectory
     clock: Callable[[], int] = epoch_seconds
     lease_seconds: int = CLAIM_LEASE_SECONDS
 
@@ -74,6 +79,7 @@ class Cashier:
         self,
         request: PaymentRequest,
         *,
+        caller: Caller,
         idempotency_key: str | None = None,
         time_left: Callable[[], float] = no_deadline,
     ) -> PaymentRecord:
@@ -81,12 +87,18 @@ class Cashier:
         claims = verify_token(
             request.token, find_key=self.find_key, settings=self.settings.token, now=now
         )
+        # Before the claim: another merchant's token is refused like a forged one, and unburnt.
+        if not merchant_matches(self.merchants, caller, claims.merchant_id):
+            raise InvalidToken("wrong_merchant")
+        ensure_time(time_left, AWS_CALLS_TO_PAY - 1, ServiceUnavailable("time"))
         intent = PaymentIntent(
             jti=claims.jti,
             amount=request.amount,
             currency=request.currency,
             reference=request.reference,
-            key_id=idempotency_key_id(idempotency_key) if idempotency_key else None,
+            key_id=(
+                idempotency_key_id(idempotency_key, claims.merchant_id) if idempotency_key else None
+            ),
         )
         try:
             claim = self._claim(intent, now, time_left)
@@ -94,16 +106,19 @@ class Cashier:
             return answered.payment
         if claim.inherited:
             # An earlier attempt of this request may have charged: ask before charging again.
-            _ensure_time(time_left, AWS_CALLS_TO_PAY - 2, PaymentInProgress())
+            ensure_time(time_left, AWS_CALLS_TO_PAY - 2, PaymentInProgress())
             found = self._find_charge(intent.jti, PaymentInProgress())
             if found is not None:
                 return self._record(claim, found, now)
         return self._charge(claim, claims.meta_data, now)
 
-    def get(self, payment_id: str) -> PaymentRecord:
+    def get(self, payment_id: str, *, caller: Caller) -> PaymentRecord:
         if not _PAYMENT_ID.fullmatch(payment_id):
             raise PaymentNotFound()  # not an id we could have made: no table read
-        return self.states.get(payment_id)
+        payment = self.states.get(payment_id)
+        if not merchant_matches(self.merchants, caller, payment.merchant_id):
+            raise PaymentNotFound()  # another merchant's: as if it did not exist
+        return payment
 
     def _claim(self, intent: PaymentIntent, now: int, time_left: Callable[[], float]) -> Claim:
         attempt_id = uuid.uuid4().hex
@@ -114,7 +129,7 @@ class Cashier:
                 )
             except ClaimLapsed as lapsed:
                 # Another request's holder died. Its charge, if any, wins; else the token is free.
-                _ensure_time(time_left, AWS_CALLS_TO_PAY, ServiceUnavailable("time"))
+                ensure_time(time_left, AWS_CALLS_TO_PAY, ServiceUnavailable("time"))
                 self._settle(lapsed.claim, now, unknown=ServiceUnavailable("processor"))
                 return self.states.take_over(
                     intent,
@@ -165,17 +180,16 @@ class Cashier:
                 amount=intent.amount,
                 currency=intent.currency,
                 idempotency_key=intent.jti,
+                payment_id=claim.payment_id,
             )
         except ProcessorFailure:
             # The processor says nothing was charged under this key.
             self.states.release(claim.intent, claim.attempt_id, sole_attempt=True)
-            logger.warning("processor failed", extra={"payment_id": payment_id_for(intent.jti)})
+            logger.warning("processor failed", extra={"payment_id": claim.payment_id})
             raise ProcessorError() from None
         except ProcessorIdempotencyConflict:
             # The processor holds another request's charge for this token: it is spent.
-            logger.error(
-                "processor holds another charge", extra={"payment_id": payment_id_for(intent.jti)}
-            )
+            logger.error("processor holds another charge", extra={"payment_id": claim.payment_id})
             raise TokenAlreadyUsed() from None
         except ProcessorOutcomeUnknown:
             count("PaymentsInDoubt")
@@ -201,9 +215,3 @@ class Cashier:
             "payment authorized", extra={"payment_id": payment.payment_id, "status": payment.status}
         )
         return payment
-
-
-def _ensure_time(time_left: Callable[[], float], calls: int, error: CardTokensError) -> None:
-    """Stop before a step whose worst case would outlive the function: answer, retry later."""
-    if time_left() < calls * worst_case_call_seconds():
-        raise error

@@ -41,9 +41,12 @@ class ChargeResult:
 
 class PaymentProcessor(Protocol):
     def charge(
-        self, *, card: Card, amount: int, currency: str, idempotency_key: str
+        self, *, card: Card, amount: int, currency: str, idempotency_key: str, payment_id: str
     ) -> ChargeResult:
-        """One charge per idempotency key: the same key and parameters give the same result."""
+        """One charge per idempotency key: the same key and parameters give the same result.
+
+        payment_id is metadata the processor keeps with the charge (its books name our payment).
+        """
         ...
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
@@ -57,6 +60,7 @@ class PaymentProcessor(Protocol):
 @dataclass(frozen=True)
 class LedgerEntry:
     idempotency_key: str
+    payment_id: str
     brand: str
     last4: str
     result: ChargeResult
@@ -83,7 +87,7 @@ class SandboxProcessor:
         self._table = ledger_table
 
     def charge(
-        self, *, card: Card, amount: int, currency: str, idempotency_key: str
+        self, *, card: Card, amount: int, currency: str, idempotency_key: str, payment_id: str
     ) -> ChargeResult:
         if card.pan in _DECLINES and _DECLINES[card.pan] is None:
             raise ProcessorFailure("sandbox processor failure card")
@@ -95,7 +99,7 @@ class SandboxProcessor:
             amount=amount,
             currency=currency,
         )
-        entry = LedgerEntry(idempotency_key, card.brand, card.last4, result)
+        entry = LedgerEntry(idempotency_key, payment_id, card.brand, card.last4, result)
         try:
             dynamodb_client().put_item(
                 TableName=self._table,
@@ -168,6 +172,7 @@ def _ledger_item(entry: LedgerEntry) -> dict[str, Any]:
     result = entry.result
     item: dict[str, Any] = {
         "idempotency_key": {"S": entry.idempotency_key},
+        "payment_id": {"S": entry.payment_id},
         "brand": {"S": entry.brand},
         "last4": {"S": entry.last4},
         "outcome": {"S": result.outcome},
@@ -186,6 +191,7 @@ def _ledger_entry(item: dict[str, Any]) -> LedgerEntry:
         raise ValueError("unknown outcome in the sandbox ledger")
     return LedgerEntry(
         idempotency_key=item["idempotency_key"]["S"],
+        payment_id=item["payment_id"]["S"],
         brand=item["brand"]["S"],
         last4=item["last4"]["S"],
         result=ChargeResult(

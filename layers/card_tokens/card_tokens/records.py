@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -23,10 +23,10 @@ def iso_utc(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def payment_id_for(jti: str) -> str:
-    """One payment per token, by construction: a retry lands on the same payment record."""
-    digest = hashlib.sha256(b"payment:" + jti.encode("ascii")).digest()[:15]
-    return "pay_" + base64.b32encode(digest).decode("ascii").lower()
+def new_payment_id() -> str:
+    """Drawn at issue and stored with the token, so one token still has one payment, but
+    nobody holding the token (its jti is readable) can work out the payment's id."""
+    return "pay_" + base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
 
 
 @dataclass(frozen=True, repr=False)
@@ -36,6 +36,8 @@ class TokenRecord:
     brand: str
     last4: str
     expires_at: int
+    payment_id: str  # the id its payment will have (new_payment_id)
+    merchant_id: str | None = None  # None in single-caller mode
     encrypted_data_key: bytes | None = None  # gone once the token has been authorized
 
     def __repr__(self) -> str:
@@ -55,6 +57,7 @@ class PaymentRecord:
     last4: str
     decline_code: str | None
     created_at: str
+    merchant_id: str | None = None  # whose payment it is (None in single-caller mode)
 
     def to_response(self) -> dict[str, Any]:
         """The payment object of the HTTP contract."""
@@ -87,6 +90,7 @@ class PaymentRecord:
             last4=str(values["last4"]),
             decline_code=values.get("decline_code"),
             created_at=str(values["created_at"]),
+            merchant_id=values.get("merchant_id"),
         )
 
     def to_json(self) -> str:

@@ -15,6 +15,7 @@ from card_tokens.errors import (
     UnsupportedCurrency,
     UnsupportedMediaType,
 )
+from card_tokens.merchants import Caller
 from card_tokens.printable import is_printable_text
 from card_tokens.strict_json import JsonRejected, parse_strict_json
 
@@ -183,3 +184,30 @@ def idempotency_key(event: dict[str, Any]) -> str | None:
             "Idempotency-Key must be 1 to 255 visible ASCII characters.", field="Idempotency-Key"
         )
     return value
+
+
+def caller_of(event: dict[str, Any]) -> Caller:
+    """The IAM principal API Gateway authenticated (REST API, AWS_IAM), or none (the local
+    stack's unsigned requests, tests)."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    arn = identity.get("userArn")
+    return Caller(principal_arn=arn if isinstance(arn, str) and arn else None)
+
+
+# Authorization: Bearer <credential>, the scheme case-insensitive (RFC 9110 §11.1).
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)", re.ASCII)
+
+
+@dataclass(frozen=True)
+class TokenCaller:
+    """Who asks for a token: the publishable key it presents, and its page's Origin."""
+
+    publishable_key: str | None  # None: no Authorization header; "": one that is not Bearer
+    origin: str | None  # None: a server-side caller
+
+
+def token_caller_of(event: dict[str, Any]) -> TokenCaller:
+    authorization = header(event, "authorization")
+    bearer = _BEARER.fullmatch(authorization.strip()) if authorization is not None else None
+    key = None if authorization is None else bearer.group(1) if bearer else ""
+    return TokenCaller(publishable_key=key, origin=header(event, "origin"))

@@ -17,14 +17,18 @@ happens to it:
   meaningless in another environment). KEYS.reset() drops them on both sides: no private key
   is ever written into a snapshot, and each restored environment fetches the keys and anchors
   their cache lifetime on its own clock.
+- The merchant registry's cache (card_tokens.merchant_directory, built by card_tokens.wiring):
+  answers stamped with time.monotonic, meaningless in another environment. reset() drops them,
+  so each restored environment reads the registry afresh and ages its answers on its own clock.
 - Python's `random`: the layer draws nothing from it, but botocore's retry jitter does, and
   copies of one snapshot would otherwise share one generator state and retry in lockstep.
   Re-seeded from os.urandom after every restore.
 
 Nothing else needs a reset: the settings come from the version's environment, the use cases
-the composition root caches (card_tokens.wiring) hold names, ARNs and KEYS only (they fetch
-the current client on every call), and every jti, nonce, data key and attempt id is drawn per
-request from `secrets`, os.urandom or KMS, never at init (tests/unit/test_snapstart.py checks
+the composition root caches (card_tokens.wiring) hold names, ARNs, KEYS and the merchant
+directories only (they fetch the current client on every call), and every jti, payment id,
+nonce, data key and attempt id is drawn per request from `secrets`, os.urandom or KMS, never at
+init (tests/unit/test_snapstart.py checks
 both).
 
 Each handler module calls register_hooks() at import. The hooks come from snapshot_restore_py,
@@ -37,7 +41,7 @@ from __future__ import annotations
 import importlib
 import random
 
-from card_tokens import aws
+from card_tokens import aws, wiring
 from card_tokens.key_store import KEYS
 
 RUNTIME_HOOKS_MODULE = "snapshot_restore_py"
@@ -45,8 +49,10 @@ _registered: list[str] = []  # the runtime module the hooks went to: register on
 
 
 def forget_environment_state() -> None:
-    """Drop what belongs to one execution environment: AWS clients, secrets and keys."""
+    """Drop what belongs to one execution environment: AWS clients, secrets, keys, the
+    merchant directory's answers."""
     KEYS.reset()
+    wiring.reset_merchant_directories()
     aws.forget_clients()
 
 

@@ -28,7 +28,7 @@ from card_tokens.config import CLOCK_LEEWAY_SECONDS
 from card_tokens.errors import InvalidToken, PaymentNotFound, ServiceUnavailable, TokenAlreadyUsed
 from card_tokens.observability import logger
 from card_tokens.processor import ChargeResult
-from card_tokens.records import PaymentRecord, TokenRecord, iso_utc, payment_id_for
+from card_tokens.records import PaymentRecord, TokenRecord, iso_utc
 
 # Tombstones outlive the token by a day, so a replay is answered 409 for as long as it matters.
 TOMBSTONE_SECONDS = 86_400
@@ -92,9 +92,13 @@ def sweep_shard(jti: str) -> int:
     return hashlib.sha256(jti.encode("ascii")).digest()[0] % SWEEP_SHARDS
 
 
-def idempotency_key_id(key: str) -> str:
-    """The record id of an Idempotency-Key (hashed: a key is the client's text, of any shape)."""
-    return "payments#" + hashlib.sha256(key.encode("ascii")).hexdigest()
+def idempotency_key_id(key: str, merchant_id: str | None) -> str:
+    """The record id of an Idempotency-Key (hashed: a key is the client's text, of any shape).
+
+    Each merchant has its own key space: one merchant's key never blocks or answers another's.
+    """
+    digest = hashlib.sha256(key.encode("ascii")).hexdigest()
+    return f"payments#{merchant_id}#{digest}" if merchant_id else f"payments#{digest}"
 
 
 def request_token(attempt_id: str, step: str) -> str:
@@ -136,6 +140,8 @@ class Claim:
     expires_at: int
     lease_ends_at: int
     encrypted_data_key: bytes | None
+    payment_id: str  # drawn at issue, kept in the token record
+    merchant_id: str | None
     # Taken over from another attempt of the same request, which may have reached the processor.
     inherited: bool = False
 
@@ -202,6 +208,8 @@ class DynamoDBTokenStore:
                 "last4": record.last4,
                 "expires_at": record.expires_at,
                 "ttl": record.expires_at + TOMBSTONE_SECONDS,
+                "payment_id": record.payment_id,
+                **({"merchant_id": record.merchant_id} if record.merchant_id else {}),
                 "encrypted_data_key": record.encrypted_data_key,
                 "sweep_shard": sweep_shard(record.jti),
                 "sweep_at": record.expires_at + CLOCK_LEEWAY_SECONDS,
@@ -489,7 +497,7 @@ class DynamoDBPaymentStates:
         """
         intent = claim.intent
         payment = PaymentRecord(
-            payment_id=payment_id_for(intent.jti),
+            payment_id=claim.payment_id,
             status="approved" if result.outcome == "approved" else "declined",
             amount=result.amount,
             currency=result.currency,
@@ -498,6 +506,7 @@ class DynamoDBPaymentStates:
             last4=claim.last4,
             decline_code=None if result.outcome == "approved" else result.decline_code,
             created_at=iso_utc(now),
+            merchant_id=claim.merchant_id,
         )
         if (result.amount, result.currency) != (intent.amount, intent.currency):
             # The processor's record is the truth about money; this should never happen.
@@ -655,6 +664,8 @@ def _claim_of(stored: dict[str, Any], *, inherited: bool) -> Claim:
             expires_at=int(stored["expires_at"]),
             lease_ends_at=int(stored["claim_lease_ends_at"]),
             encrypted_data_key=bytes(key) if key is not None else None,
+            payment_id=str(stored["payment_id"]),
+            merchant_id=stored.get("merchant_id"),
             inherited=inherited,
         )
     except KeyError:

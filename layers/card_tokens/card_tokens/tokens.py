@@ -13,12 +13,16 @@ import jwt
 from card_tokens import b64url
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, MAX_TOKEN_LIFETIME_SECONDS, TokenSettings
 from card_tokens.errors import InvalidToken
+from card_tokens.merchants import MERCHANT_ID
 from card_tokens.signing_keys import SigningKey, VerificationKey
 from card_tokens.strict_json import JsonRejected, parse_strict_json
 
 TOKEN_TYPE = "card+jwt"  # noqa: S105 - the JWS typ header value, not a secret
 MAX_TOKEN_BYTES = 8 * 1024
 REQUIRED_CLAIMS = ("iss", "aud", "iat", "nbf", "exp", "jti", "meta_data")
+# Private claim (RFC 7519 §4.3): the merchant whose publishable key issued the token. Absent
+# while no merchant is registered (single-caller mode); when present, exactly a merchant id.
+MERCHANT_CLAIM = "mid"
 # Exactly the headers we issue. Everything else (crit, b64, jku, x5u, jwk, x5c, ...) is refused:
 # RFC 8725 §3.1/§3.10, and no key is ever taken from the token itself.
 ALLOWED_HEADERS = frozenset({"alg", "typ", "kid"})
@@ -44,9 +48,10 @@ class TokenClaims:
     nbf: int
     exp: int
     meta_data: str
+    merchant_id: str | None = None
 
     def __repr__(self) -> str:
-        return f"TokenClaims(jti=<{len(self.jti)} chars>, exp={self.exp})"
+        return f"TokenClaims(jti=<{len(self.jti)} chars>, exp={self.exp}, mid={self.merchant_id})"
 
 
 def new_jti() -> str:
@@ -62,6 +67,7 @@ def sign_token(
     meta_data: str,
     now: int,
     lifetime_seconds: int,
+    merchant_id: str | None = None,
 ) -> str:
     if not 0 < lifetime_seconds <= MAX_TOKEN_LIFETIME_SECONDS:
         raise ValueError("token lifetime out of range")
@@ -74,6 +80,8 @@ def sign_token(
         "jti": jti,
         "meta_data": meta_data,
     }
+    if merchant_id is not None:
+        claims[MERCHANT_CLAIM] = merchant_id
     token = jwt.encode(
         claims,
         signing_key.private_key,
@@ -229,4 +237,11 @@ def _check_claims(claims: dict[str, Any], settings: TokenSettings, now: int) -> 
         raise InvalidToken("bad_jti")
     if type(meta_data) is not str or not _META_DATA.fullmatch(meta_data):
         raise InvalidToken("bad_meta_data")
-    return TokenClaims(jti=jti, iat=iat, nbf=nbf, exp=exp, meta_data=meta_data)
+    merchant_id = claims.get(MERCHANT_CLAIM)
+    if MERCHANT_CLAIM in claims and (
+        type(merchant_id) is not str or not MERCHANT_ID.fullmatch(merchant_id)
+    ):
+        raise InvalidToken("bad_merchant")
+    return TokenClaims(
+        jti=jti, iat=iat, nbf=nbf, exp=exp, meta_data=meta_data, merchant_id=merchant_id
+    )

@@ -5,9 +5,10 @@ this is the one module that chooses the adapters behind them (KMS, DynamoDB, Sec
 the processor named by PAYMENT_PROCESSOR). Each handler asks here for what it runs, at import,
 so a missing or unknown setting fails the cold start.
 
-What is cached here holds settings, table names, key ids and the process-wide KEYS store, never
-a client, a key or a connection (clients are fetched per call from card_tokens.aws): a SnapStart
-restore resets KEYS and the clients (card_tokens.snapstart) and keeps these.
+What is cached here holds settings, table names, key ids, the process-wide KEYS store and the
+merchant directory's cache, never a client, a key or a connection (clients are fetched per call
+from card_tokens.aws): a SnapStart restore resets KEYS, the directories and the clients
+(card_tokens.snapstart) and keeps the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from card_tokens.issuing import Issuer
 from card_tokens.key_rotation import SigningKeyRotation
 from card_tokens.key_store import KEYS
 from card_tokens.kms_data_keys import KmsDataKeys
+from card_tokens.merchant_directory import DynamoDBMerchantDirectory
 from card_tokens.payments import Cashier
 from card_tokens.processor import PaymentProcessor, SandboxProcessor
 from card_tokens.reconciliation import Reconciler
@@ -59,6 +61,20 @@ def _payment_states(settings: PaymentStoreSettings) -> DynamoDBPaymentStates:
     )
 
 
+# One directory per registry table and environment: its cached answers make a warm call free.
+_DIRECTORIES: dict[str, DynamoDBMerchantDirectory] = {}
+
+
+def merchant_directory(table_name: str) -> DynamoDBMerchantDirectory:
+    return _DIRECTORIES.setdefault(table_name, DynamoDBMerchantDirectory(table_name))
+
+
+def reset_merchant_directories() -> None:
+    """Forget every cached registry answer (a SnapStart restore: card_tokens.snapstart)."""
+    for directory in _DIRECTORIES.values():
+        directory.reset()
+
+
 @cache
 def issuer() -> Issuer:
     settings = issuer_settings()
@@ -67,6 +83,7 @@ def issuer() -> Issuer:
         data_keys=KmsDataKeys(settings.card_key_id),
         tokens=DynamoDBTokenStore(settings.token_table),
         signing_key=lambda: KEYS.current_signing_key(settings.signing_key_secret_id),
+        merchants=merchant_directory(settings.merchant_table),
     )
 
 
@@ -85,6 +102,7 @@ def cashier() -> Cashier:
         states=_payment_states(settings),
         processor=payment_processor(),
         find_key=lambda kid: KEYS.find_verification_key(settings.verification_keys_secret_id, kid),
+        merchants=merchant_directory(settings.merchant_table),
     )
 
 
