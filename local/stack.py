@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from local.emulator import PortInUseError, check_port_free, start_moto, use_loca
 from local.environments import close_all
 from local.gateway import GatewayServer, LocalRestApi
 from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
+from local.iam import CredentialsFile, IamAuthorizer
 from local.intrinsics import REGION
 from local.lambda_runtime import (
     LocalFunction,
@@ -38,6 +40,7 @@ from local.lambda_runtime import (
     layer_paths,
     put_layers_on_path,
 )
+from local.merchants import CREDENTIALS_FILE, DEMO_PROFILE, LocalMerchant, demo_merchant
 from local.provision import (
     KMS_ALIAS,
     SECRET,
@@ -55,6 +58,9 @@ from web.checkout.page import PAGE_FILES, page_response
 EXIT_PORT_IN_USE = 2
 EXIT_AWS_ENDPOINT = 3
 DEFAULT_CONCURRENCY = 4
+# How long the functions cache the merchant registry (AWS: 60); 0 here so a `card-tokens
+# merchants rotate-key` or remove takes effect at once. MERCHANT_CACHE_SECONDS in their environment.
+LOCAL_MERCHANT_CACHE_SECONDS = 0
 # Local only: the sandbox processor's own record of charges, for reconciliation tests.
 LEDGER_PATH = "/_local/sandbox-ledger"
 # Local only: each function's execution environments (worker processes), for the tests.
@@ -97,14 +103,19 @@ def environments_report(functions: Mapping[str, LocalFunction]) -> GatewayRespon
     return GatewayResponse(200, [("content-type", "application/json")], body)
 
 
-def checkout_page_file(path: str) -> GatewayResponse:
+def checkout_page_file(path: str, publishable_key: str | None) -> GatewayResponse:
     """One file of the checkout page (web/checkout/), served at the API's own origin."""
-    found = page_response(path)
+    found = page_response(path, publishable_key)
     return NOT_FOUND if found is None else GatewayResponse(*found)
 
 
-def checkout_page_routes() -> dict[tuple[str, str], Callable[[], GatewayResponse]]:
-    return {("GET", path): functools.partial(checkout_page_file, path) for path in PAGE_FILES}
+def checkout_page_routes(
+    publishable_key: str | None = None,
+) -> dict[tuple[str, str], Callable[[], GatewayResponse]]:
+    return {
+        ("GET", path): functools.partial(checkout_page_file, path, publishable_key)
+        for path in PAGE_FILES
+    }
 
 
 SAMPLE_CARD_REQUEST = {
@@ -112,10 +123,13 @@ SAMPLE_CARD_REQUEST = {
 }
 
 
-def curl_example(base_url: str) -> str:
+def curl_example(base_url: str, publishable_key: str | None = None) -> str:
     """The one line of the banner that holds a (test) card number, so the log scan can drop it."""
     body = json.dumps(SAMPLE_CARD_REQUEST)
-    return f"  curl -s -X POST {base_url}/tokens -H 'Content-Type: application/json' -d '{body}'"
+    key = f" -H 'Authorization: Bearer {publishable_key}'" if publishable_key else ""
+    return (
+        f"  curl -s -X POST {base_url}/tokens{key} -H 'Content-Type: application/json' -d '{body}'"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -134,6 +148,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=LOCAL_KEY_CACHE_SECONDS,
         help="how long the functions cache keys (AWS: 300); short so `make rotate` shows at once",
+    )
+    parser.add_argument(
+        "--merchant-cache-seconds",
+        type=int,
+        default=LOCAL_MERCHANT_CACHE_SECONDS,
+        help="how long the functions cache the merchant registry (AWS: 60); 0 by default here",
+    )
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        default=CREDENTIALS_FILE,
+        metavar="PATH",
+        help="where the local merchants' AWS credentials (a profile each) are written and read "
+        "back to verify signed /payments requests (default .local-stack/credentials)",
+    )
+    parser.add_argument(
+        "--single-caller",
+        action="store_true",
+        help="register no demo merchant: the deployment serves one caller, as with an empty "
+        "registry on AWS",
     )
     parser.add_argument(
         "-v",
@@ -257,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     functions = functions_from_template(template, args.stack_name)
     for function in functions.values():
         function.check()
+    credentials = CredentialsFile(args.credentials_file)
     api = LocalRestApi(
         routes,
         {name: function.invoke for name, function in functions.items()},
@@ -265,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             ("GET", ENVIRONMENTS_PATH): functools.partial(environments_report, functions),
             **checkout_page_routes(),
         },
+        authorize=IamAuthorizer(credentials, REGION, None if args.single_caller else DEMO_PROFILE),
     )
     external = args.aws_endpoint_url
     try:
@@ -308,10 +344,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(provisioned, int):
             return provisioned
         stack, reused = provisioned
+        demo = None
+        if not args.single_caller:
+            demo = _demo_merchant(args, credentials)
+            api.local_routes.update(checkout_page_routes(demo.publishable_key))
         _start_functions(args, template, stack, functions, base_environment)
         serving = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
         serving.start()
-        print_banner(args, routes_text(routes), endpoint if external else moto_url, reused)
+        print_banner(args, routes_text(routes), endpoint if external else moto_url, reused, demo)
         stop.wait()
         print("Stopping.", flush=True)
     finally:
@@ -356,6 +396,18 @@ def _provision(
     return EXIT_AWS_ENDPOINT
 
 
+def _demo_merchant(args: argparse.Namespace, credentials: CredentialsFile) -> LocalMerchant:
+    """The demo merchant, allowed to tokenize from the checkout page this stack serves."""
+    page = f"http://{args.host}:{args.port}"
+    origins = [page, f"http://localhost:{args.port}"] if args.host == "127.0.0.1" else [page]
+    return demo_merchant(
+        origins,
+        stack_name=args.stack_name,
+        dynamodb_client=boto3.client("dynamodb", region_name=REGION),
+        credentials=credentials,
+    )
+
+
 def _start_functions(
     args: argparse.Namespace,
     template: dict[str, Any],
@@ -373,6 +425,7 @@ def _start_functions(
             **base_environment,
             **stack.function_environments[logical_id],
             "POWERTOOLS_PARAMETERS_MAX_AGE": str(args.key_cache_seconds),
+            "MERCHANT_CACHE_SECONDS": str(args.merchant_cache_seconds),
         }
         function.run_in_environments(
             variables, args.concurrency, python_path, function_logs=args.verbose
@@ -384,8 +437,26 @@ def routes_text(routes: list[Route]) -> list[str]:
     return [f"  {route.route_key:<32} {route.function}" for route in routes]
 
 
+def merchant_lines(args: argparse.Namespace, demo: LocalMerchant | None) -> list[str]:
+    """What the banner says about merchants: the demo one's key and profile, or none."""
+    if demo is None:
+        return ["  Merchants: none (--single-caller): tokens name no merchant, any caller may pay"]
+    return [
+        f"  Demo merchant {demo.merchant_id}: publishable key {demo.publishable_key}",
+        f"    (POST /tokens: Authorization: Bearer {demo.publishable_key}; allowed origins "
+        f"{', '.join(demo.origins)})",
+        f"    /payments: SigV4 with profile {demo.profile} in {args.credentials_file} "
+        "(AWS_SHARED_CREDENTIALS_FILE); unsigned requests count as the demo merchant's, "
+        "a local-only convenience (on AWS they get 403)",
+    ]
+
+
 def print_banner(
-    args: argparse.Namespace, routes: list[str], aws_url: str, reused: bool = False
+    args: argparse.Namespace,
+    routes: list[str],
+    aws_url: str,
+    reused: bool = False,
+    demo: LocalMerchant | None = None,
 ) -> None:
     base_url = f"http://{args.host}:{args.port}"
     if args.aws_endpoint_url is None:
@@ -405,6 +476,7 @@ def print_banner(
         f"  Execution environments: up to {args.concurrency} per function (--concurrency), "
         f"each a worker process started on demand; see {base_url}{ENVIRONMENTS_PATH}",
         f"  Checkout page: {base_url}/",
+        *merchant_lines(args, demo),
         "  Logs: "
         + (
             "one access line per request, and the functions' own JSON logs and metrics"
@@ -415,7 +487,7 @@ def print_banner(
         "Routes:",
         *routes,
         "Try:",
-        curl_example(base_url),
+        curl_example(base_url, demo.publishable_key if demo else None),
         "Ctrl-C stops it.",
     ]
     print("\n".join(lines), flush=True)
