@@ -7,6 +7,7 @@ requests to the routes the stack puts behind AWS_IAM, as a merchant back end doe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,7 +26,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from card_tokens_client.api import (
+    JSON,
     JWKS_REQUEST,
+    ApiRequest,
     CardInput,
     CardTokensApi,
     Reply,
@@ -33,12 +36,26 @@ from card_tokens_client.api import (
     payment_request,
 )
 from card_tokens_client.signing import RequestSigner, region_from_host
+from local.intrinsics import REGION
 from local.stack import curl_example
 from tests.cards import CARDHOLDER, TEST_PANS, VISA
 from tests.support import REPO_ROOT
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 30
+_DEMO_KEY = re.compile(r"^  Demo merchant mer_\w+: publishable key (pk_\w+)$", re.MULTILINE)
+
+
+def tokenize_request(
+    card: CardInput, publishable_key: str | None, origin: str | None = None
+) -> ApiRequest:
+    """POST /tokens as a merchant's page sends it: its publishable key, and the page's Origin."""
+    headers = dict(JSON)
+    if publishable_key:
+        headers["Authorization"] = f"Bearer {publishable_key}"
+    if origin:
+        headers["Origin"] = origin
+    return ApiRequest("POST", "/tokens", json.dumps(card.request_body()).encode(), headers)
 
 
 def free_port() -> int:
@@ -54,13 +71,17 @@ class StackUnderTest:
 
     api: CardTokensApi
     issued_tokens: list[str]
+    # The merchant that tokenizes (Authorization: Bearer), or None for a single-caller stack.
+    publishable_key: str | None = None
 
     @property
     def base_url(self) -> str:
         return self.api.base_url
 
     def issue_token(self, card: dict[str, Any] = VISA) -> str:
-        token = str(self.api.tokenize(CardInput(**card))["token"])
+        reply = self.api.send(tokenize_request(CardInput(**card), self.publishable_key))
+        assert reply.status == 201, reply.error_code
+        token = str(reply.json()["token"])
         self.issued_tokens.append(token)
         return token
 
@@ -83,10 +104,21 @@ class RunningLocalStack(StackUnderTest):
 
     @classmethod
     def start(
-        cls, log_path: Path, *options: str, moto_port: int | None = None, verbose: bool = True
+        cls,
+        log_path: Path,
+        *options: str,
+        moto_port: int | None = None,
+        verbose: bool = True,
+        merchants: bool = False,
     ) -> RunningLocalStack:
-        """Started on free ports (the emulator's given, for --aws-endpoint-url), and serving."""
+        """Started on free ports (the emulator's given, for --aws-endpoint-url), and serving.
+
+        As `make run` (a demo merchant whose key tokenizes) with `merchants`; else a stack that
+        serves a single caller, as the tests written before merchants expect.
+        """
         port, moto_port = free_port(), moto_port or free_port()
+        if not merchants:
+            options = ("--single-caller", *options)
         stack = cls(
             start_stack(port, moto_port, log_path, *options, verbose=verbose),
             port,
@@ -94,7 +126,25 @@ class RunningLocalStack(StackUnderTest):
             log_path,
         )
         wait_until_serving(stack)
+        found = _DEMO_KEY.search(stack.log())
+        stack.publishable_key = found.group(1) if found else None
+        assert merchants == (found is not None), "the banner names no demo merchant's key"
         return stack
+
+    def dynamodb(self) -> Any:
+        """A DynamoDB client on the stack's emulator, as an operator's tools reach it."""
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    @property
+    def credentials_file(self) -> Path:
+        """The local merchants' credentials (a profile each), next to the log."""
+        return credentials_file_of(self.log_path)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -127,7 +177,8 @@ class RunningLocalStack(StackUnderTest):
         output = self.log()
         assert exit_code == 0, f"the local stack exited with {exit_code}:\n{output[-4000:]}"
         # The banner's curl example is the one place a (test) card number is printed on purpose.
-        scanned = "\n".join([output.replace(curl_example(self.base_url), ""), *more_output])
+        banner_curl = curl_example(self.base_url, self.publishable_key)
+        scanned = "\n".join([output.replace(banner_curl, ""), *more_output])
         leaks = card_data_leaks(scanned, self.issued_tokens)
         assert not leaks, f"the local stack's output holds {leaks}; see {self.log_path}"
         return output
@@ -248,6 +299,9 @@ def start_stack(
                 "--moto-port",
                 str(moto_port),
                 *(["--verbose"] if verbose else []),
+                # Never the repository's .local-stack/credentials of a developer's `make run`.
+                "--credentials-file",
+                str(credentials_file_of(log_path)),
                 *options,
             ],
             cwd=REPO_ROOT,
@@ -255,6 +309,10 @@ def start_stack(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+def credentials_file_of(log_path: Path) -> Path:
+    return log_path.with_name(log_path.stem + ".credentials")
 
 
 def wait_until_serving(stack: RunningLocalStack) -> None:
