@@ -77,7 +77,7 @@ run: $(CLIENT) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Do
 # make invoke EVENT=events/jwks.json: the function template.yaml routes the event to (FUNCTION=...
 # for another), in this process, against the emulator of a running `make run` (MOTO_PORT).
 .PHONY: invoke
-invoke: $(RUN_STAMP) ## Run a sample event through its handler, no Docker: EVENT=events/issue_token.json (needs make run; FUNCTION=, VERBOSE=1)
+invoke: $(CLIENT) ## Run a sample event through its handler, no Docker: EVENT=events/issue_token.json (needs make run; FUNCTION=, VERBOSE=1)
 	$(PY) -m local.invoke$(if $(EVENT), $(EVENT))$(if $(FUNCTION), --function $(FUNCTION)) --moto-port $(MOTO_PORT)$(verbose)
 
 .PHONY: lint
@@ -167,7 +167,7 @@ audit: ## pip-audit --strict over the layer's and the tools' pins (fails if no a
 		$(AUDIT_FILES) -- --strict
 
 .PHONY: events
-events: $(RUN_STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
+events: $(CLIENT) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT)) --moto-port $(MOTO_PORT)
 
 .PHONY: rotate

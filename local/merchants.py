@@ -70,6 +70,17 @@ def add_local_merchant(
     return _local_merchant(added, user)
 
 
+def find_demo_merchant(
+    *, stack_name: str, dynamodb_client: DynamoDBClient, credentials: CredentialsFile
+) -> LocalMerchant | None:
+    """The stack's demo merchant, if it has one whose profile is in the credentials file."""
+    user = credentials.user(DEMO_PROFILE)
+    for found in registry(stack_name, dynamodb_client).list():
+        if found["name"] == DEMO_MERCHANT and user is not None and user.arn in found["principals"]:
+            return _local_merchant(found, user)
+    return None
+
+
 def demo_merchant(
     origins: Sequence[str],
     *,
@@ -79,14 +90,15 @@ def demo_merchant(
 ) -> LocalMerchant:
     """The demo merchant: the one an endpoint reused from an earlier run holds (if its profile
     is still in the credentials file), else a new one."""
+    found = find_demo_merchant(
+        stack_name=stack_name, dynamodb_client=dynamodb_client, credentials=credentials
+    )
+    if found is not None:
+        return found
     merchants = registry(stack_name, dynamodb_client)
-    for found in merchants.list():
-        if found["name"] != DEMO_MERCHANT:
-            continue
-        user = credentials.user(profile_name(DEMO_MERCHANT))
-        if user is not None and user.arn in found["principals"]:
-            return _local_merchant(found, user)
-        merchants.remove(found["merchant_id"])  # its keys are gone: start again
+    for stale in merchants.list():
+        if stale["name"] == DEMO_MERCHANT:  # its keys are gone: start again
+            merchants.remove(stale["merchant_id"])
     return add_local_merchant(
         DEMO_MERCHANT,
         origins,
