@@ -138,6 +138,14 @@ class CredentialsFile:
     def user(self, name: str) -> LocalUser | None:
         return next((user for user in self.users().values() if user.name == name), None)
 
+    def ensure(self, name: str) -> LocalUser:
+        """The user of that name, created (and written) if the file does not have it."""
+        user = self.user(name)
+        if user is None:
+            user = new_local_user(name)
+            self.add(user)
+        return user
+
     def add(self, user: LocalUser) -> None:
         """Write (or replace) the user's profile; the file is replaced whole, owner-only."""
         with self._lock:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from card_tokens_client.merchants import MerchantRegistry
-from local.iam import CredentialsFile, LocalUser, new_local_user
+from local.iam import CredentialsFile, LocalUser
 from local.provision import physical_name
 
 if TYPE_CHECKING:
@@ -63,10 +63,10 @@ def add_local_merchant(
     dynamodb_client: DynamoDBClient,
     credentials: CredentialsFile,
 ) -> LocalMerchant:
-    """Register a merchant whose principal is a new local user, and write that user's profile."""
-    user = new_local_user(profile_name(name))
+    """Register a merchant whose principal is its local user (profile_name(name)), created and
+    written to the credentials file unless it is there."""
+    user = credentials.ensure(profile_name(name))
     added = registry(stack_name, dynamodb_client).add(name, list(origins), [user.arn])
-    credentials.add(user)
     return _local_merchant(added, user)
 
 

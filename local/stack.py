@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             ("GET", ENVIRONMENTS_PATH): functools.partial(environments_report, functions),
             **checkout_page_routes(),
         },
-        authorize=IamAuthorizer(credentials, REGION, None if args.single_caller else DEMO_PROFILE),
+        authorize=IamAuthorizer(credentials, REGION, DEMO_PROFILE),
     )
     external = args.aws_endpoint_url
     try:
@@ -344,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(provisioned, int):
             return provisioned
         stack, reused = provisioned
+        # The demo caller: a local IAM user whether or not a merchant is registered for it.
+        credentials.ensure(DEMO_PROFILE)
         demo = None
         if not args.single_caller:
             demo = _demo_merchant(args, credentials)
@@ -440,7 +442,11 @@ def routes_text(routes: list[Route]) -> list[str]:
 def merchant_lines(args: argparse.Namespace, demo: LocalMerchant | None) -> list[str]:
     """What the banner says about merchants: the demo one's key and profile, or none."""
     if demo is None:
-        return ["  Merchants: none (--single-caller): tokens name no merchant, any caller may pay"]
+        return [
+            "  Merchants: none (--single-caller): tokens name no merchant, any caller may pay;",
+            f"    /payments: SigV4 with profile {DEMO_PROFILE} in {args.credentials_file}, or "
+            "unsigned (a local-only convenience: on AWS that gets 403)",
+        ]
     return [
         f"  Demo merchant {demo.merchant_id}: publishable key {demo.publishable_key}",
         f"    (POST /tokens: Authorization: Bearer {demo.publishable_key}; allowed origins "

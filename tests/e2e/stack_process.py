@@ -237,6 +237,7 @@ class DeployedStack(StackUnderTest):
 
 
 _FLOW = "test_local_stack_flow.py"
+_TOKENIZE_MJS = "test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault"
 # (test module, test function or None for the whole module) → what a deployed stack lacks.
 LOCAL_ONLY = {
     ("test_concurrency.py", None): (
@@ -265,6 +266,14 @@ LOCAL_ONLY = {
     ("test_checkout_page.py", None): (
         "the checkout page is served by the local stack's gateway; a deployed stack serves no page"
     ),
+    ("test_cross_merchant_http.py", None): (
+        "adds merchants with local credentials through the local emulator (--moto-port); a "
+        "deployed stack's merchants are the operator's (card-tokens merchants add)"
+    ),
+    (
+        "test_integrate_snippets.py",
+        "test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault",
+    ): ("tokenizes with the local demo merchant's publishable key, which make run registers"),
     (_FLOW, "test_body_over_10_mib_is_refused_by_the_gateway_without_reading_it"): (
         "writes a raw HTTP/1.1 request to the local gateway's TCP port; a deployed API is HTTPS "
         "behind API Gateway"
