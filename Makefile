@@ -70,6 +70,8 @@ venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 # make run AWS_ENDPOINT_URL=http://127.0.0.1:4566 uses that emulator instead of starting moto.
 # Only a value given on make's command line counts: one exported in the shell is ignored.
 # make run VERBOSE=1 also prints the functions' own logs (Powertools JSON lines, EMF metrics).
+# It registers a demo merchant (its publishable key in the banner) and writes its AWS credentials
+# to .local-stack/credentials, profile card-tokens-demo, which sign /payments locally.
 .PHONY: run
 run: $(CLIENT) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Docker; VERBOSE=1 adds the functions' JSON logs; AWS_ENDPOINT_URL=... uses yours)
 	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))$(verbose)
