@@ -48,7 +48,7 @@ from local.http_api import (
 )
 from local.iam import CredentialsFile, caller_of
 from local.lambda_runtime import LocalFunction, functions_from_template, layer_paths
-from local.merchants import CREDENTIALS_FILE, LocalMerchant, find_demo_merchant
+from local.merchants import LocalMerchant, add_credentials_option, find_demo_merchant
 from local.provision import STACK_NAME, LocalStack
 from local.rotation import LOCAL_KEY_CACHE_SECONDS, schedules_from_template
 from local.sample_events import set_header
@@ -286,13 +286,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--moto-port", type=int, default=5005, help="the stack's AWS emulator")
     parser.add_argument("--moto-host", default="127.0.0.1")
     parser.add_argument("--stack-name", default=STACK_NAME, help=f"default {STACK_NAME}")
-    parser.add_argument(
-        "--credentials-file",
-        type=Path,
-        default=CREDENTIALS_FILE,
-        metavar="PATH",
-        help="the local merchants' credentials `make run` wrote (.local-stack/credentials)",
-    )
+    add_credentials_option(parser)
     parser.add_argument(
         "-v",
         "--verbose",

@@ -6,6 +6,7 @@ merchants add` does), each with a local IAM user whose keys sign its /payments r
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,18 @@ DEMO_MERCHANT = "demo"
 # In the repository's ignored area (.gitignore): an AWS shared credentials file, a profile per
 # local merchant, for AWS_SHARED_CREDENTIALS_FILE.
 CREDENTIALS_FILE = Path(__file__).resolve().parent.parent / ".local-stack" / "credentials"
+
+
+def add_credentials_option(parser: argparse.ArgumentParser) -> None:
+    """--credentials-file, for the commands that read or write the local merchants' keys."""
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        default=CREDENTIALS_FILE,
+        metavar="PATH",
+        help="the local merchants' AWS credentials, a profile each: written by make run, read "
+        "back to verify signed /payments requests (default .local-stack/credentials)",
+    )
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ import errno
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +40,7 @@ from local.lambda_runtime import (
     layer_paths,
     put_layers_on_path,
 )
-from local.merchants import CREDENTIALS_FILE, DEMO_PROFILE, LocalMerchant, demo_merchant
+from local.merchants import DEMO_PROFILE, LocalMerchant, add_credentials_option, demo_merchant
 from local.provision import (
     KMS_ALIAS,
     SECRET,
@@ -155,14 +155,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=LOCAL_MERCHANT_CACHE_SECONDS,
         help="how long the functions cache the merchant registry (AWS: 60); 0 by default here",
     )
-    parser.add_argument(
-        "--credentials-file",
-        type=Path,
-        default=CREDENTIALS_FILE,
-        metavar="PATH",
-        help="where the local merchants' AWS credentials (a profile each) are written and read "
-        "back to verify signed /payments requests (default .local-stack/credentials)",
-    )
+    add_credentials_option(parser)
     parser.add_argument(
         "--single-caller",
         action="store_true",
@@ -437,6 +430,15 @@ def _start_functions(
 
 def routes_text(routes: list[Route]) -> list[str]:
     return [f"  {route.route_key:<32} {route.function}" for route in routes]
+
+
+_DEMO_KEY_LINE = re.compile(r"^  Demo merchant mer_\w+: publishable key (pk_\w+)$", re.MULTILINE)
+
+
+def banner_publishable_key(output: str) -> str | None:
+    """The demo merchant's publishable key, as the banner (merchant_lines) shows it."""
+    found = _DEMO_KEY_LINE.search(output)
+    return found.group(1) if found else None
 
 
 def merchant_lines(args: argparse.Namespace, demo: LocalMerchant | None) -> list[str]:

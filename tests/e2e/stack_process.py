@@ -7,7 +7,6 @@ requests to the routes the stack puts behind AWS_IAM, as a merchant back end doe
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -26,9 +25,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from card_tokens_client.api import (
-    JSON,
     JWKS_REQUEST,
-    ApiRequest,
     CardInput,
     CardTokensApi,
     Reply,
@@ -37,25 +34,18 @@ from card_tokens_client.api import (
 )
 from card_tokens_client.signing import RequestSigner, region_from_host
 from local.intrinsics import REGION
-from local.stack import curl_example
+from local.stack import banner_publishable_key, curl_example
 from tests.cards import CARDHOLDER, TEST_PANS, VISA
 from tests.support import REPO_ROOT
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 30
-_DEMO_KEY = re.compile(r"^  Demo merchant mer_\w+: publishable key (pk_\w+)$", re.MULTILINE)
 
 
-def tokenize_request(
-    card: CardInput, publishable_key: str | None, origin: str | None = None
-) -> ApiRequest:
-    """POST /tokens as a merchant's page sends it: its publishable key, and the page's Origin."""
-    headers = dict(JSON)
-    if publishable_key:
-        headers["Authorization"] = f"Bearer {publishable_key}"
-    if origin:
-        headers["Origin"] = origin
-    return ApiRequest("POST", "/tokens", json.dumps(card.request_body()).encode(), headers)
+def merchant_headers(publishable_key: str | None, origin: str | None = None) -> dict[str, str]:
+    """What a merchant's page adds to POST /tokens: its publishable key, and its Origin."""
+    headers = {"Authorization": f"Bearer {publishable_key}"} if publishable_key else {}
+    return headers | ({"Origin": origin} if origin else {})
 
 
 def free_port() -> int:
@@ -79,7 +69,8 @@ class StackUnderTest:
         return self.api.base_url
 
     def issue_token(self, card: dict[str, Any] = VISA) -> str:
-        reply = self.api.send(tokenize_request(CardInput(**card), self.publishable_key))
+        body = CardInput(**card).request_body()
+        reply = self.api.request("POST", "/tokens", body, merchant_headers(self.publishable_key))
         assert reply.status == 201, reply.error_code
         token = str(reply.json()["token"])
         self.issued_tokens.append(token)
@@ -126,9 +117,8 @@ class RunningLocalStack(StackUnderTest):
             log_path,
         )
         wait_until_serving(stack)
-        found = _DEMO_KEY.search(stack.log())
-        stack.publishable_key = found.group(1) if found else None
-        assert merchants == (found is not None), "the banner names no demo merchant's key"
+        stack.publishable_key = banner_publishable_key(stack.log())
+        assert merchants == (stack.publishable_key is not None), "no demo merchant's key shown"
         return stack
 
     def dynamodb(self) -> Any:

@@ -28,7 +28,7 @@ from local.intrinsics import REGION
 from local.merchants import LocalMerchant, add_local_merchant, registry
 from local.provision import STACK_NAME
 from tests.cards import VISA
-from tests.e2e.stack_process import RunningLocalStack, tokenize_request
+from tests.e2e.stack_process import RunningLocalStack, merchant_headers
 
 
 @dataclass
@@ -48,9 +48,10 @@ class MerchantBackEnd:
 
     def tokenize(self, *, key: str | None = None, origin: str | None = None) -> Reply:
         """POST /tokens from this merchant's checkout page (its key and origin, unless given)."""
-        key = key or self.merchant.publishable_key
-        request = tokenize_request(CardInput(**VISA), key, origin or self.merchant.origins[0])
-        reply = self.stack.api.send(request)
+        headers = merchant_headers(
+            key or self.merchant.publishable_key, origin or self.merchant.origins[0]
+        )
+        reply = self.stack.api.request("POST", "/tokens", CardInput(**VISA).request_body(), headers)
         if reply.status == 201:
             self.stack.issued_tokens.append(reply.json()["token"])  # scanned for in the log
         return reply
