@@ -392,9 +392,9 @@ def _provision(
 
 
 def _demo_merchant(args: argparse.Namespace, credentials: CredentialsFile) -> LocalMerchant:
-    """The demo merchant, allowed to tokenize from the checkout page this stack serves."""
-    page = f"http://{args.host}:{args.port}"
-    origins = [page, f"http://localhost:{args.port}"] if args.host == "127.0.0.1" else [page]
+    """The demo merchant, allowed to tokenize from the checkout page this stack serves, as a
+    browser on this machine opens it (the registry takes plain http only for this machine)."""
+    origins = [f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
     return demo_merchant(
         origins,
         stack_name=args.stack_name,
