@@ -158,9 +158,10 @@ def test_idempotency_keys_do_not_collide_across_merchants(
 def test_a_rotated_publishable_key_is_refused_and_the_new_one_works(
     merchant_stack: RunningLocalStack,
 ) -> None:
-    # Given a merchant whose key the operator rotated
+    # Given a merchant whose key worked (and is in a function's cache), then was rotated
     shop = new_merchant(merchant_stack, "rotating")
     old_key = shop.merchant.publishable_key
+    assert shop.tokenize(key=old_key).status == 201
     rotated = registry(STACK_NAME, merchant_stack.dynamodb()).rotate_key(shop.merchant.merchant_id)
 
     # When its page tokenizes with the old key, then with the new one
