@@ -35,7 +35,6 @@ from typing import Any
 import boto3
 import pytest
 
-from card_tokens.records import payment_id_for
 from card_tokens_client.api import Reply
 from local.emulator import local_aws_environment
 from local.fault_proxy import Fault, FaultProxy
@@ -295,8 +294,9 @@ def check_mode(chaos: Chaos, intents: list[Intent]) -> dict[str, list[str]]:
         if ledger[intent.jti] > 1 or any(body != paid[0] for body in paid):
             found["doubled"].append(f"{name}: {ledger[intent.jti]} charges, {len(paid)} 201s")
         charge = charges.get(intent.jti)
-        record = payments.get(payment_id_for(intent.jti))
         token = tokens.get(intent.jti, {})
+        # The payment's id is drawn at issue and kept in the token record (not derivable).
+        record = payments.get(token.get("payment_id", {}).get("S", ""))
         if charge is not None:
             amount = int(charge["amount"]["N"])
             if record is None:
