@@ -70,6 +70,8 @@ venv: $(STAMP) ## Create the virtualenv with the pinned dependencies
 # make run AWS_ENDPOINT_URL=http://127.0.0.1:4566 uses that emulator instead of starting moto.
 # Only a value given on make's command line counts: one exported in the shell is ignored.
 # make run VERBOSE=1 also prints the functions' own logs (Powertools JSON lines, EMF metrics).
+# It registers a demo merchant (its publishable key in the banner) and writes its AWS credentials
+# to .local-stack/credentials, profile card-tokens-demo, which sign /payments locally.
 .PHONY: run
 run: $(CLIENT) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Docker; VERBOSE=1 adds the functions' JSON logs; AWS_ENDPOINT_URL=... uses yours)
 	$(PY) -m local.stack --port $(PORT) --moto-port $(MOTO_PORT)$(if $(filter command line,$(origin AWS_ENDPOINT_URL)), --aws-endpoint-url $(AWS_ENDPOINT_URL))$(verbose)
@@ -77,7 +79,7 @@ run: $(CLIENT) ## Serve the API locally on http://127.0.0.1:$(PORT) (moto, no Do
 # make invoke EVENT=events/jwks.json: the function template.yaml routes the event to (FUNCTION=...
 # for another), in this process, against the emulator of a running `make run` (MOTO_PORT).
 .PHONY: invoke
-invoke: $(RUN_STAMP) ## Run a sample event through its handler, no Docker: EVENT=events/issue_token.json (needs make run; FUNCTION=, VERBOSE=1)
+invoke: $(CLIENT) ## Run a sample event through its handler, no Docker: EVENT=events/issue_token.json (needs make run; FUNCTION=, VERBOSE=1)
 	$(PY) -m local.invoke$(if $(EVENT), $(EVENT))$(if $(FUNCTION), --function $(FUNCTION)) --moto-port $(MOTO_PORT)$(verbose)
 
 .PHONY: lint
@@ -167,7 +169,7 @@ audit: ## pip-audit --strict over the layer's and the tools' pins (fails if no a
 		$(AUDIT_FILES) -- --strict
 
 .PHONY: events
-events: $(RUN_STAMP) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
+events: $(CLIENT) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT)) --moto-port $(MOTO_PORT)
 
 .PHONY: rotate

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,13 +102,22 @@ def env_json(moto_port: int = 5005, stack_name: str = STACK_NAME) -> dict[str, d
     }
 
 
-def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+_PAGE_KEY = re.compile(r'<meta name="card-tokens-publishable-key" content="(pk_[a-z2-7]{24})">')
+
+
+def _call(
+    base_url: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(  # noqa: S310 - http(s) URL given by the developer
         base_url.rstrip("/") + path,
         data=data,
         method=method,
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=15) as response:  # noqa: S310 - same URL as above
@@ -125,11 +135,25 @@ def _call(base_url: str, method: str, path: str, body: dict[str, Any] | None) ->
         ) from error
 
 
+def page_publishable_key(base_url: str) -> str | None:
+    """The publishable key of the checkout page the stack serves (`make run`: the demo
+    merchant's), or None: no page, or a page of a single-caller stack."""
+    try:
+        with urllib.request.urlopen(base_url.rstrip("/") + "/", timeout=15) as response:  # noqa: S310 - same URL as _call's
+            found = _PAGE_KEY.search(response.read().decode("utf-8", errors="replace"))
+    except (urllib.error.URLError, OSError):
+        return None
+    return found.group(1) if found else None
+
+
 def fresh_samples(base_url: str) -> tuple[str, str]:
-    """A fresh unused token, and the id of a payment made with another token."""
+    """A fresh unused token, and the id of a payment made with another token (tokens of the
+    page's merchant; the local stack takes the unsigned payment as that demo merchant's)."""
     _call(base_url, "GET", "/.well-known/jwks.json", None)
-    token = str(_call(base_url, "POST", "/tokens", SAMPLE_CARD)["token"])
-    spent = str(_call(base_url, "POST", "/tokens", SAMPLE_CARD)["token"])
+    key = page_publishable_key(base_url)
+    merchant = {"Authorization": f"Bearer {key}"} if key else {}
+    token = str(_call(base_url, "POST", "/tokens", SAMPLE_CARD, merchant)["token"])
+    spent = str(_call(base_url, "POST", "/tokens", SAMPLE_CARD, merchant)["token"])
     payment = _call(base_url, "POST", "/payments", payment_request(spent, "order-events"))
     return token, str(payment["payment_id"])
 

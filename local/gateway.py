@@ -30,8 +30,12 @@ from local.http_api import (
     response_from_lambda,
 )
 from local.http_body import BodyTooLargeError, MalformedBodyError, read_body
+from local.iam import Caller, SignatureRefused
 
 Invoke = Callable[[dict[str, Any]], Any]
+# Verifies the SigV4 signature of a request to an AWS_IAM route: the signer, or None (anonymous);
+# SignatureRefused for a signature API Gateway would refuse.
+Authorize = Callable[[str, str, Sequence[tuple[str, str]], bytes | None], Caller | None]
 
 # A path is logged, but a client can put anything in it: mask what could be a card number.
 _LONG_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){11,}")
@@ -62,6 +66,7 @@ class LocalRestApi:
         functions: Mapping[str, Invoke],
         errors: TextIO | None = None,
         local_routes: Mapping[tuple[str, str], Callable[[], GatewayResponse]] | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         missing = {route.function for route in routes} - set(functions)
         if missing:
@@ -71,6 +76,7 @@ class LocalRestApi:
         self.errors = errors
         # Local-only inspection endpoints (e.g. the sandbox ledger); never in the template.
         self.local_routes = dict(local_routes or {})
+        self.authorize = authorize
 
     def handle(
         self,
@@ -93,6 +99,12 @@ class LocalRestApi:
         if found is None:
             return NOT_FOUND, request_id
         route, path_parameters = found
+        caller = None
+        if route.authorizer == "AWS_IAM" and self.authorize is not None:
+            try:
+                caller = self.authorize(method, target, headers, body)
+            except SignatureRefused as refused:
+                return gateway_error(403, str(refused)), request_id
         event = build_rest_event(
             method=method,
             path=raw_path,
@@ -104,6 +116,7 @@ class LocalRestApi:
             source_ip=source_ip,
             protocol=protocol,
             request_id=request_id,
+            caller=None if caller is None else caller.identity(),
         )
         # A failed invocation (an unhandled error, a timeout, a runtime that exited) is a
         # function error to Lambda, which a REST API answers with its own 502.

@@ -54,6 +54,7 @@ class Route:
     method: str
     path: str
     function: str
+    authorizer: str | None = None  # "AWS_IAM" on the SigV4-signed routes
 
     @property
     def route_key(self) -> str:
@@ -108,7 +109,10 @@ def routes_from_template(template: dict[str, Any]) -> list[Route]:
             method = str(properties["Method"]).upper()
             if method == "X-AMAZON-APIGATEWAY-ANY-METHOD":
                 method = "ANY"
-            routes.append(Route(method, str(properties["Path"]), logical_id))
+            authorizer = (properties.get("Auth") or {}).get("Authorizer")
+            routes.append(
+                Route(method, str(properties["Path"]), logical_id, authorizer and str(authorizer))
+            )
     return sorted(routes, key=lambda route: route.specificity)
 
 
@@ -140,13 +144,15 @@ def build_rest_event(
     protocol: str = "HTTP/1.1",
     request_id: str | None = None,
     now: float | None = None,
+    caller: Mapping[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The event API Gateway (REST API, Lambda proxy, payload format 1.0) sends to a function.
 
     As on a custom domain mapped at its root: `path` and requestContext.path carry no stage.
     Header names keep the client's casing; `headers` holds the last value of a repeated header
     and `multiValueHeaders` all of them. With no binary media types (template.yaml sets none) a
-    body is text: bytes that are not UTF-8 arrive replaced, never base64-encoded.
+    body is text: bytes that are not UTF-8 arrive replaced, never base64-encoded. `caller` is
+    what an AWS_IAM route puts in requestContext.identity (userArn, caller, accountId, ...).
     """
     now = time.time() if now is None else now
     request_id = request_id or new_request_id()
@@ -198,8 +204,8 @@ def build_rest_event(
             "domainPrefix": domain_name.split(".", 1)[0],
             "requestTimeEpoch": int(now * 1000),
             "requestId": request_id,
-            # An IAM-authorized route names the signer here (userArn, caller, accountId); the
-            # local stack checks no signature, so it is an anonymous caller, as on open routes.
+            # An IAM-authorized route names the signer here (`caller`); open routes leave it
+            # anonymous.
             "identity": {
                 "cognitoIdentityPoolId": None,
                 "accountId": None,
@@ -213,6 +219,7 @@ def build_rest_event(
                 "userArn": None,
                 "userAgent": user_agent,
                 "user": None,
+                **(caller or {}),
             },
             "domainName": domain_name,
             "apiId": API_ID,

@@ -46,9 +46,12 @@ from local.http_api import (
     response_from_lambda,
     routes_from_template,
 )
+from local.iam import CredentialsFile, caller_of
 from local.lambda_runtime import LocalFunction, functions_from_template, layer_paths
+from local.merchants import LocalMerchant, add_credentials_option, find_demo_merchant
 from local.provision import STACK_NAME, LocalStack
 from local.rotation import LOCAL_KEY_CACHE_SECONDS, schedules_from_template
+from local.sample_events import set_header
 
 EXIT_FUNCTION_ERROR = 1
 EXIT_USAGE = 2
@@ -283,6 +286,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--moto-port", type=int, default=5005, help="the stack's AWS emulator")
     parser.add_argument("--moto-host", default="127.0.0.1")
     parser.add_argument("--stack-name", default=STACK_NAME, help=f"default {STACK_NAME}")
+    add_credentials_option(parser)
     parser.add_argument(
         "-v",
         "--verbose",
@@ -290,6 +294,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="print the function's own logs (Powertools JSON lines, EMF metrics) on stderr",
     )
     return parser.parse_args(argv)
+
+
+def as_demo_merchant(
+    event: dict[str, Any], route: Route | None, demo: LocalMerchant | None
+) -> dict[str, Any]:
+    """An event that names no merchant, sent as the demo merchant's (when the stack has one):
+    POST /tokens with its publishable key, an AWS_IAM route with its caller, as `make run`'s
+    gateway treats an unsigned request. An event that names one is left as it is."""
+    if demo is None or route is None:
+        return event
+    headers = {name.lower() for name in event.get("headers") or {}}
+    if route.route_key == "POST /tokens" and "authorization" not in headers:
+        set_header(event, "Authorization", f"Bearer {demo.publishable_key}")
+    identity = event.get("requestContext", {}).get("identity")
+    if route.authorizer == "AWS_IAM" and isinstance(identity, dict) and not identity.get("userArn"):
+        identity.update(caller_of(demo.user, signed=False).identity())
+    return event
+
+
+def _demo_of(args: argparse.Namespace) -> LocalMerchant | None:
+    import boto3
+
+    return find_demo_merchant(
+        stack_name=args.stack_name,
+        dynamodb_client=boto3.client("dynamodb"),
+        credentials=CredentialsFile(args.credentials_file),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_NO_STACK
 
+    event = as_demo_merchant(event, target.route, _demo_of(args))
     function = target.function
     os.environ.update(function_environment(stack, function, template))
     what = f"{target.route.route_key} → " if target.route else ""

@@ -14,6 +14,7 @@ import errno
 import functools
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -31,6 +32,7 @@ from local.emulator import PortInUseError, check_port_free, start_moto, use_loca
 from local.environments import close_all
 from local.gateway import GatewayServer, LocalRestApi
 from local.http_api import NOT_FOUND, GatewayResponse, Route, routes_from_template
+from local.iam import CredentialsFile, IamAuthorizer
 from local.intrinsics import REGION
 from local.lambda_runtime import (
     LocalFunction,
@@ -38,6 +40,7 @@ from local.lambda_runtime import (
     layer_paths,
     put_layers_on_path,
 )
+from local.merchants import DEMO_PROFILE, LocalMerchant, add_credentials_option, demo_merchant
 from local.provision import (
     KMS_ALIAS,
     SECRET,
@@ -55,6 +58,9 @@ from web.checkout.page import PAGE_FILES, page_response
 EXIT_PORT_IN_USE = 2
 EXIT_AWS_ENDPOINT = 3
 DEFAULT_CONCURRENCY = 4
+# How long the functions cache the merchant registry (AWS: 60); 0 here so a `card-tokens
+# merchants rotate-key` or remove takes effect at once. MERCHANT_CACHE_SECONDS in their environment.
+LOCAL_MERCHANT_CACHE_SECONDS = 0
 # Local only: the sandbox processor's own record of charges, for reconciliation tests.
 LEDGER_PATH = "/_local/sandbox-ledger"
 # Local only: each function's execution environments (worker processes), for the tests.
@@ -96,14 +102,19 @@ def environments_report(functions: Mapping[str, LocalFunction]) -> GatewayRespon
     return GatewayResponse(200, [("content-type", "application/json")], body)
 
 
-def checkout_page_file(path: str) -> GatewayResponse:
+def checkout_page_file(path: str, publishable_key: str | None) -> GatewayResponse:
     """One file of the checkout page (web/checkout/), served at the API's own origin."""
-    found = page_response(path)
+    found = page_response(path, publishable_key)
     return NOT_FOUND if found is None else GatewayResponse(*found)
 
 
-def checkout_page_routes() -> dict[tuple[str, str], Callable[[], GatewayResponse]]:
-    return {("GET", path): functools.partial(checkout_page_file, path) for path in PAGE_FILES}
+def checkout_page_routes(
+    publishable_key: str | None = None,
+) -> dict[tuple[str, str], Callable[[], GatewayResponse]]:
+    return {
+        ("GET", path): functools.partial(checkout_page_file, path, publishable_key)
+        for path in PAGE_FILES
+    }
 
 
 SAMPLE_CARD_REQUEST = {
@@ -111,10 +122,13 @@ SAMPLE_CARD_REQUEST = {
 }
 
 
-def curl_example(base_url: str) -> str:
+def curl_example(base_url: str, publishable_key: str | None = None) -> str:
     """The one line of the banner that holds a (test) card number, so the log scan can drop it."""
     body = json.dumps(SAMPLE_CARD_REQUEST)
-    return f"  curl -s -X POST {base_url}/tokens -H 'Content-Type: application/json' -d '{body}'"
+    key = f" -H 'Authorization: Bearer {publishable_key}'" if publishable_key else ""
+    return (
+        f"  curl -s -X POST {base_url}/tokens{key} -H 'Content-Type: application/json' -d '{body}'"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -133,6 +147,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=LOCAL_KEY_CACHE_SECONDS,
         help="how long the functions cache keys (AWS: 300); short so `make rotate` shows at once",
+    )
+    parser.add_argument(
+        "--merchant-cache-seconds",
+        type=int,
+        default=LOCAL_MERCHANT_CACHE_SECONDS,
+        help="how long the functions cache the merchant registry (AWS: 60); 0 by default here",
+    )
+    add_credentials_option(parser)
+    parser.add_argument(
+        "--single-caller",
+        action="store_true",
+        help="register no demo merchant: the deployment serves one caller, as with an empty "
+        "registry on AWS",
     )
     parser.add_argument(
         "-v",
@@ -256,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     functions = functions_from_template(template, args.stack_name)
     for function in functions.values():
         function.check()
+    credentials = CredentialsFile(args.credentials_file)
     api = LocalRestApi(
         routes,
         {name: function.invoke for name, function in functions.items()},
@@ -264,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             ("GET", ENVIRONMENTS_PATH): functools.partial(environments_report, functions),
             **checkout_page_routes(),
         },
+        authorize=IamAuthorizer(credentials, REGION, DEMO_PROFILE),
     )
     external = args.aws_endpoint_url
     try:
@@ -307,10 +336,16 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(provisioned, int):
             return provisioned
         stack, reused = provisioned
+        # The demo caller: a local IAM user whether or not a merchant is registered for it.
+        credentials.ensure(DEMO_PROFILE)
+        demo = None
+        if not args.single_caller:
+            demo = _demo_merchant(args, credentials)
+            api.local_routes.update(checkout_page_routes(demo.publishable_key))
         _start_functions(args, template, stack, functions, base_environment)
         serving = threading.Thread(target=server.serve_forever, name="gateway", daemon=True)
         serving.start()
-        print_banner(args, routes_text(routes), endpoint if external else moto_url, reused)
+        print_banner(args, routes_text(routes), endpoint if external else moto_url, reused, demo)
         stop.wait()
         print("Stopping.", flush=True)
     finally:
@@ -355,6 +390,18 @@ def _provision(
     return EXIT_AWS_ENDPOINT
 
 
+def _demo_merchant(args: argparse.Namespace, credentials: CredentialsFile) -> LocalMerchant:
+    """The demo merchant, allowed to tokenize from the checkout page this stack serves, as a
+    browser on this machine opens it (the registry takes plain http only for this machine)."""
+    origins = [f"http://127.0.0.1:{args.port}", f"http://localhost:{args.port}"]
+    return demo_merchant(
+        origins,
+        stack_name=args.stack_name,
+        dynamodb_client=boto3.client("dynamodb", region_name=REGION),
+        credentials=credentials,
+    )
+
+
 def _start_functions(
     args: argparse.Namespace,
     template: dict[str, Any],
@@ -372,6 +419,7 @@ def _start_functions(
             **base_environment,
             **stack.function_environments[logical_id],
             "POWERTOOLS_PARAMETERS_MAX_AGE": str(args.key_cache_seconds),
+            "MERCHANT_CACHE_SECONDS": str(args.merchant_cache_seconds),
         }
         function.run_in_environments(
             variables, args.concurrency, python_path, function_logs=args.verbose
@@ -383,8 +431,39 @@ def routes_text(routes: list[Route]) -> list[str]:
     return [f"  {route.route_key:<32} {route.function}" for route in routes]
 
 
+_DEMO_KEY_LINE = re.compile(r"^  Demo merchant mer_\w+: publishable key (pk_\w+)$", re.MULTILINE)
+
+
+def banner_publishable_key(output: str) -> str | None:
+    """The demo merchant's publishable key, as the banner (merchant_lines) shows it."""
+    found = _DEMO_KEY_LINE.search(output)
+    return found.group(1) if found else None
+
+
+def merchant_lines(args: argparse.Namespace, demo: LocalMerchant | None) -> list[str]:
+    """What the banner says about merchants: the demo one's key and profile, or none."""
+    if demo is None:
+        return [
+            "  Merchants: none (--single-caller): tokens name no merchant, any caller may pay;",
+            f"    /payments: SigV4 with profile {DEMO_PROFILE} in {args.credentials_file}, or "
+            "unsigned (a local-only convenience: on AWS that gets 403)",
+        ]
+    return [
+        f"  Demo merchant {demo.merchant_id}: publishable key {demo.publishable_key}",
+        f"    (POST /tokens: Authorization: Bearer {demo.publishable_key}; allowed origins "
+        f"{', '.join(demo.origins)})",
+        f"    /payments: SigV4 with profile {demo.profile} in {args.credentials_file} "
+        "(AWS_SHARED_CREDENTIALS_FILE); unsigned requests count as the demo merchant's, "
+        "a local-only convenience (on AWS they get 403)",
+    ]
+
+
 def print_banner(
-    args: argparse.Namespace, routes: list[str], aws_url: str, reused: bool = False
+    args: argparse.Namespace,
+    routes: list[str],
+    aws_url: str,
+    reused: bool = False,
+    demo: LocalMerchant | None = None,
 ) -> None:
     base_url = f"http://{args.host}:{args.port}"
     if args.aws_endpoint_url is None:
@@ -404,6 +483,7 @@ def print_banner(
         f"  Execution environments: up to {args.concurrency} per function (--concurrency), "
         f"each a worker process started on demand; see {base_url}{ENVIRONMENTS_PATH}",
         f"  Checkout page: {base_url}/",
+        *merchant_lines(args, demo),
         "  Logs: "
         + (
             "one access line per request, and the functions' own JSON logs and metrics"
@@ -414,7 +494,7 @@ def print_banner(
         "Routes:",
         *routes,
         "Try:",
-        curl_example(base_url),
+        curl_example(base_url, demo.publishable_key if demo else None),
         "Ctrl-C stops it.",
     ]
     print("\n".join(lines), flush=True)

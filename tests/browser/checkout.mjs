@@ -58,6 +58,7 @@ function watch(page) {
       url: request.url(),
       type: request.resourceType(),
       body: request.postData(),
+      authorization: request.headers()["authorization"],
     }),
   );
   return seen;
@@ -198,10 +199,15 @@ const scenarios = {
     const tokenRequests = seen.requests.filter((r) => new URL(r.url).pathname === "/tokens");
     check(tokenRequests.length === 1, `${tokenRequests.length} requests to /tokens`);
     check(tokenRequests[0].method === "POST" && tokenRequests[0].type === "fetch", "/tokens not POSTed by fetch");
+    // The page names its merchant with the publishable key of its configuration, to /tokens only
+    const key = await page.getAttribute('meta[name="card-tokens-publishable-key"]', "content");
+    check(/^pk_[a-z2-7]{24}$/.test(key), `the page holds no publishable key ("${key}")`);
+    check(tokenRequests[0].authorization === `Bearer ${key}`, "/tokens was sent without the key");
     const sent = JSON.parse(tokenRequests[0].body);
     check(digitsOf(sent.card_number) === digitsOf(APPROVED), "the /tokens body lacks the card number");
     const payments = seen.requests.filter((r) => new URL(r.url).pathname === "/payments");
     check(payments.length === 1 && !digitsOf(payments[0].body).includes(digitsOf(APPROVED)), "/payments carried the PAN");
+    check(payments[0].authorization === undefined, "/payments carried the publishable key");
     await assertNoCardLeak(page, context, seen, APPROVED);
     await page.screenshot({ path: join(out, "approved.png"), fullPage: true });
   },

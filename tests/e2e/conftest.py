@@ -45,8 +45,20 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackUnder
         yield DeployedStack.from_cloudformation(DEPLOYED_STACK_NAME)
         return
 
+    yield from _running(tmp_path_factory, merchants=False)
+
+
+@pytest.fixture(scope="session")
+def merchant_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLocalStack]:
+    """The local stack as `make run` starts it: a demo merchant, unsigned /payments are its."""
+    yield from _running(tmp_path_factory, merchants=True)
+
+
+def _running(
+    tmp_path_factory: pytest.TempPathFactory, *, merchants: bool
+) -> Iterator[RunningLocalStack]:
     log_path = tmp_path_factory.mktemp("local-stack") / "stack.log"
-    stack = RunningLocalStack.start(log_path)
+    stack = RunningLocalStack.start(log_path, merchants=merchants)
     try:
         yield stack
     finally:

@@ -33,12 +33,19 @@ from card_tokens_client.api import (
     payment_request,
 )
 from card_tokens_client.signing import RequestSigner, region_from_host
-from local.stack import curl_example
+from local.intrinsics import REGION
+from local.stack import banner_publishable_key, curl_example
 from tests.cards import CARDHOLDER, TEST_PANS, VISA
 from tests.support import REPO_ROOT
 
 STARTUP_SECONDS = 90
 STOP_SECONDS = 30
+
+
+def merchant_headers(publishable_key: str | None, origin: str | None = None) -> dict[str, str]:
+    """What a merchant's page adds to POST /tokens: its publishable key, and its Origin."""
+    headers = {"Authorization": f"Bearer {publishable_key}"} if publishable_key else {}
+    return headers | ({"Origin": origin} if origin else {})
 
 
 def free_port() -> int:
@@ -54,13 +61,18 @@ class StackUnderTest:
 
     api: CardTokensApi
     issued_tokens: list[str]
+    # The merchant that tokenizes (Authorization: Bearer), or None for a single-caller stack.
+    publishable_key: str | None = None
 
     @property
     def base_url(self) -> str:
         return self.api.base_url
 
     def issue_token(self, card: dict[str, Any] = VISA) -> str:
-        token = str(self.api.tokenize(CardInput(**card))["token"])
+        body = CardInput(**card).request_body()
+        reply = self.api.request("POST", "/tokens", body, merchant_headers(self.publishable_key))
+        assert reply.status == 201, reply.error_code
+        token = str(reply.json()["token"])
         self.issued_tokens.append(token)
         return token
 
@@ -83,10 +95,21 @@ class RunningLocalStack(StackUnderTest):
 
     @classmethod
     def start(
-        cls, log_path: Path, *options: str, moto_port: int | None = None, verbose: bool = True
+        cls,
+        log_path: Path,
+        *options: str,
+        moto_port: int | None = None,
+        verbose: bool = True,
+        merchants: bool = False,
     ) -> RunningLocalStack:
-        """Started on free ports (the emulator's given, for --aws-endpoint-url), and serving."""
+        """Started on free ports (the emulator's given, for --aws-endpoint-url), and serving.
+
+        As `make run` (a demo merchant whose key tokenizes) with `merchants`; else a stack that
+        serves a single caller, as the tests written before merchants expect.
+        """
         port, moto_port = free_port(), moto_port or free_port()
+        if not merchants:
+            options = ("--single-caller", *options)
         stack = cls(
             start_stack(port, moto_port, log_path, *options, verbose=verbose),
             port,
@@ -94,7 +117,24 @@ class RunningLocalStack(StackUnderTest):
             log_path,
         )
         wait_until_serving(stack)
+        stack.publishable_key = banner_publishable_key(stack.log())
+        assert merchants == (stack.publishable_key is not None), "no demo merchant's key shown"
         return stack
+
+    def dynamodb(self) -> Any:
+        """A DynamoDB client on the stack's emulator, as an operator's tools reach it."""
+        return boto3.client(
+            "dynamodb",
+            endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    @property
+    def credentials_file(self) -> Path:
+        """The local merchants' credentials (a profile each), next to the log."""
+        return credentials_file_of(self.log_path)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -127,7 +167,8 @@ class RunningLocalStack(StackUnderTest):
         output = self.log()
         assert exit_code == 0, f"the local stack exited with {exit_code}:\n{output[-4000:]}"
         # The banner's curl example is the one place a (test) card number is printed on purpose.
-        scanned = "\n".join([output.replace(curl_example(self.base_url), ""), *more_output])
+        banner_curl = curl_example(self.base_url, self.publishable_key)
+        scanned = "\n".join([output.replace(banner_curl, ""), *more_output])
         leaks = card_data_leaks(scanned, self.issued_tokens)
         assert not leaks, f"the local stack's output holds {leaks}; see {self.log_path}"
         return output
@@ -186,6 +227,7 @@ class DeployedStack(StackUnderTest):
 
 
 _FLOW = "test_local_stack_flow.py"
+_TOKENIZE_MJS = "test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault"
 # (test module, test function or None for the whole module) → what a deployed stack lacks.
 LOCAL_ONLY = {
     ("test_concurrency.py", None): (
@@ -214,6 +256,14 @@ LOCAL_ONLY = {
     ("test_checkout_page.py", None): (
         "the checkout page is served by the local stack's gateway; a deployed stack serves no page"
     ),
+    ("test_cross_merchant_http.py", None): (
+        "adds merchants with local credentials through the local emulator (--moto-port); a "
+        "deployed stack's merchants are the operator's (card-tokens merchants add)"
+    ),
+    (
+        "test_integrate_snippets.py",
+        "test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault",
+    ): ("tokenizes with the local demo merchant's publishable key, which make run registers"),
     (_FLOW, "test_body_over_10_mib_is_refused_by_the_gateway_without_reading_it"): (
         "writes a raw HTTP/1.1 request to the local gateway's TCP port; a deployed API is HTTPS "
         "behind API Gateway"
@@ -248,6 +298,9 @@ def start_stack(
                 "--moto-port",
                 str(moto_port),
                 *(["--verbose"] if verbose else []),
+                # Never the repository's .local-stack/credentials of a developer's `make run`.
+                "--credentials-file",
+                str(credentials_file_of(log_path)),
                 *options,
             ],
             cwd=REPO_ROOT,
@@ -255,6 +308,10 @@ def start_stack(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+
+
+def credentials_file_of(log_path: Path) -> Path:
+    return log_path.with_name(log_path.stem + ".credentials")
 
 
 def wait_until_serving(stack: RunningLocalStack) -> None:

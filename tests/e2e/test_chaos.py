@@ -295,7 +295,7 @@ def check_mode(chaos: Chaos, intents: list[Intent]) -> dict[str, list[str]]:
             found["doubled"].append(f"{name}: {ledger[intent.jti]} charges, {len(paid)} 201s")
         charge = charges.get(intent.jti)
         token = tokens.get(intent.jti, {})
-        # The payment's id is drawn at issue and kept with the token.
+        # The payment's id is drawn at issue and kept in the token record (not derivable).
         record = payments.get(token.get("payment_id", {}).get("S", ""))
         if charge is not None:
             amount = int(charge["amount"]["N"])

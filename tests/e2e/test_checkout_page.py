@@ -58,6 +58,19 @@ def test_each_page_file_is_served_with_its_type_and_the_security_headers(
     assert reply.body == (REPO_ROOT / "web" / "checkout" / PAGE_FILES[path][0]).read_bytes()
 
 
+def test_the_page_carries_the_demo_merchants_publishable_key_from_its_configuration(
+    merchant_stack: RunningLocalStack, local_stack: RunningLocalStack
+) -> None:
+    slot = '<meta name="card-tokens-publishable-key" content="{}">'
+
+    served = merchant_stack.api.request("GET", "/").body.decode()
+    single_caller = local_stack.api.request("GET", "/").body.decode()
+
+    assert merchant_stack.publishable_key
+    assert slot.format(merchant_stack.publishable_key) in served
+    assert slot.format("") in single_caller
+
+
 def missing_browser_dependencies() -> list[str]:
     missing = []
     if shutil.which("node") is None:
@@ -70,7 +83,7 @@ def missing_browser_dependencies() -> list[str]:
 
 
 def test_chromium_pays_declines_and_shows_field_errors_without_leaking_the_card(
-    local_stack: RunningLocalStack,
+    merchant_stack: RunningLocalStack,
 ) -> None:
     # Given Debian's Chromium and playwright-core (`make browser-deps`): a failure, not a skip
     missing = missing_browser_dependencies()
@@ -79,14 +92,15 @@ def test_chromium_pays_declines_and_shows_field_errors_without_leaking_the_card(
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
 
     # When tests/browser/checkout.mjs drives the page: approved, declined, bad number, expired
-    # card, a deployed stack's 404 on unsigned payments (and its 403), a token that runs out, an
+    # card (each tokenized with the demo merchant's key, from the page's configuration), a
+    # deployed stack's 404 on unsigned payments (and its 403), a token that runs out, an
     # Amex code of 3 digits, the processor-failure card, and amounts in major units
     result = subprocess.run(
         [
             "node",
             str(BROWSER_TESTS / "checkout.mjs"),
             "--base-url",
-            local_stack.base_url,
+            merchant_stack.base_url,
             "--out",
             str(ARTIFACTS),
         ],

@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, MAX_TOKEN_LIFETIME_SECONDS
 from card_tokens.tokens import REQUIRED_CLAIMS, TOKEN_TYPE
 from local.cfn import load_template
+from local.merchants import DEMO_PROFILE
 from tests.cards import VISA
-from tests.e2e.stack_process import DeployedStack, StackUnderTest
+from tests.e2e.stack_process import DeployedStack, RunningLocalStack, StackUnderTest
 from tests.support import REPO_ROOT, run_captured
 
 PAGE = REPO_ROOT / "docs" / "integrate.md"
@@ -135,19 +136,22 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def snippet_environment(stack: StackUnderTest) -> dict[str, str]:
-    """The page's variables for this stack. Locally: throwaway credentials, template defaults."""
+    """The page's variables for this stack. Locally: the demo caller's profile in the stack's
+    credentials file (make run's .local-stack/credentials), template defaults."""
     environment = {**os.environ, "CARD_TOKENS_URL": stack.base_url}
     if isinstance(stack, DeployedStack):
         # The caller's own credentials sign, as the pipeline's e2e role does.
         environment["AWS_REGION"] = stack.region
         return environment
+    assert isinstance(stack, RunningLocalStack)
     for name in [n for n in environment if n.startswith("AWS_") and n != "AWS_CA_BUNDLE"]:
         del environment[name]
     parameters = load_template()["Parameters"]
     environment |= {
         "AWS_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_SHARED_CREDENTIALS_FILE": str(stack.credentials_file),
+        "AWS_PROFILE": DEMO_PROFILE,
+        "AWS_CONFIG_FILE": os.devnull,
         "CARD_TOKENS_ISSUER": parameters["TokenIssuer"]["Default"],
         "CARD_TOKENS_AUDIENCE": parameters["TokenAudience"]["Default"],
         "NO_PROXY": "127.0.0.1,localhost",
@@ -277,29 +281,33 @@ def test_the_verifiers_accept_a_fresh_token_and_refuse_altered_or_foreign_ones(
 
 
 def test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault(
-    local_stack: StackUnderTest, workdir: Path
+    merchant_stack: RunningLocalStack, workdir: Path
 ) -> None:
-    needs_node(local_stack)
+    needs_node(merchant_stack)
     # When the page's tokenize() is called as a page would call it: a good card, then a bad CVV
     script = """
         import { tokenize } from "./tokenize.mjs";
         const card = JSON.parse(process.env.CARD);
-        const answer = await tokenize(process.env.CARD_TOKENS_URL, card);
+        const [url, key] = [process.env.CARD_TOKENS_URL, process.env.CARD_TOKENS_PUBLISHABLE_KEY];
+        const answer = await tokenize(url, key, card);
         console.log(JSON.stringify(answer));
         try {
-          await tokenize(process.env.CARD_TOKENS_URL, { ...card, cvv: "12" });
+          await tokenize(url, key, { ...card, cvv: "12" });
         } catch (error) {
           const { code, field, message } = error;
           console.log(JSON.stringify({ code, field, message }));
         }
     """
-    environment = snippet_environment(local_stack) | {"CARD": json.dumps(VISA)}
+    environment = snippet_environment(merchant_stack) | {
+        "CARD": json.dumps(VISA),
+        "CARD_TOKENS_PUBLISHABLE_KEY": str(merchant_stack.publishable_key),
+    }
     result = run(workdir, ["node", "--input-type=module", "-e", script], environment)
 
     # Then the first gave a token for the card, the second an error naming the field
     assert result.returncode == 0, result.stdout + result.stderr
     issued, refused = (json.loads(line) for line in result.stdout.splitlines())
-    local_stack.issued_tokens.append(issued["token"])  # the stack's output is scanned for it
+    merchant_stack.issued_tokens.append(issued["token"])  # the stack's output is scanned for it
     assert issued["token_type"] == "card+jwt"
     assert issued["card"] == {"brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2030}
     assert refused == {

@@ -10,6 +10,7 @@ import pytest
 from web.checkout.page import (
     PAGE_DIRECTORY,
     PAGE_FILES,
+    PUBLISHABLE_KEY_VARIABLE,
     SECURITY_HEADERS,
     lambda_handler,
     page_response,
@@ -57,6 +58,36 @@ def test_the_lambda_and_the_local_stack_send_the_same_bytes_and_headers() -> Non
         response["headers"],
         response["body"].encode(),
     )
+
+
+KEY = "pk_" + "abcdefgh234567ab" + "cdefghij"
+KEY_SLOT = '<meta name="card-tokens-publishable-key" content="{}">'
+
+
+@pytest.mark.parametrize(
+    ("configured", "in_page"),
+    [(KEY, KEY), (None, ""), ("", ""), ('pk_x"><script>', ""), (KEY.upper(), "")],
+)
+def test_the_page_carries_the_publishable_key_of_its_configuration_if_it_has_a_keys_form(
+    monkeypatch: pytest.MonkeyPatch, configured: str | None, in_page: str
+) -> None:
+    if configured is None:
+        monkeypatch.delenv(PUBLISHABLE_KEY_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(PUBLISHABLE_KEY_VARIABLE, configured)
+
+    served = lambda_handler(rest_event("/"), None)["body"]
+    local = page_response("/", configured)
+
+    assert KEY_SLOT.format(in_page) in served
+    assert local is not None
+    assert local[2].decode() == served
+    assert served.count("card-tokens-publishable-key") == 1
+
+
+def test_the_script_sends_the_key_of_the_page_to_tokens_only() -> None:
+    assert 'postJson("tokens", cardRequest(), merchantHeaders)' in SCRIPT
+    assert SCRIPT.count("merchantHeaders") == 2  # defined once, sent once
 
 
 @pytest.mark.parametrize("path", ["/page.py", "/index.html", "/../page.py", "/app.js/"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ import pytest
 
 from local.cfn import load_deployed_template
 from local.http_api import GatewayResponse, routes_from_template
+from local.iam import new_local_user
 from local.invoke import (
     EVENTS_DIR,
     UsageError,
+    as_demo_merchant,
     format_response,
     hint,
     is_http_event,
@@ -20,7 +23,9 @@ from local.invoke import (
     target_for,
 )
 from local.lambda_runtime import functions_from_template
+from local.merchants import LocalMerchant
 from local.provision import STACK_NAME
+from local.sample_events import load_event, set_header
 
 TEMPLATE = load_deployed_template()
 ROUTES = routes_from_template(TEMPLATE)
@@ -127,3 +132,38 @@ def test_a_refused_payment_event_gets_a_hint_to_run_make_events() -> None:
     assert "`make events`" in advice
     assert hint(Path("events/process_payment.json"), 201) is None
     assert hint(Path("events/issue_token.json"), 401) is None
+
+
+DEMO = LocalMerchant(
+    "mer_" + "a" * 16,
+    "demo",
+    "pk_" + "b" * 24,
+    ("http://127.0.0.1:3000",),
+    new_local_user("card-tokens-demo"),
+)
+ROUTE_OF = {
+    f"{route.method} {route.path}": route
+    for route in routes_from_template(load_deployed_template())
+}
+
+
+def test_an_event_naming_no_merchant_is_sent_as_the_demo_merchants() -> None:
+    tokens = as_demo_merchant(load_event("issue_token.json"), ROUTE_OF["POST /tokens"], DEMO)
+    payment = as_demo_merchant(load_event("process_payment.json"), ROUTE_OF["POST /payments"], DEMO)
+
+    assert tokens["headers"]["Authorization"] == f"Bearer {DEMO.publishable_key}"
+    assert tokens["multiValueHeaders"]["Authorization"] == [f"Bearer {DEMO.publishable_key}"]
+    assert payment["requestContext"]["identity"]["userArn"] == DEMO.user.arn
+    assert payment["requestContext"]["identity"]["accessKey"] is None
+    assert "Authorization" not in payment["headers"]
+
+
+def test_an_event_that_names_a_merchant_or_a_stack_without_one_is_left_as_it_is() -> None:
+    signed = load_event("process_payment.json")
+    signed["requestContext"]["identity"]["userArn"] = "arn:aws:iam::123456789012:user/shop"
+    keyed = set_header(load_event("issue_token.json"), "authorization", "Bearer pk_other")
+
+    assert as_demo_merchant(copy.deepcopy(signed), ROUTE_OF["POST /payments"], DEMO) == signed
+    assert as_demo_merchant(copy.deepcopy(keyed), ROUTE_OF["POST /tokens"], DEMO) == keyed
+    unchanged = load_event("issue_token.json")
+    assert as_demo_merchant(copy.deepcopy(unchanged), ROUTE_OF["POST /tokens"], None) == unchanged

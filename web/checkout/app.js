@@ -39,6 +39,13 @@
   const paymentForm = $("payment-form");
   const cardInputs = ["card-number", "exp-month", "exp-year", "cvv", "cardholder-name"].map($);
 
+  // The merchant's publishable key, from the page's configuration (page.py): it names the
+  // merchant to POST /tokens. Not a secret, but sent only to this page's own origin.
+  const publishableKey = document
+    .querySelector('meta[name="card-tokens-publishable-key"]')
+    .getAttribute("content");
+  const merchantHeaders = publishableKey ? { Authorization: `Bearer ${publishableKey}` } : {};
+
   let session = null; // {token, card, expiresAt (performance.now() ms), idempotency: {body, key}}
   let countdown = null;
 
@@ -170,7 +177,7 @@
     clearErrors(cardForm);
     setBusy(cardForm, true);
     try {
-      const { answer, date } = await postJson("tokens", cardRequest());
+      const { answer, date } = await postJson("tokens", cardRequest(), merchantHeaders);
       for (const input of cardInputs) input.value = "";
       startSession(answer, date);
     } catch (error) {

@@ -7,6 +7,8 @@ so the page gets the same bytes and the same headers in both places.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,27 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def page_response(path: str) -> tuple[int, list[tuple[str, str]], bytes] | None:
-    """Status, headers and body of one page file, or None when `path` is not one of them."""
+# The page's configuration: the merchant's publishable key, which app.js sends to POST /tokens.
+# On AWS the function's environment holds it; the local stack passes the demo merchant's.
+PUBLISHABLE_KEY_VARIABLE = "CHECKOUT_PUBLISHABLE_KEY"
+_PUBLISHABLE_KEY = re.compile(r"pk_[a-z2-7]{24}", re.ASCII)
+_KEY_SLOT = b'<meta name="card-tokens-publishable-key" content="">'
+
+
+def page_response(
+    path: str, publishable_key: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """Status, headers and body of one page file, or None when `path` is not one of them.
+
+    index.html carries `publishable_key`, if it has the key's form (it lands in HTML).
+    """
     entry = PAGE_FILES.get(path)
     if entry is None:
         return None
     file_name, content_type = entry
     body = (PAGE_DIRECTORY / file_name).read_bytes()
+    if publishable_key and _PUBLISHABLE_KEY.fullmatch(publishable_key) and path == "/":
+        body = body.replace(_KEY_SLOT, _KEY_SLOT.replace(b'""', f'"{publishable_key}"'.encode()))
     return 200, [("content-type", content_type), *SECURITY_HEADERS], body
 
 
@@ -50,7 +66,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     and go out as text: the API declares no binary media types, so a REST API would send a
     base64 body as the base64 text itself.
     """
-    found = page_response(str(event.get("resource", "")))
+    found = page_response(str(event.get("resource", "")), os.environ.get(PUBLISHABLE_KEY_VARIABLE))
     if found is None:  # only reachable if a route is added without a file behind it
         return {
             "statusCode": 404,
