@@ -20,7 +20,7 @@ import pytest
 from moto import mock_aws
 
 from local import moto_fixes
-from local.cfn import load_deployed_template, load_template
+from local.cfn import load_template
 from local.emulator import in_process_aws_environment
 from local.lambda_runtime import LambdaContext
 from local.provision import LocalStack, provision_stack
@@ -46,26 +46,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(marker)
 
 
-def _template_with_merchant_table() -> dict[str, Any]:
-    """INTERIM (issue 16): the deployed template, plus the merchant registry as the issue's
-    contract describes it if template.yaml does not have it yet. Remove once it does."""
-    template = load_deployed_template()
-    resources = template["Resources"]
-    if "MerchantTable" not in resources:
-        resources["MerchantTable"] = {
-            "Type": "AWS::DynamoDB::Table",
-            "Properties": {
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-            },
-        }
-        for function in ("IssueTokenFunction", "ProcessPaymentFunction"):
-            variables = resources[function]["Properties"]["Environment"]["Variables"]
-            variables["MERCHANT_TABLE_NAME"] = {"Ref": "MerchantTable"}
-    return template
-
-
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     """One emulated account for the session, provisioned like `make run` does it."""
@@ -78,7 +58,7 @@ def stack() -> Iterator[LocalStack]:
             patch.setenv(name, value)
         with mock_aws():
             moto_fixes.apply()
-            local = provision_stack("card-tokens-it", _template_with_merchant_table())
+            local = provision_stack("card-tokens-it")
             for name, value in local.environment.items():
                 patch.setenv(name, value)
             rotate(local.environment["SIGNING_KEY_SECRET_ID"])

@@ -216,7 +216,9 @@ class PaymentModel(RuleBasedStateMachine):
             data_keys=KmsDataKeys(issuer_env.card_key_id),
             tokens=DynamoDBTokenStore(issuer_env.token_table),
             signing_key=lambda: key_store.current_signing_key(issuer_env.signing_key_secret_id),
-            merchants=merchant_directory(issuer_env.merchant_table),
+            merchants=merchant_directory(
+                issuer_env.merchant_table, issuer_env.merchant_cache_seconds
+            ),
             clock=lambda: self.now,
         )
         self.cashier = Cashier(
@@ -227,7 +229,7 @@ class PaymentModel(RuleBasedStateMachine):
             find_key=lambda kid: key_store.find_verification_key(
                 env.verification_keys_secret_id, kid
             ),
-            merchants=merchant_directory(env.merchant_table),
+            merchants=merchant_directory(env.merchant_table, env.merchant_cache_seconds),
             clock=lambda: self.now,
         )
         self.reconciler = Reconciler(

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from card_tokens.config import MERCHANT_CACHE_SECONDS
 from card_tokens.errors import InvalidPublishableKey, OriginNotAllowed
-from card_tokens.merchant_directory import MERCHANT_CACHE_SECONDS
 from card_tokens.merchants import Merchant
 from tests.flows import Invoke, body, get_event, payment_event, token_event
 from tests.security.merchant_registry import (

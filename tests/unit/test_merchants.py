@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from card_tokens import merchant_directory
-from card_tokens.merchant_directory import MERCHANT_CACHE_SECONDS, DynamoDBMerchantDirectory
+from card_tokens.config import MERCHANT_CACHE_SECONDS
+from card_tokens.merchant_directory import DynamoDBMerchantDirectory
 from card_tokens.merchants import (
     MERCHANT_ID,
     PUBLISHABLE_KEY,
@@ -265,8 +266,8 @@ def test_reset_forgets_every_answer(
 
 
 def test_a_snapstart_restore_resets_the_wired_directories(registry: FakeRegistry) -> None:
-    wired = wired_directory("merchants")
-    assert wired is wired_directory("merchants")  # one per table and environment
+    wired = wired_directory("merchants", 60)
+    assert wired is wired_directory("merchants", 60)  # one per table and environment
     wired.is_empty()
     registry.register(SHOP)
     assert wired.is_empty()  # cached

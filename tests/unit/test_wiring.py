@@ -52,3 +52,25 @@ def test_another_processor_plugs_in_through_the_registry(monkeypatch: pytest.Mon
     acme = SandboxProcessor("acme-ledger")
     monkeypatch.setitem(wiring.PROCESSORS, "acme", lambda _: acme)
     assert wiring.processor_for(settings) is acme
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [(None, 60), ("", 60), ("0", 0), ("300", 300)])
+def test_the_registry_cache_bound_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch, raw: str | None, seconds: int
+) -> None:
+    if raw is None:
+        monkeypatch.delenv("MERCHANT_CACHE_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("MERCHANT_CACHE_SECONDS", raw)
+    assert config._merchant_cache_seconds() == seconds
+    directory = wiring.merchant_directory(f"registry-{seconds}-{raw}", seconds)
+    assert directory._max_age == seconds
+
+
+@pytest.mark.parametrize("raw", ["-1", "301", "soon"])
+def test_a_registry_cache_bound_out_of_range_fails_the_cold_start(
+    monkeypatch: pytest.MonkeyPatch, raw: str
+) -> None:
+    monkeypatch.setenv("MERCHANT_CACHE_SECONDS", raw)
+    with pytest.raises(ConfigurationError, match="MERCHANT_CACHE_SECONDS"):
+        config._merchant_cache_seconds()

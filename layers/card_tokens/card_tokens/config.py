@@ -10,6 +10,9 @@ from functools import cache
 MAX_TOKEN_LIFETIME_SECONDS = 3600
 CLOCK_LEEWAY_SECONDS = 30
 DEFAULT_PROCESSOR = "sandbox"
+# The staleness bound of a function's cached registry answers (docs/api.md, Merchants).
+MERCHANT_CACHE_SECONDS = 60
+MAX_MERCHANT_CACHE_SECONDS = 300
 
 
 class ConfigurationError(RuntimeError):
@@ -56,6 +59,7 @@ class IssuerSettings(SealingSettings):
     merchant_table: str  # the merchant registry (card_tokens.merchant_directory)
     # Browser origins whose POST /tokens may be read cross-origin (card_tokens.cors).
     cors_origins: frozenset[str] = frozenset()
+    merchant_cache_seconds: int = MERCHANT_CACHE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class PaymentStoreSettings:
 class PaymentSettings(PaymentStoreSettings, SealingSettings):
     verification_keys_secret_id: str
     merchant_table: str
+    merchant_cache_seconds: int = MERCHANT_CACHE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,17 @@ def issuer_settings() -> IssuerSettings:
         token_lifetime_seconds=_int("TOKEN_LIFETIME_SECONDS", 60, MAX_TOKEN_LIFETIME_SECONDS),
         merchant_table=_required("MERCHANT_TABLE_NAME"),
         cors_origins=_cors_origins(),
+        merchant_cache_seconds=_merchant_cache_seconds(),
     )
+
+
+def _merchant_cache_seconds() -> int:
+    """MERCHANT_CACHE_SECONDS: optional, how stale a cached registry answer may be (the bound
+    after which a rotated key or a removed merchant is refused everywhere). The local stack sets
+    0 so that `card-tokens merchants` changes apply at once."""
+    if not os.environ.get("MERCHANT_CACHE_SECONDS", "").strip():
+        return MERCHANT_CACHE_SECONDS
+    return _int("MERCHANT_CACHE_SECONDS", 0, MAX_MERCHANT_CACHE_SECONDS)
 
 
 def _cors_origins() -> frozenset[str]:
@@ -141,6 +156,7 @@ def payment_settings() -> PaymentSettings:
         **vars(_payment_store_settings()),
         verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
         merchant_table=_required("MERCHANT_TABLE_NAME"),
+        merchant_cache_seconds=_merchant_cache_seconds(),
     )
 
 

@@ -22,9 +22,9 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from card_tokens.aws import dynamodb_client
 from card_tokens.aws_errors import unavailable_on_failure
+from card_tokens.config import MERCHANT_CACHE_SECONDS
 from card_tokens.merchants import MERCHANT_ID, PUBLISHABLE_KEY, Merchant, principal_of
 
-MERCHANT_CACHE_SECONDS = 60
 _REGISTRY = "registry"
 _deserializer = TypeDeserializer()
 

@@ -65,8 +65,12 @@ def _payment_states(settings: PaymentStoreSettings) -> DynamoDBPaymentStates:
 _DIRECTORIES: dict[str, DynamoDBMerchantDirectory] = {}
 
 
-def merchant_directory(table_name: str) -> DynamoDBMerchantDirectory:
-    return _DIRECTORIES.setdefault(table_name, DynamoDBMerchantDirectory(table_name))
+def merchant_directory(table_name: str, max_age_seconds: int) -> DynamoDBMerchantDirectory:
+    if table_name not in _DIRECTORIES:
+        _DIRECTORIES[table_name] = DynamoDBMerchantDirectory(
+            table_name, max_age_seconds=max_age_seconds
+        )
+    return _DIRECTORIES[table_name]
 
 
 def reset_merchant_directories() -> None:
@@ -83,7 +87,7 @@ def issuer() -> Issuer:
         data_keys=KmsDataKeys(settings.card_key_id),
         tokens=DynamoDBTokenStore(settings.token_table),
         signing_key=lambda: KEYS.current_signing_key(settings.signing_key_secret_id),
-        merchants=merchant_directory(settings.merchant_table),
+        merchants=merchant_directory(settings.merchant_table, settings.merchant_cache_seconds),
     )
 
 
@@ -102,7 +106,7 @@ def cashier() -> Cashier:
         states=_payment_states(settings),
         processor=payment_processor(),
         find_key=lambda kid: KEYS.find_verification_key(settings.verification_keys_secret_id, kid),
-        merchants=merchant_directory(settings.merchant_table),
+        merchants=merchant_directory(settings.merchant_table, settings.merchant_cache_seconds),
     )
 
 
