@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from card_tokens_client.checkout_page import page_publishable_key
 from local.cfn import TEMPLATE_PATH, load_deployed_template
 from local.http_api import Route, build_rest_event, find_route, routes_from_template
 from local.provision import STACK_NAME, function_environments, named_resolver
@@ -102,9 +102,6 @@ def env_json(moto_port: int = 5005, stack_name: str = STACK_NAME) -> dict[str, d
     }
 
 
-_PAGE_KEY = re.compile(r'<meta name="card-tokens-publishable-key" content="(pk_[a-z2-7]{24})">')
-
-
 def _call(
     base_url: str,
     method: str,
@@ -133,17 +130,6 @@ def _call(
             f"no card-tokens stack answered at {base_url} ({error}). "
             "Start one with `make run`, or pass --url https://... of a deployed stack."
         ) from error
-
-
-def page_publishable_key(base_url: str) -> str | None:
-    """The publishable key of the checkout page the stack serves (`make run`: the demo
-    merchant's), or None: no page, or a page of a single-caller stack."""
-    try:
-        with urllib.request.urlopen(base_url.rstrip("/") + "/", timeout=15) as response:  # noqa: S310 - same URL as _call's
-            found = _PAGE_KEY.search(response.read().decode("utf-8", errors="replace"))
-    except (urllib.error.URLError, OSError):
-        return None
-    return found.group(1) if found else None
 
 
 def fresh_samples(base_url: str) -> tuple[str, str]:

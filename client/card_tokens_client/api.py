@@ -145,8 +145,11 @@ class Reply:
         return _api_error(self.status, self.body).code if self.status >= 300 else None
 
 
-def tokenize_request(card: CardInput) -> ApiRequest:
-    return ApiRequest("POST", "/tokens", _encoded(card.request_body()), JSON)
+def tokenize_request(card: CardInput, publishable_key: str | None = None) -> ApiRequest:
+    """POST /tokens as a merchant's page sends it: with its publishable key once the stack has
+    merchants (Stripe's `Authorization: Bearer pk_...`); without, for a single-caller stack."""
+    headers = {**JSON, "Authorization": f"Bearer {publishable_key}"} if publishable_key else JSON
+    return ApiRequest("POST", "/tokens", _encoded(card.request_body()), headers)
 
 
 def payment_request(
@@ -190,8 +193,8 @@ class CardTokensApi:
             opener or urllib.request.build_opener(_NoRedirects)
         )
 
-    def tokenize(self, card: CardInput) -> dict[str, Any]:
-        return self._call(tokenize_request(card))
+    def tokenize(self, card: CardInput, publishable_key: str | None = None) -> dict[str, Any]:
+        return self._call(tokenize_request(card, publishable_key))
 
     def pay(
         self,

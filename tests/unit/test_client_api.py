@@ -69,6 +69,17 @@ def test_tokenize_posts_the_card_as_json_to_tokens() -> None:
     assert request.get_header("Content-type") == "application/json"
     assert json.loads(request.data) == VISA  # type: ignore[arg-type]
     assert issued["token"] == "t"
+    assert request.get_header("Authorization") is None  # a single-caller stack takes no key
+
+
+def test_tokenize_sends_the_publishable_key_as_a_bearer_token() -> None:
+    api, opener = api_answering((201, b'{"token": "t"}'))
+
+    api.tokenize(CARD, "pk_" + "a" * 24)
+
+    (request,) = opener.requests
+    assert request.get_header("Authorization") == "Bearer pk_" + "a" * 24
+    assert request.get_header("Content-type") == "application/json"
 
 
 def test_pay_sends_the_idempotency_key_and_leaves_out_an_absent_reference() -> None:
