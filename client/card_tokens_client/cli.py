@@ -2,6 +2,8 @@
 
 Talks to the local stack (`make run`, http://127.0.0.1:3000) by default, or to a deployed stack
 with --url; the payment routes of a deployed stack are SigV4-signed with your AWS credentials.
+`tokenize` sends the merchant's publishable key: --publishable-key or CARD_TOKENS_PUBLISHABLE_KEY,
+else, on this machine, the key of the local stack's checkout page (the demo merchant's).
 Card data comes from options, from prompts (nothing echoed), or from standard input, one value
 a line; the card number and security code are never printed back: only brand and last four.
 """
@@ -15,6 +17,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -28,6 +31,7 @@ from card_tokens_client.api import (
     InvalidBaseUrl,
     Unreachable,
 )
+from card_tokens_client.checkout_page import page_publishable_key
 from card_tokens_client.merchant_commands import (
     AwsClients,
     ClientsFactory,
@@ -62,6 +66,8 @@ MINOR_DIGITS = {"JPY": 0}
 NOTHING_CHARGED = frozenset({"processor_error", "service_unavailable"})
 
 Prompt = Callable[[str], str]
+PageKey = Callable[[str, float], str | None]  # base URL, timeout → the checkout page's key
+PUBLISHABLE_KEY_ENV = "CARD_TOKENS_PUBLISHABLE_KEY"
 ApiFactory = Callable[[str, RequestSigner | None, float], CardTokensApi]
 READ_STDIN = "-"  # in place of the token: read it from stdin
 
@@ -197,8 +203,20 @@ def read_token(args: argparse.Namespace, prompter: Prompter) -> str:
 # ---------------------------------------------------------------------------- commands
 
 
+def publishable_key(args: argparse.Namespace, page_key: PageKey) -> str | None:
+    """--publishable-key, else the environment's, else the local checkout page's (the demo
+    merchant of `make run`); None: a stack that serves a single caller takes no key."""
+    given = args.publishable_key or os.environ.get(PUBLISHABLE_KEY_ENV)
+    if given:
+        return str(given)
+    if is_loopback(urlsplit(args.url).hostname or ""):
+        return page_key(args.url, args.timeout)
+    return None
+
+
 def cmd_tokenize(api: CardTokensApi, args: argparse.Namespace, io: Console) -> int:
-    issued = api.tokenize(read_card(args, io.prompter))
+    card = read_card(args, io.prompter)
+    issued = api.tokenize(card, publishable_key(args, io.page_key))
     if args.json:
         io.print_json(issued)
     elif args.quiet:
@@ -253,18 +271,19 @@ def cmd_jwks(api: CardTokensApi, args: argparse.Namespace, io: Console) -> int:
     return EXIT_OK
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
 class Console:
-    def __init__(
-        self,
-        out: TextIO,
-        err: TextIO,
-        prompter: Prompter,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.out = out
-        self.err = err
-        self.prompter = prompter
-        self.now = now
+    """Where a command reads and writes, the clock, and how the checkout page's key is read."""
+
+    out: TextIO
+    err: TextIO
+    prompter: Prompter
+    now: Callable[[], datetime] = _utc_now
+    page_key: PageKey = page_publishable_key
 
     def print_json(self, document: dict[str, Any]) -> None:
         self.out.write(json.dumps(document, indent=2) + "\n")
@@ -304,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="AWS region for SigV4 (default: from an execute-api URL, then AWS_REGION)",
     )
     common.add_argument(
-        "--profile", default=argparse.SUPPRESS, help="AWS profile whose credentials sign payments"
+        "--profile",
+        default=argparse.SUPPRESS,
+        help="AWS profile whose credentials sign payments (also on this machine: a local "
+        "merchant's profile in .local-stack/credentials, with AWS_SHARED_CREDENTIALS_FILE)",
     )
     common.add_argument(
         "--no-sign",
@@ -346,6 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--cvv", metavar="CODE", help="the card security code")
     tokenize.add_argument("--name", metavar="NAME", help="cardholder name (optional)")
     tokenize.add_argument("-q", "--quiet", action="store_true", help="print only the token")
+    tokenize.add_argument(
+        "--publishable-key",
+        metavar="KEY",
+        help=f"the merchant's pk_... (default ${PUBLISHABLE_KEY_ENV}; on this machine, the local "
+        "stack's demo merchant's, read from its checkout page)",
+    )
 
     pay = command(
         "pay",
@@ -389,8 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def unsigned(args: argparse.Namespace) -> bool:
-    """--no-sign, or the local stack on this machine (it takes unsigned requests)."""
-    return bool(args.no_sign) or is_loopback(urlsplit(args.url).hostname or "")
+    """--no-sign, or the local stack on this machine with no --profile: it takes unsigned
+    requests as its demo merchant's; a profile signs as that local merchant."""
+    local = is_loopback(urlsplit(args.url).hostname or "")
+    return bool(args.no_sign) or (local and not args.profile)
 
 
 def main(
@@ -402,6 +432,7 @@ def main(
     prompter: Prompter | None = None,
     api_factory: ApiFactory = CardTokensApi,
     aws_clients: ClientsFactory = AwsClients,
+    page_key: PageKey = page_publishable_key,
 ) -> int:
     stdin = stdin or sys.stdin
     out = stdout or sys.stdout
@@ -417,7 +448,7 @@ def main(
     ):
         if not hasattr(args, name):
             setattr(args, name, default)
-    console = Console(out, err, prompter or Prompter(stdin, err))
+    console = Console(out, err, prompter or Prompter(stdin, err), page_key=page_key)
     try:
         if args.command == "merchants":
             run_merchant_command(args, out, aws_clients)

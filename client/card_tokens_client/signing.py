@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError
 from botocore.session import Session
 
 SERVICE = "execute-api"
+LOCAL_REGION = "us-east-1"  # the region `make run` emulates
 # https://{api-id}.execute-api.{region}.amazonaws.com (or .amazonaws.com.cn)
 _EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
@@ -56,6 +57,10 @@ def is_loopback(host: str) -> bool:
 
 
 def region_from_host(host: str) -> str | None:
+    """An execute-api host's region; the local stack's for this machine (whatever AWS_REGION
+    says: the local gateway verifies signatures for its own region only)."""
+    if is_loopback(host):
+        return LOCAL_REGION
     match = _EXECUTE_API_HOST.fullmatch(host.lower())
     return match.group(1) if match else None
 

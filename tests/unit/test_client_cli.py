@@ -64,8 +64,8 @@ class FakeApi:
             raise FakeApi.answer
         return FakeApi.answer
 
-    def tokenize(self, card: CardInput) -> Any:
-        return self._answer("tokenize", card)
+    def tokenize(self, card: CardInput, publishable_key: str | None = None) -> Any:
+        return self._answer("tokenize", card, publishable_key)
 
     def pay(self, *args: Any) -> Any:
         return self._answer("pay", *args)
@@ -87,14 +87,36 @@ class Terminal(io.StringIO):
         return True
 
 
+class FakePage:
+    """The local stack's checkout page: answers `key`, and records which URLs were read."""
+
+    def __init__(self, key: str | None = None) -> None:
+        self.key = key
+        self.read: list[str] = []
+
+    def __call__(self, base_url: str, timeout: float) -> str | None:
+        self.read.append(base_url)
+        return self.key
+
+
 def run(
-    argv: list[str], answer: Any, stdin: str = "", prompter: Prompter | None = None
+    argv: list[str],
+    answer: Any,
+    stdin: str = "",
+    prompter: Prompter | None = None,
+    page: FakePage | None = None,
 ) -> tuple[int, str, str, FakeApi]:
     FakeApi.answer = answer
     FakeApi.instances = []
     out, err = io.StringIO(), io.StringIO()
     code = main(
-        argv, stdin=Pipe(stdin), stdout=out, stderr=err, prompter=prompter, api_factory=FakeApi
+        argv,
+        stdin=Pipe(stdin),
+        stdout=out,
+        stderr=err,
+        prompter=prompter,
+        api_factory=FakeApi,
+        page_key=page or FakePage(),
     )
     return (
         code,
@@ -117,6 +139,7 @@ def card_data_in(text: str) -> list[str]:
 @pytest.fixture(autouse=True)
 def _no_environment_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CARD_TOKENS_URL", raising=False)
+    monkeypatch.delenv("CARD_TOKENS_PUBLISHABLE_KEY", raising=False)
 
 
 def test_tokenize_prints_brand_last4_lifetime_and_the_token_never_the_card() -> None:
@@ -370,6 +393,74 @@ def test_a_stack_on_this_machine_gets_unsigned_requests(url: str, signed: bool) 
     _, _, _, api = run(["--url", url, "jwks"], {"keys": []})
 
     assert (api.signer is not None) is signed
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_profile_signs_on_this_machine_too_as_that_local_merchant(where: str) -> None:
+    profile = ["--profile", "card-tokens-shop"]
+    get = ["get", "pay_1"]
+    argv = [*profile, *get] if where == "before" else [*get, *profile]
+
+    _, _, _, api = run(["--url", "http://127.0.0.1:3000", *argv], APPROVED)
+
+    assert api.signer is not None
+    assert api.signer._profile == "card-tokens-shop"
+    assert api.signer.region() == "us-east-1"  # the local stack's, whatever AWS_REGION says
+
+
+KEY = "pk_" + "a" * 24
+OTHER_KEY = "pk_" + "b" * 24
+LOCAL_URL = "http://127.0.0.1:3000"
+AWS_URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+
+
+def tokenized_with(
+    url: str, *options: str, page: FakePage | None = None
+) -> tuple[str | None, FakePage]:
+    """The publishable key `tokenize` sent, and the page it may have read."""
+    page = page or FakePage(OTHER_KEY)
+    argv = ["--url", url, "tokenize", "--quiet", *options]
+    code, _, err, api = run(argv, ISSUED, stdin=f"{PAN}\n12/30\n{CVV}\n", page=page)
+    assert code == EXIT_OK, err
+    return api.calls[0][1][1], page
+
+
+def test_on_this_machine_tokenize_sends_the_checkout_pages_key() -> None:
+    sent, page = tokenized_with(LOCAL_URL)
+
+    assert sent == OTHER_KEY
+    assert page.read == [LOCAL_URL]
+
+
+def test_a_local_stack_without_merchants_gets_no_key() -> None:
+    sent, _ = tokenized_with(LOCAL_URL, page=FakePage(None))
+
+    assert sent is None
+
+
+@pytest.mark.parametrize("url", [LOCAL_URL, AWS_URL])
+def test_the_given_key_wins_and_no_page_is_read(url: str) -> None:
+    sent, page = tokenized_with(url, "--publishable-key", KEY)
+
+    assert sent == KEY
+    assert page.read == []
+
+
+@pytest.mark.parametrize("url", [LOCAL_URL, AWS_URL])
+def test_the_key_comes_from_the_environment(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARD_TOKENS_PUBLISHABLE_KEY", KEY)
+
+    sent, page = tokenized_with(url)
+
+    assert sent == KEY
+    assert page.read == []
+
+
+def test_a_deployed_stacks_page_is_never_read_for_a_key() -> None:
+    sent, page = tokenized_with(AWS_URL)
+
+    assert sent is None
+    assert page.read == []
 
 
 def test_the_default_url_is_the_local_stack_or_card_tokens_url(

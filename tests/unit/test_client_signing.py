@@ -15,6 +15,7 @@ from botocore.credentials import Credentials
 
 from card_tokens_client.api import CardTokensApi
 from card_tokens_client.signing import (
+    LOCAL_REGION,
     SIGNED_ROUTES,
     RequestSigner,
     SigningError,
@@ -24,6 +25,7 @@ from card_tokens_client.signing import (
 )
 from local.cfn import load_template, resources_of_type
 from local.http_api import Route
+from local.intrinsics import REGION as local_region
 
 DEPLOYED = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 KEY_ID = "AKIDEXAMPLE"
@@ -127,6 +129,11 @@ def test_the_region_comes_from_an_execute_api_host() -> None:
     assert region_from_host("a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com") == "eu-west-1"
     assert region_from_host("abc.execute-api.cn-north-1.amazonaws.com.cn") == "cn-north-1"
     assert region_from_host("pay.example.com") is None
+
+
+def test_on_this_machine_the_region_is_the_local_stacks() -> None:
+    assert region_from_host("127.0.0.1") == LOCAL_REGION == local_region
+    assert region_from_host("localhost") == LOCAL_REGION
 
 
 def aws_iam_routes() -> list[Route]:
