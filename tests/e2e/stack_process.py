@@ -264,6 +264,14 @@ LOCAL_ONLY = {
         "test_integrate_snippets.py",
         "test_tokenize_mjs_gets_a_token_and_reports_the_field_at_fault",
     ): ("tokenizes with the local demo merchant's publishable key, which make run registers"),
+    (
+        "test_client_cli.py",
+        "test_make_runs_demo_merchant_tokenizes_pays_and_reads_with_no_extra_step",
+    ): ("finds the key on the local checkout page, which a deployed stack's CLI user is given"),
+    (
+        "test_client_cli.py",
+        "test_another_local_merchants_profile_cannot_pay_the_demo_merchants_token",
+    ): ("adds a merchant with local credentials through the local emulator (--moto-port)"),
     (_FLOW, "test_body_over_10_mib_is_refused_by_the_gateway_without_reading_it"): (
         "writes a raw HTTP/1.1 request to the local gateway's TCP port; a deployed API is HTTPS "
         "behind API Gateway"
