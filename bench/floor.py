@@ -11,6 +11,11 @@ requests and tests/integration/test_bench_smoke.py compares them.
 Imports are only what the floor's work needs (boto3, botocore, cryptography, the standard
 library): the cold-start bench imports this module in a fresh process as the floor's cold start.
 It never imports card_tokens or aws_lambda_powertools, so the expressions below are copies.
+
+The floor acts for one merchant, given as `merchant_id` (None: single-caller mode), and writes
+what the layer writes for it (the token's `mid` claim, the merchant_id of the token and payment
+records, the merchant's Idempotency-Key space). It makes no registry read: a warm handler makes
+none either (its answers are cached for MERCHANT_CACHE_SECONDS).
 """
 
 from __future__ import annotations
@@ -134,13 +139,31 @@ class Clients:
         return client
 
 
-class FloorIssuer:
-    """POST /tokens: GenerateDataKey, AES-GCM, PutItem, one JWS signature."""
+def _merchant(merchant_id: str | None) -> dict[str, str]:
+    """The merchant_id attribute of a record, absent in single-caller mode (as the layer's)."""
+    return {"merchant_id": merchant_id} if merchant_id else {}
 
-    def __init__(self, environment: dict[str, str], clients: Clients | None = None) -> None:
+
+class _FloorRoute:
+    """What each side of the floor holds: the functions' environment, its clients, and the
+    merchant it acts for (None: single-caller mode)."""
+
+    def __init__(
+        self,
+        environment: dict[str, str],
+        clients: Clients | None = None,
+        *,
+        merchant_id: str | None = None,
+    ) -> None:
         self.env = environment
         self.clients = clients or Clients()
-        self._key: tuple[str, str, Any] | None = None  # the warm cache: (kid, alg, private key)
+        self.merchant_id = merchant_id
+
+
+class FloorIssuer(_FloorRoute):
+    """POST /tokens: GenerateDataKey, AES-GCM, PutItem, one JWS signature."""
+
+    _key: tuple[str, str, Any] | None = None  # the warm cache: (kid, alg, private key)
 
     def signing_key(self) -> tuple[str, str, Any]:
         if self._key is None:
@@ -188,6 +211,7 @@ class FloorIssuer:
                 "expires_at": {"N": str(exp)},
                 "ttl": {"N": str(exp + _TOMBSTONE_SECONDS)},
                 "payment_id": {"S": _new_payment_id()},
+                **{name: {"S": value} for name, value in _merchant(self.merchant_id).items()},
                 "encrypted_data_key": {"B": data_key["CiphertextBlob"]},
                 "sweep_shard": {"N": str(hashlib.sha256(jti.encode()).digest()[0] % _SWEEP_SHARDS)},
                 "sweep_at": {"N": str(exp + _CLOCK_LEEWAY_SECONDS)},
@@ -203,6 +227,7 @@ class FloorIssuer:
             "exp": exp,
             "jti": jti,
             "meta_data": _b64(b"\x01" + nonce + sealed),
+            **({"mid": self.merchant_id} if self.merchant_id else {}),  # tokens.MERCHANT_CLAIM
         }
         header = {"alg": alg, "kid": kid, "typ": "card+jwt"}
         signing_input = (
@@ -276,7 +301,7 @@ class _Answer:
     document: dict[str, Any]
 
 
-class FloorCashier:
+class FloorCashier(_FloorRoute):
     """POST /payments and GET /payments/{id}: the layer's DynamoDB and KMS calls, in order.
 
     Only the path the bench takes (a fresh token paid once, or a replay with the same
@@ -284,10 +309,7 @@ class FloorCashier:
     inherited claims, releases) are not on a warm payment's path and are left out.
     """
 
-    def __init__(self, environment: dict[str, str], clients: Clients | None = None) -> None:
-        self.env = environment
-        self.clients = clients or Clients()
-        self._keys: dict[str, tuple[str, Any]] | None = None  # the warm cache: kid → (alg, key)
+    _keys: dict[str, tuple[str, Any]] | None = None  # the warm cache: kid → (alg, key)
 
     def public_keys(self) -> dict[str, tuple[str, Any]]:
         if self._keys is None:
@@ -309,6 +331,8 @@ class FloorCashier:
         claims: dict[str, Any] = json.loads(_unb64(payload_segment))
         if claims["exp"] <= now or claims["aud"] != self.env["TOKEN_AUDIENCE"]:
             raise ValueError("the floor got a token it cannot accept")
+        if claims.get("mid") != self.merchant_id:  # another merchant's token (no registry read)
+            raise ValueError("the floor got another merchant's token")
         return claims
 
     def pay(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -336,7 +360,7 @@ class FloorCashier:
             "last4": claimed["last4"]["S"],
             "decline_code": None,
             "created_at": _iso(intent.now),
-            "merchant_id": None,  # the bench runs in single-caller mode
+            "merchant_id": self.merchant_id,
         }
         self._finish(intent, payment)
         return _response(201, _response_document(payment))
@@ -361,7 +385,10 @@ class FloorCashier:
         ).hexdigest()
         key_id = None
         if idempotency_key is not None:
-            key_id = "payments#" + hashlib.sha256(idempotency_key.encode("ascii")).hexdigest()
+            # As card_tokens.stores.idempotency_key_id: each merchant has its own key space.
+            digest = hashlib.sha256(idempotency_key.encode("ascii")).hexdigest()
+            merchant = self.merchant_id
+            key_id = f"payments#{merchant}#{digest}" if merchant else f"payments#{digest}"
         return _Intent(
             claims, jti, amount, currency, reference, fingerprint, key_id, uuid.uuid4().hex, now
         )
@@ -541,6 +568,8 @@ class FloorCashier:
             ReturnConsumedCapacity="TOTAL",
         )["Item"]
         payment = {name: _value(value) for name, value in item.items()}
+        if payment.get("merchant_id") != self.merchant_id:
+            raise ValueError("the floor got another merchant's payment")
         payment["amount"] = int(payment["amount"])
         return _response(200, _response_document(payment))
 

@@ -343,10 +343,11 @@ def requests_lines(results: dict[str, Any]) -> list[str]:
             "handler: processor | floor: processor | same requests | both tallies agree |",
             _request_rows(warm),
         ),
-        part("requests-cold-cache"),
+        part("requests-cold-cache", merchant_cache_seconds=warm["merchant_cache_seconds"]),
         [
             f"- {label}: {calls['service']}"
             + ("" if calls["processor"] == "none" else f"; processor: {calls['processor']}")
+            + f"; of which on the merchant registry: {calls['registry']}"
             for label, calls in (
                 *((f"first {route}", c) for route, c in warm["first_call"].items()),
                 *(

@@ -5,6 +5,11 @@ tests/integration/conftest.py does it (provision_stack from template.yaml, the p
 fixes, a first signing key through the rotation function). Handlers are loaded and called the
 way the local stack calls them (local.lambda_runtime), with a fresh LambdaContext per call made
 outside the timed span, as the runtime does.
+
+The timed rounds run as a registered merchant (BENCH_MERCHANT_PRINCIPAL, registered in setup with
+the operator's MerchantRegistry): issues carry its publishable key, payments its IAM identity.
+The registry is cached (MERCHANT_CACHE_SECONDS), so a warm call makes no registry read; the first
+calls and the calls after the caches expired show the registry's GetItems.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from bench.measure import AwsClock, RequestCounter, Summary, split_processor
 from local.emulator import in_process_aws
-from local.sample_events import get_event, load_event, payment_event
+from local.sample_events import get_event, load_event, payment_event, set_header
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_NAME = "card-tokens-bench"
@@ -38,6 +43,9 @@ ROUTES = (ISSUE, PAY, PAY_NO_KEY, REPLAY, GET)
 TUTORIAL_ISSUE = "tutorial create_jwt"
 TUTORIAL_PAY = "tutorial process_jwt"
 TUTORIAL_CARD = {"card_number": "4111111111111111", "expiry_date": "12/25", "cvv": "123"}
+# The merchant the timed rounds run as: its back end's IAM user signs the payments.
+BENCH_MERCHANT_PRINCIPAL = "arn:aws:iam::123456789012:user/bench-shop"
+REGISTRY_ROLE = "merchant registry"  # the registry table's role in request shapes
 
 
 @dataclass
@@ -79,17 +87,28 @@ def _patterns(calls: Counter[str]) -> dict[str, str]:
     return {"service": _pattern(service), "processor": _pattern(processor)}
 
 
+@dataclass(frozen=True)
 class Events:
-    """Events built from the files in events/, so the bench cannot drift from them."""
+    """Events built from the files in events/, so the bench cannot drift from them, sent as the
+    registered merchant: its publishable key on issues, its IAM identity on payments."""
+
+    publishable_key: str
+    principal: str = BENCH_MERCHANT_PRINCIPAL
 
     def issue(self) -> dict[str, Any]:
-        return load_event("issue_token.json")
+        event = load_event("issue_token.json")
+        return set_header(event, "Authorization", f"Bearer {self.publishable_key}")
 
     def pay(self, token: str, idempotency_key: str | None) -> dict[str, Any]:
-        return payment_event(token, idempotency_key)
+        return self._signed(payment_event(token, idempotency_key))
 
     def get(self, payment_id: str) -> dict[str, Any]:
-        return get_event(payment_id)
+        return self._signed(get_event(payment_id))
+
+    def _signed(self, event: dict[str, Any]) -> dict[str, Any]:
+        """As API Gateway passes on a SigV4-signed request (AWS_IAM): the caller's ARN."""
+        event["requestContext"]["identity"]["userArn"] = self.principal
+        return event
 
 
 def _body(response: dict[str, Any], status: int, what: str) -> dict[str, Any]:
@@ -181,8 +200,9 @@ def _run(
     from local.intrinsics import REGION
 
     environment, functions = _provision(counter)
-    sides = _sides(counter, environment, functions)
-    events = Events()
+    merchant = _register_merchant(environment["MERCHANT_TABLE_NAME"])
+    sides = _sides(counter, functions, merchant["merchant_id"])
+    events = Events(merchant["publishable_key"])
     # The first call of each function in this container: caches empty, clients not built.
     first_calls = _issue_then_pay(sides, events, counter)
     rounds = Rounds(sides, events, counter, clock)
@@ -205,6 +225,7 @@ def _run(
         "first_call": first_calls,
         "after_cache_expiry": after_expiry,
         "requests": _request_shapes(events, counter, sides),
+        "merchant_cache_seconds": _merchant_cache_seconds(),
         "python": sys.version.split()[0],
     }
 
@@ -227,13 +248,33 @@ def _provision(counter: RequestCounter) -> tuple[dict[str, str], dict[str, Any]]
     functions = functions_from_template(template, STACK_NAME)
     rotate(stack.environment["SIGNING_KEY_SECRET_ID"], functions["RotateSigningKeyFunction"].invoke)
     counter.table_roles = {stack.environment[name]: role for name, role in TABLE_ROLES.items()}
+    counter.table_roles[stack.environment["MERCHANT_TABLE_NAME"]] = REGISTRY_ROLE
     counter.processor_tables = {stack.environment["SANDBOX_LEDGER_TABLE_NAME"]}
     return stack.environment, functions
 
 
-def _sides(
-    counter: RequestCounter, environment: dict[str, str], functions: dict[str, Any]
-) -> Sides:
+def _register_merchant(table_name: str) -> dict[str, Any]:
+    """One merchant in the registry, as the operator adds it (`card-tokens merchants add`),
+    before any call is counted: the registry is not empty, so every call is a merchant's."""
+    import boto3
+
+    from card_tokens_client.merchants import MerchantRegistry
+    from local.intrinsics import REGION
+
+    registry = MerchantRegistry(table_name, boto3.client("dynamodb", region_name=REGION))
+    return registry.add(
+        name="Bench Shop", origins=["https://shop.example"], principals=[BENCH_MERCHANT_PRINCIPAL]
+    )
+
+
+def _merchant_cache_seconds() -> int:
+    """The functions' registry staleness bound, as they read it from their environment."""
+    from card_tokens import config
+
+    return config.issuer_settings().merchant_cache_seconds
+
+
+def _sides(counter: RequestCounter, functions: dict[str, Any], merchant_id: str) -> Sides:
     """Load the handlers, build the floor and the tutorial; the counter sees all their clients."""
     import boto3
 
@@ -256,7 +297,7 @@ def _sides(
     floor_environment = dict(os.environ)
     key_dir = Path(tempfile.mkdtemp(prefix="card-tokens-tutorial-"))
     private_pem, public_pem = write_key_files(key_dir)
-    tutorial_client = TutorialClient(environment["CARD_KEY_ID"], private_pem, REGION)
+    tutorial_client = TutorialClient(floor_environment["CARD_KEY_ID"], private_pem, REGION)
     tutorial_server = TutorialServer(public_pem, REGION)
     for client in (tutorial_client.kms_client, tutorial_server.kms_client):
         counter.attach(client.meta.events)
@@ -265,31 +306,45 @@ def _sides(
         issue_handler,
         pay_function,
         pay_handler,
-        FloorIssuer(floor_environment, clients),
-        FloorCashier(floor_environment, clients),
+        FloorIssuer(floor_environment, clients, merchant_id=merchant_id),
+        FloorCashier(floor_environment, clients, merchant_id=merchant_id),
         tutorial_client,
         tutorial_server,
     )
 
 
 def _issue_then_pay(sides: Sides, events: Events, counter: RequestCounter) -> dict[str, Any]:
-    """One token issued and paid by the handlers: each step's calls, as patterns."""
-    calls: dict[str, dict[str, str]] = {}
-    with counter.window() as window:
+    """One token issued and paid by the handlers: each step's calls, as patterns, and its reads
+    of the merchant registry."""
+    calls: dict[str, dict[str, Any]] = {}
+    with counter.window() as window, counter.recording() as shapes:
         token = _body(sides.issue(events.issue()), 201, ISSUE)["token"]
-    calls[ISSUE] = _patterns(window.hooked)
-    with counter.window() as window:
+    calls[ISSUE] = {**_patterns(window.hooked), "registry": registry_reads(shapes)}
+    with counter.window() as window, counter.recording() as shapes:
         _body(sides.pay(events.pay(token, _key(token))), 201, PAY)
-    calls[PAY] = _patterns(window.hooked)
+    calls[PAY] = {**_patterns(window.hooked), "registry": registry_reads(shapes)}
     return calls
 
 
+def registry_reads(shapes: list[dict[str, Any]]) -> str:
+    """The requests on the merchant registry, as a pattern ("dynamodb:GetItem x2", "none")."""
+    return _pattern(
+        Counter(f"dynamodb:{shape['operation']}" for shape in shapes if _on_registry(shape))
+    )
+
+
+def _on_registry(shape: dict[str, Any]) -> bool:
+    return shape.get("table") == REGISTRY_ROLE
+
+
 def _after_cache_expiry(sides: Sides, events: Events, counter: RequestCounter) -> dict[str, Any]:
-    """A cache that has expired (as after SECRET_CACHE_SECONDS): one Secrets Manager call, then
-    warm again."""
+    """Caches that have expired (as after SECRET_CACHE_SECONDS and MERCHANT_CACHE_SECONDS): one
+    Secrets Manager call and the registry's GetItems, then warm again."""
     from card_tokens.key_store import KEYS
+    from card_tokens.wiring import reset_merchant_directories
 
     KEYS.reset()
+    reset_merchant_directories()
     return _issue_then_pay(sides, events, counter)
 
 

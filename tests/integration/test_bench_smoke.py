@@ -16,7 +16,18 @@ import pytest
 
 from bench import floor
 from bench.floor import CONFIG as FLOOR_CONFIG
-from bench.warm import GET, ISSUE, PAY, PAY_NO_KEY, REPLAY, ROUTES, TUTORIAL_ISSUE, TUTORIAL_PAY
+from bench.warm import (
+    GET,
+    ISSUE,
+    PAY,
+    PAY_NO_KEY,
+    REGISTRY_ROLE,
+    REPLAY,
+    ROUTES,
+    TUTORIAL_ISSUE,
+    TUTORIAL_PAY,
+    registry_reads,
+)
 from card_tokens import config, payments, stores, tokens
 from card_tokens.aws import BOTO_CONFIG
 from tests.support import run_captured
@@ -122,6 +133,31 @@ def test_every_route_makes_exactly_its_aws_calls(bench_run: tuple[Path, Any]) ->
         assert list(series[route]["processor_calls"]) == [PROCESSOR_CALLS[route]], route
         assert not any("secretsmanager" in pattern for pattern in series[route]["calls"])
     assert "secretsmanager:GetSecretValue x1" in results["warm"]["first_call"][ISSUE]["service"]
+
+
+def test_a_warm_merchant_call_makes_no_registry_read(bench_run: tuple[Path, Any]) -> None:
+    """The merchant check is cached: the first calls and those after the caches expired read
+    the registry, a warm issue and a warm payment (the same merchant's) do not."""
+    _, results = bench_run
+    warm = results["warm"]
+    assert warm["merchant_cache_seconds"] == config.MERCHANT_CACHE_SECONDS
+    for cold in (warm["first_call"], warm["after_cache_expiry"]):
+        # Issue: key# and merchant#; payment: principal# (its merchant# is cached by then or not).
+        assert cold[ISSUE]["registry"] == "dynamodb:GetItem x2"
+        assert cold[PAY]["registry"] in ("dynamodb:GetItem x1", "dynamodb:GetItem x2")
+    for route in (ISSUE, PAY):
+        handler = warm["requests"][route]["handler"]
+        assert registry_reads(handler) == "none", route
+        assert all(shape.get("table") != REGISTRY_ROLE for shape in handler), route
+
+
+def test_the_report_states_the_registry_cache(bench_run: tuple[Path, Any]) -> None:
+    out, _ = bench_run
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert "Warm payments and issues make no registry call" in text
+    assert f"`MERCHANT_CACHE_SECONDS` ({config.MERCHANT_CACHE_SECONDS} s here)" in text
+    (first_issue,) = [line for line in text.splitlines() if line.startswith(f"- first {ISSUE}: ")]
+    assert first_issue.endswith("of which on the merchant registry: dynamodb:GetItem x2")
 
 
 def test_the_report_states_the_call_targets(bench_run: tuple[Path, Any]) -> None:
