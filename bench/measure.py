@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -29,12 +29,7 @@ class Summary:
         return cls(len(values), statistics.median(values), values[rank], values[0])
 
     def as_dict(self) -> dict[str, float]:
-        return {
-            "n": self.n,
-            "median_ms": self.median_ms,
-            "p99_ms": self.p99_ms,
-            "min_ms": self.min_ms,
-        }
+        return asdict(self)
 
 
 def ratio(numerator: Summary, denominator: Summary) -> dict[str, float]:
