@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from card_tokens import merchant_directory
+from card_tokens import aws_errors
 from card_tokens.config import MERCHANT_CACHE_SECONDS
+from card_tokens.errors import ServiceUnavailable
 from card_tokens.merchant_directory import DynamoDBMerchantDirectory
 from card_tokens.merchants import (
     MERCHANT_ID,
@@ -111,6 +112,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
         self.reads: list[str] = []
+        self.cut_short = False  # answer as a response cut short would: no capacity, no Item
 
     def register(self, merchant: Merchant) -> None:
         self.items[f"merchant#{merchant.merchant_id}"] = {
@@ -133,12 +135,25 @@ class FakeRegistry:
         self.items[f"key#{new_key}"] = {"merchant_id": {"S": merchant.merchant_id}}
         self.items[f"merchant#{merchant.merchant_id}"]["publishable_key"] = {"S": new_key}
 
-    def get_item(self, *, TableName: str, Key: dict[str, Any]) -> dict[str, Any]:
+    def get_item(
+        self,
+        *,
+        TableName: str,
+        Key: dict[str, Any],
+        ConsistentRead: bool,
+        ReturnConsumedCapacity: str,
+    ) -> dict[str, Any]:
         assert TableName == "merchants"
+        # The operator's last change must be seen, and a cut-short answer told apart.
+        assert ConsistentRead
+        assert ReturnConsumedCapacity == "TOTAL"
         pk = Key["pk"]["S"]
         self.reads.append(pk)
+        if self.cut_short:
+            return {}
         item = self.items.get(pk)
-        return {"Item": item} if item is not None else {}
+        answer: dict[str, Any] = {"ConsumedCapacity": {"TableName": TableName}}
+        return answer | ({"Item": item} if item is not None else {})
 
 
 class Clock:
@@ -152,7 +167,7 @@ class Clock:
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
     fake = FakeRegistry()
-    monkeypatch.setattr(merchant_directory, "dynamodb_client", lambda: fake)
+    monkeypatch.setattr(aws_errors, "dynamodb_client", lambda: fake)
     return fake
 
 
@@ -179,6 +194,30 @@ def test_an_empty_registry_is_single_caller_mode(directory: DynamoDBMerchantDire
     assert directory.is_empty()
     assert directory.by_publishable_key(SHOP.publishable_key) is None
     assert directory.by_principal(ROLE) is None
+
+
+@pytest.mark.parametrize(
+    "look_up",
+    [
+        lambda directory: directory.is_empty(),
+        lambda directory: directory.by_publishable_key(SHOP.publishable_key),
+        lambda directory: directory.by_principal(ROLE),
+    ],
+    ids=["registry", "publishable_key", "principal"],
+)
+def test_a_cut_short_registry_answer_is_unavailable_and_not_cached_as_absent(
+    registry: FakeRegistry, directory: DynamoDBMerchantDirectory, look_up: Any
+) -> None:
+    # Read as "no item", a cut-short registry answer would be single-caller mode (unbound
+    # tokens) or an unknown key, and stay so for MERCHANT_CACHE_SECONDS.
+    registry.register(SHOP)
+    registry.cut_short = True
+    with pytest.raises(ServiceUnavailable):
+        look_up(directory)
+    registry.cut_short = False
+    assert not directory.is_empty()
+    assert directory.by_publishable_key(SHOP.publishable_key) == SHOP
+    assert directory.by_principal(ROLE) == SHOP
 
 
 def test_a_warm_directory_makes_no_registry_call(

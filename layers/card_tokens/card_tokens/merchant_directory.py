@@ -20,8 +20,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from card_tokens.aws import dynamodb_client
-from card_tokens.aws_errors import unavailable_on_failure
+from card_tokens.aws_errors import read_item
 from card_tokens.config import MERCHANT_CACHE_SECONDS
 from card_tokens.merchants import MERCHANT_ID, PUBLISHABLE_KEY, Merchant, principal_of
 
@@ -87,10 +86,9 @@ class DynamoDBMerchantDirectory:
         return int(item["merchants"]["N"]) if item and "merchants" in item else 0
 
     def _get(self, pk: str) -> dict[str, Any] | None:
-        with unavailable_on_failure("dynamodb", "GetItem"):
-            response = dynamodb_client().get_item(TableName=self._table, Key={"pk": {"S": pk}})
-        item: dict[str, Any] | None = response.get("Item")
-        return item
+        # A cut-short answer is a 503, never "no such item": a registry read as empty would
+        # let an issuer mint unbound tokens for as long as the answer stays cached.
+        return read_item(self._table, {"pk": {"S": pk}})
 
 
 def _merchant_from(item: dict[str, Any]) -> Merchant | None:

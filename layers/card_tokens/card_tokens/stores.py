@@ -23,7 +23,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from card_tokens.aws import dynamodb_client
-from card_tokens.aws_errors import error_code, unavailable_on_failure
+from card_tokens.aws_errors import error_code, read_item, unavailable_on_failure
 from card_tokens.config import CLOCK_LEEWAY_SECONDS
 from card_tokens.errors import InvalidToken, PaymentNotFound, ServiceUnavailable, TokenAlreadyUsed
 from card_tokens.observability import logger
@@ -346,7 +346,7 @@ class DynamoDBPaymentStates:
                     self._refused(intent, token_item, now)
                 raise
         # A transaction returns no item: read what the claim holds (data key, card, holders).
-        item = _read_item(self._tokens, {"jti": {"S": intent.jti}})
+        item = read_item(self._tokens, {"jti": {"S": intent.jti}})
         return self._claim_from(item, attempt_id, intent)
 
     def _key_in_progress(self, intent: PaymentIntent, attempt_id: str, now: int) -> dict[str, Any]:
@@ -424,7 +424,7 @@ class DynamoDBPaymentStates:
 
     def claim_of(self, jti: str) -> Claim | None:
         """The claim on a token now (consistent read), or None if nobody holds it."""
-        item = _read_item(self._tokens, {"jti": {"S": jti}})
+        item = read_item(self._tokens, {"jti": {"S": jti}})
         if item is None:
             return None
         stored = _from_item(item)
@@ -602,7 +602,7 @@ class DynamoDBPaymentStates:
     # ------------------------------------------------------------------ reading and sweeping
 
     def get(self, payment_id: str) -> PaymentRecord:
-        item = _read_item(self._payments, {"payment_id": {"S": payment_id}})
+        item = read_item(self._payments, {"payment_id": {"S": payment_id}})
         if item is None:
             raise PaymentNotFound()
         return PaymentRecord.from_item(_from_item(item))
@@ -670,21 +670,6 @@ def _claim_of(stored: dict[str, Any], *, inherited: bool) -> Claim:
         )
     except KeyError:
         raise ServiceUnavailable("dynamodb") from None  # an item cut short: nothing is decided
-
-
-def _read_item(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
-    """One item by its key, read consistently; None if there is none.
-
-    AWS reports capacity whenever asked: without it the answer was cut short, and its missing
-    Item must not pass for "no such item" (an existing payment would become a 404).
-    """
-    with unavailable_on_failure("dynamodb", "GetItem"):
-        response = dynamodb_client().get_item(
-            TableName=table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
-        )
-    _require(response, "ConsumedCapacity")
-    item: dict[str, Any] | None = response.get("Item")
-    return item
 
 
 def _require(response: dict[str, Any] | Any, field: str) -> None:
