@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from card_tokens import config, wiring
 from card_tokens.config import ConfigurationError, PaymentStoreSettings
+from card_tokens.key_store import KEYS
 from card_tokens.processor import SandboxProcessor
+from card_tokens.processor_credentials import ProcessorSecrets
 
 STORE_ENVIRONMENT = {
     "TOKEN_TABLE_NAME": "tokens",
@@ -32,7 +36,7 @@ def test_the_sandbox_is_the_default_processor(
 ) -> None:
     settings = store_settings(monkeypatch, processor)
     assert settings.processor == "sandbox"
-    built = wiring.processor_for(settings)
+    built = wiring.processor_for(settings, charge_secret_id=None)
     assert isinstance(built, SandboxProcessor)
     assert built._table == "ledger"
 
@@ -40,18 +44,52 @@ def test_the_sandbox_is_the_default_processor(
 def test_an_unknown_processor_fails_with_the_names_it_knows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("PROCESSOR_LOOKUP_SECRET_ID", "acme-lookup")
     settings = store_settings(monkeypatch, "acme")
     with pytest.raises(
-        ConfigurationError, match=r"PAYMENT_PROCESSOR must be one of sandbox, got 'acme'"
+        ConfigurationError,
+        match=r"PAYMENT_PROCESSOR must be one of forward, sandbox, stripe, got 'acme'",
     ):
-        wiring.processor_for(settings)
+        wiring.processor_for(settings, charge_secret_id=None)
 
 
-def test_another_processor_plugs_in_through_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("processor", ["stripe", "forward"])
+def test_an_external_processor_without_its_lookup_secret_fails_the_cold_start(
+    monkeypatch: pytest.MonkeyPatch, processor: str
+) -> None:
+    monkeypatch.delenv("PROCESSOR_LOOKUP_SECRET_ID", raising=False)
+    with pytest.raises(ConfigurationError, match="PROCESSOR_LOOKUP_SECRET_ID"):
+        store_settings(monkeypatch, processor)
+
+
+def test_another_processor_plugs_in_through_the_registry_with_its_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROCESSOR_LOOKUP_SECRET_ID", "acme-lookup")
     settings = store_settings(monkeypatch, "acme")
+    read: list[str] = []
+
+    def fetch(secret_id: str) -> dict[str, Any]:
+        read.append(secret_id)
+        return {"secret": secret_id}
+
+    monkeypatch.setattr(KEYS, "fetch_secret_json", fetch)
+    built: list[ProcessorSecrets] = []
     acme = SandboxProcessor("acme-ledger")
-    monkeypatch.setitem(wiring.PROCESSORS, "acme", lambda _: acme)
-    assert wiring.processor_for(settings) is acme
+
+    def build(_: PaymentStoreSettings, secrets: ProcessorSecrets) -> SandboxProcessor:
+        built.append(secrets)
+        return acme
+
+    monkeypatch.setitem(wiring.PROCESSORS, "acme", build)
+    paying = wiring.processor_for(settings, charge_secret_id="acme-charge")
+    assert paying.lookup_lag_seconds == acme.lookup_lag_seconds
+    assert built == [ProcessorSecrets({"secret": "acme-charge"}, {"secret": "acme-lookup"})]
+    # The reconciler's: built from the lookup secret alone, the charge secret never read.
+    read.clear()
+    wiring.processor_for(settings, charge_secret_id=None).worst_case_seconds()
+    assert read == ["acme-lookup"]
+    assert built[-1] == ProcessorSecrets(None, {"secret": "acme-lookup"})
 
 
 @pytest.mark.parametrize(("raw", "seconds"), [(None, 60), ("", 60), ("0", 0), ("300", 300)])

@@ -45,9 +45,14 @@ def no_deadline() -> float:
     return math.inf
 
 
-def ensure_time(time_left: Callable[[], float], calls: int, error: Exception) -> None:
-    """Stop before steps whose worst case would outlive the function: answer, retry later."""
-    if time_left() < calls * worst_case_call_seconds():
+def ensure_time(
+    time_left: Callable[[], float], calls: int, error: Exception, *, plus_seconds: float = 0.0
+) -> None:
+    """Stop before steps whose worst case would outlive the function: answer, retry later.
+
+    plus_seconds: the worst case of steps that are not AWS calls (the processor's).
+    """
+    if time_left() < calls * worst_case_call_seconds() + plus_seconds:
         raise error
 
 

@@ -72,6 +72,11 @@ class PaymentStoreSettings:
     # PAYMENT_PROCESSOR names the processor adapter (card_tokens.wiring.PROCESSORS).
     processor: str
     sandbox_ledger_table: str
+    # What find_charge needs (an external processor only; both functions read it).
+    processor_lookup_secret_id: str
+    # FORWARD_ALLOWED_HOSTS: the only hosts the forwarding processor may send a card to. A
+    # template parameter, fixed at deploy: never from a request, never from a secret.
+    forward_allowed_hosts: str
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,8 @@ class PaymentSettings(PaymentStoreSettings, SealingSettings):
     verification_keys_secret_id: str
     merchant_table: str
     merchant_cache_seconds: int = MERCHANT_CACHE_SECONDS
+    # What charging needs (an external processor only): the payment function alone reads it.
+    processor_secret_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,13 +146,24 @@ def _cors_origins() -> frozenset[str]:
         raise ConfigurationError(str(error)) from None
 
 
+def _processor() -> str:
+    return os.environ.get("PAYMENT_PROCESSOR", "").strip() or DEFAULT_PROCESSOR
+
+
+def _processor_secret(name: str) -> str:
+    """The sandbox has no credentials; every other processor needs its secret's id."""
+    return "" if _processor() == DEFAULT_PROCESSOR else _required(name)
+
+
 def _payment_store_settings() -> PaymentStoreSettings:
     return PaymentStoreSettings(
         token_table=_required("TOKEN_TABLE_NAME"),
         payment_table=_required("PAYMENT_TABLE_NAME"),
         idempotency_table=_required("IDEMPOTENCY_TABLE_NAME"),
-        processor=os.environ.get("PAYMENT_PROCESSOR", "").strip() or DEFAULT_PROCESSOR,
+        processor=_processor(),
         sandbox_ledger_table=_required("SANDBOX_LEDGER_TABLE_NAME"),
+        processor_lookup_secret_id=_processor_secret("PROCESSOR_LOOKUP_SECRET_ID"),
+        forward_allowed_hosts=os.environ.get("FORWARD_ALLOWED_HOSTS", "").strip(),
     )
 
 
@@ -157,6 +175,7 @@ def payment_settings() -> PaymentSettings:
         verification_keys_secret_id=_required("VERIFICATION_KEYS_SECRET_ID"),
         merchant_table=_required("MERCHANT_TABLE_NAME"),
         merchant_cache_seconds=_merchant_cache_seconds(),
+        processor_secret_id=_processor_secret("PROCESSOR_SECRET_ID"),
     )
 
 

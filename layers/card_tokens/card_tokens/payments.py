@@ -49,6 +49,8 @@ from card_tokens.stores import (
 )
 from card_tokens.tokens import verify_token
 
+# Recording a charge (finish), or giving the token back after a refusal (release).
+_CALLS_AFTER_CHARGE = 2
 # Longer than the function timeout: a claim's holder is surely gone once its lease has lapsed.
 CLAIM_LEASE_SECONDS = 60
 # The AWS calls of one payment, one after another, in the worst case (cold cache, with a key):
@@ -110,7 +112,7 @@ class Cashier:
             found = self._find_charge(intent.jti, PaymentInProgress())
             if found is not None:
                 return self._record(claim, found, now)
-        return self._charge(claim, claims.meta_data, now)
+        return self._charge(claim, claims.meta_data, now, time_left)
 
     def get(self, payment_id: str, *, caller: Caller) -> PaymentRecord:
         if not _PAYMENT_ID.fullmatch(payment_id):
@@ -159,7 +161,9 @@ class Cashier:
         except ProcessorOutcomeUnknown:
             raise unknown from None
 
-    def _charge(self, claim: Claim, meta_data: str, now: int) -> PaymentRecord:
+    def _charge(
+        self, claim: Claim, meta_data: str, now: int, time_left: Callable[[], float]
+    ) -> PaymentRecord:
         intent = claim.intent
         if claim.encrypted_data_key is None:
             raise TokenAlreadyUsed()
@@ -169,6 +173,14 @@ class Cashier:
                 encrypted_data_key=claim.encrypted_data_key,
                 context=encryption_context(jti=intent.jti, audience=self.settings.token.audience),
                 data_keys=self.data_keys,
+            )
+            # A charge is started only with time for its worst case and for recording it
+            # (finish, or a release): a processor call cut off by the timeout is a doubt.
+            ensure_time(
+                time_left,
+                _CALLS_AFTER_CHARGE,
+                ServiceUnavailable("time"),
+                plus_seconds=self.processor.worst_case_seconds(),
             )
         except CardTokensError:
             self._give_back(claim)
@@ -182,6 +194,10 @@ class Cashier:
                 idempotency_key=intent.jti,
                 payment_id=claim.payment_id,
             )
+        except CardTokensError:
+            # Raised before anything was sent (its credentials unreadable): nothing charged.
+            self._give_back(claim)
+            raise
         except ProcessorFailure:
             # The processor says nothing was charged under this key.
             self.states.release(claim.intent, claim.attempt_id, sole_attempt=True)

@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from card_tokens.aws import dynamodb_client
+from card_tokens.aws import dynamodb_client, worst_case_call_seconds
 from card_tokens.aws_errors import error_code
 from card_tokens.cards import Card
 from card_tokens.observability import logger
@@ -40,6 +40,19 @@ class ChargeResult:
 
 
 class PaymentProcessor(Protocol):
+    @property
+    def lookup_lag_seconds(self) -> int:
+        """How long after a charge find_charge may still answer None for it (a search index
+        that lags writes): the reconciler trusts "no charge" only for attempts older than this."""
+        ...
+
+    def worst_case_seconds(self) -> float:
+        """The longest one charge plus one lookup can take, every timeout and retry included.
+
+        The cashier starts a charge only while the time left covers this (and recording it).
+        """
+        ...
+
     def charge(
         self, *, card: Card, amount: int, currency: str, idempotency_key: str, payment_id: str
     ) -> ChargeResult:
@@ -83,8 +96,13 @@ class SandboxProcessor:
     own entry and returns it, as a real processor's idempotency does.
     """
 
+    lookup_lag_seconds = 0  # a consistent read sees every charge at once
+
     def __init__(self, ledger_table: str) -> None:
         self._table = ledger_table
+
+    def worst_case_seconds(self) -> float:
+        return 2 * worst_case_call_seconds()  # a PutItem and a GetItem
 
     def charge(
         self, *, card: Card, amount: int, currency: str, idempotency_key: str, payment_id: str

@@ -3,7 +3,8 @@
 A payment is in doubt when its request died (or lost its answers) after claiming the token:
 the processor may have charged. Once the claim's lease has lapsed, its holder is surely gone,
 so the processor's answer to "is there a charge for this token?" is final: a charge is
-recorded as the payment (and the data key destroyed), no charge gives the token back.
+recorded as the payment (and the data key destroyed), no charge gives the token back, once
+the processor's lookup lag (lookup_lag_seconds) has passed too.
 
 Tokens that expire unpaid lose their encrypted data key here, so no card data (CVV included)
 outlives its token by more than the sweep interval; DynamoDB's TTL can take days.
@@ -62,6 +63,10 @@ class Reconciler:
             count("Payments", status=payment.status)
             logger.info("in-doubt payment recorded", extra={"payment_id": payment.payment_id})
             return "recorded"
+        if now <= claim.lease_ends_at + self.processor.lookup_lag_seconds:
+            # The last attempt may have charged up to its lease's end, and this processor's
+            # lookup may not show a charge that young yet (Stripe's search): ask again later.
+            return "unconfirmed"
         # Its lease lapsed, so every attempt that held it is gone: the processor's no is final.
         self.states.release(claim.intent, claim.attempt_id, sole_attempt=False)
         if claim.expires_at < now and self.states.strip_data_key(jti, now=now):

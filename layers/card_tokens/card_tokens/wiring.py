@@ -18,6 +18,7 @@ from functools import cache
 
 from card_tokens.aws import secretsmanager_client
 from card_tokens.config import (
+    DEFAULT_PROCESSOR,
     ConfigurationError,
     PaymentStoreSettings,
     issuer_settings,
@@ -33,24 +34,57 @@ from card_tokens.kms_data_keys import KmsDataKeys
 from card_tokens.merchant_directory import DynamoDBMerchantDirectory
 from card_tokens.payments import Cashier
 from card_tokens.processor import PaymentProcessor, SandboxProcessor
+from card_tokens.processor_credentials import CredentialedProcessor, ProcessorSecrets
 from card_tokens.reconciliation import Reconciler
 from card_tokens.stores import DynamoDBPaymentStates, DynamoDBTokenStore
 
-# The processor adapters by PAYMENT_PROCESSOR value. Another processor plugs in here: the
-# Cashier and the Reconciler only know the PaymentProcessor port.
-PROCESSORS: dict[str, Callable[[PaymentStoreSettings], PaymentProcessor]] = {
-    "sandbox": lambda settings: SandboxProcessor(settings.sandbox_ledger_table),
+
+def _stripe(settings: PaymentStoreSettings, secrets: ProcessorSecrets) -> PaymentProcessor:
+    # Imported here: the sandbox's cold start never loads the Stripe SDK.
+    from card_tokens.stripe_processor import StripeProcessor
+
+    # The payment function charges and looks up with its secret key; the reconciler only has
+    # the lookup secret's (a restricted key that can read PaymentIntents).
+    return StripeProcessor.from_secret(
+        secrets.charge if secrets.charge is not None else secrets.lookup
+    )
+
+
+def _forward(settings: PaymentStoreSettings, secrets: ProcessorSecrets) -> PaymentProcessor:
+    from card_tokens.forwarding_processor import ForwardingProcessor
+
+    return ForwardingProcessor.from_secrets(
+        secrets.charge, secrets.lookup, settings.forward_allowed_hosts
+    )
+
+
+# The external processor adapters by PAYMENT_PROCESSOR value, each built from its secrets
+# (card_tokens.processor_credentials). Another processor plugs in here: the Cashier and the
+# Reconciler only know the PaymentProcessor port. "sandbox", the default, needs no secret.
+PROCESSORS: dict[str, Callable[[PaymentStoreSettings, ProcessorSecrets], PaymentProcessor]] = {
+    "stripe": _stripe,
+    "forward": _forward,
 }
 
 
-def processor_for(settings: PaymentStoreSettings) -> PaymentProcessor:
+def processor_for(
+    settings: PaymentStoreSettings, *, charge_secret_id: str | None
+) -> PaymentProcessor:
+    """The processor PAYMENT_PROCESSOR names. Without a charge secret (the reconciler) an
+    external processor can look charges up and never make one."""
+    if settings.processor == DEFAULT_PROCESSOR:
+        return SandboxProcessor(settings.sandbox_ledger_table)
     build = PROCESSORS.get(settings.processor)
     if build is None:
-        known = ", ".join(sorted(PROCESSORS))
+        known = ", ".join(sorted([DEFAULT_PROCESSOR, *PROCESSORS]))
         raise ConfigurationError(
             f"PAYMENT_PROCESSOR must be one of {known}, got {settings.processor!r}"
         )
-    return build(settings)
+    return CredentialedProcessor(
+        lambda secrets: build(settings, secrets),
+        charge_secret_id=charge_secret_id or None,
+        lookup_secret_id=settings.processor_lookup_secret_id,
+    )
 
 
 def _payment_states(settings: PaymentStoreSettings) -> DynamoDBPaymentStates:
@@ -94,7 +128,8 @@ def issuer() -> Issuer:
 @cache
 def payment_processor() -> PaymentProcessor:
     """The processor the payment function charges (and the tests read the ledger of)."""
-    return processor_for(payment_settings())
+    settings = payment_settings()
+    return processor_for(settings, charge_secret_id=settings.processor_secret_id)
 
 
 @cache
@@ -113,7 +148,9 @@ def cashier() -> Cashier:
 @cache
 def reconciler() -> Reconciler:
     settings = reconciler_settings()
-    return Reconciler(states=_payment_states(settings), processor=processor_for(settings))
+    return Reconciler(
+        states=_payment_states(settings), processor=processor_for(settings, charge_secret_id=None)
+    )
 
 
 def signing_key_rotation() -> SigningKeyRotation:
