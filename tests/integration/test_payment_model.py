@@ -13,7 +13,9 @@ After every step, and at the end, the invariants of the payment state machine mu
   token no data key;
 - a token never charged stays usable until it expires;
 - every answer is one the contract documents.
-`make chaos` runs more examples (CHAOS_EXAMPLES).
+The machine runs once per processor adapter, each against its processor (PROCESSORS_UNDER_TEST:
+the sandbox's ledger table, a local Stripe fake, a local HTTPS processor for the forwarding
+adapter), with the same cards and invariants. `make chaos` runs more examples (CHAOS_EXAMPLES).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -47,6 +51,7 @@ from card_tokens.merchants import Caller
 from card_tokens.payments import CLAIM_LEASE_SECONDS, Cashier
 from card_tokens.processor import (
     ChargeResult,
+    PaymentProcessor,
     ProcessorFailure,
     ProcessorOutcomeUnknown,
     SandboxProcessor,
@@ -97,7 +102,7 @@ def aws_faults(most: int) -> st.SearchStrategy[AwsPlan]:
 
 @dataclass
 class FlakyProcessor:
-    """The sandbox, with planned timeouts before or after its charge and its lookup.
+    """The adapter under test, with planned timeouts before or after its charge and its lookup.
 
     It also watches the rule "never a second charge without a lookup": once a request that
     made a charge call for a token has ended (the payment may be in doubt), a later charge call
@@ -105,11 +110,18 @@ class FlakyProcessor:
     flight at once may both call: the idempotency key makes that one charge.
     """
 
-    inner: SandboxProcessor
+    inner: PaymentProcessor
     planned: deque[tuple[str, str]] = field(default_factory=deque)
     charge_calls: dict[str, int] = field(default_factory=dict)
     unasked_second_charges: list[str] = field(default_factory=list)
     _request: threading.local = field(default_factory=threading.local)
+
+    @property
+    def lookup_lag_seconds(self) -> int:
+        return self.inner.lookup_lag_seconds
+
+    def worst_case_seconds(self) -> float:
+        return self.inner.worst_case_seconds()
 
     def new_request(self) -> None:
         self._request.asked = set()
@@ -163,12 +175,65 @@ class FlakyProcessor:
         return self.inner.find_charge(idempotency_key)
 
 
+class Books(Protocol):
+    """The processor's own records, read by the test past every fault (never by the adapter)."""
+
+    def charge_of(self, idempotency_key: str) -> ChargeResult | None: ...
+
+
+@dataclass(frozen=True)
+class ProcessorUnderTest:
+    """An adapter, and the books of the processor (or fake) it talks to."""
+
+    adapter: PaymentProcessor
+    books: Books
+
+
+class SandboxBooks:
+    """The sandbox's ledger table, read with a client of the test's own (no faults on it)."""
+
+    def __init__(self) -> None:
+        self._observer = boto3.client("dynamodb")
+        self._table = payment_settings().sandbox_ledger_table
+
+    def charge_of(self, idempotency_key: str) -> ChargeResult | None:
+        item = self._observer.get_item(
+            TableName=self._table,
+            Key={"idempotency_key": {"S": idempotency_key}},
+            ConsistentRead=True,
+        ).get("Item")
+        if item is None:
+            return None
+        return ChargeResult(
+            outcome=item["outcome"]["S"],
+            decline_code=item.get("decline_code", {}).get("S"),
+            processor_reference=item["processor_reference"]["S"],
+            amount=int(item["amount"]["N"]),
+            currency=item["currency"]["S"],
+        )
+
+
+@contextmanager
+def sandbox() -> Iterator[ProcessorUnderTest]:
+    yield ProcessorUnderTest(
+        SandboxProcessor(payment_settings().sandbox_ledger_table), SandboxBooks()
+    )
+
+
+# Each adapter against its processor: the same machine, cards and invariants for every one.
+PROCESSORS_UNDER_TEST: dict[str, Callable[[], AbstractContextManager[ProcessorUnderTest]]] = {
+    "sandbox": sandbox,
+}
+
+
 @dataclass
 class World:
-    """What the machine runs against: the emulated stack and the faults on the layer's clients."""
+    """What the machine runs against: the emulated stack, the faults on the layer's clients,
+    and the processor adapter under test."""
 
     stack: LocalStack
     faults: AwsFaults
+    under_test: ProcessorUnderTest
 
 
 WORLD: World | None = None
@@ -203,8 +268,8 @@ class PaymentModel(RuleBasedStateMachine):
         self.now = epoch_seconds()
         issuer_env = issuer_settings()
         env = payment_settings()
-        self.ledger = SandboxProcessor(env.sandbox_ledger_table)
-        self.processor = FlakyProcessor(self.ledger)
+        self.books = self.world.under_test.books
+        self.processor = FlakyProcessor(self.world.under_test.adapter)
         states = DynamoDBPaymentStates(
             token_table=env.token_table,
             payment_table=env.payment_table,
@@ -248,21 +313,8 @@ class PaymentModel(RuleBasedStateMachine):
     # ------------------------------------------------------------------ helpers
 
     def charge_of(self, jti: str) -> ChargeResult | None:
-        """What the processor's books say, read past the faults (a client of the test's own)."""
-        item = self.observer.get_item(
-            TableName=payment_settings().sandbox_ledger_table,
-            Key={"idempotency_key": {"S": jti}},
-            ConsistentRead=True,
-        ).get("Item")
-        if item is None:
-            return None
-        return ChargeResult(
-            outcome=item["outcome"]["S"],
-            decline_code=item.get("decline_code", {}).get("S"),
-            processor_reference=item["processor_reference"]["S"],
-            amount=int(item["amount"]["N"]),
-            currency=item["currency"]["S"],
-        )
+        """What the processor's books say, read past the faults."""
+        return self.books.charge_of(jti)
 
     def pay(self, token: Token, amount: int, key: str | None) -> Answer:
         request = PaymentRequest(
@@ -540,10 +592,14 @@ class PaymentModel(RuleBasedStateMachine):
         self.sweep_past_expiry()
 
 
-def test_the_payment_state_machine_holds_its_invariants(stack: LocalStack) -> None:
+@pytest.mark.parametrize("processor", sorted(PROCESSORS_UNDER_TEST))
+def test_the_payment_state_machine_holds_its_invariants(stack: LocalStack, processor: str) -> None:
     global WORLD
-    with faults_on(dynamodb_client(), kms_client()) as faults:
-        WORLD = World(stack, faults)
+    with (
+        PROCESSORS_UNDER_TEST[processor]() as under_test,
+        faults_on(dynamodb_client(), kms_client()) as faults,
+    ):
+        WORLD = World(stack, faults, under_test)
         try:
             run_state_machine_as_test(
                 PaymentModel,

@@ -66,6 +66,9 @@ class Reconciler:
         if now <= claim.lease_ends_at + self.processor.lookup_lag_seconds:
             # The last attempt may have charged up to its lease's end, and this processor's
             # lookup may not show a charge that young yet (Stripe's search): ask again later.
+            # The card is not needed to record a charge found then: an expired token's goes.
+            if claim.encrypted_data_key is not None and claim.expires_at < now:
+                self.states.strip_claimed_data_key(jti, now=now)
             return "unconfirmed"
         # Its lease lapsed, so every attempt that held it is gone: the processor's no is final.
         self.states.release(claim.intent, claim.attempt_id, sole_attempt=False)

@@ -192,6 +192,8 @@ class PaymentStates(Protocol):
 
     def strip_data_key(self, jti: str, *, now: int) -> bool: ...
 
+    def strip_claimed_data_key(self, jti: str, *, now: int) -> bool: ...
+
 
 class DynamoDBTokenStore:
     def __init__(self, table_name: str) -> None:
@@ -645,6 +647,33 @@ class DynamoDBPaymentStates:
                 raise ServiceUnavailable("dynamodb") from error
             return False  # claimed, paid or not yet expired: nothing to strip
         return True
+
+    def strip_claimed_data_key(self, jti: str, *, now: int) -> bool:
+        """An expired token whose lapsed claim stays in doubt (its processor's lookup cannot be
+        trusted yet): the data key goes now, the claim stays, so a charge found later is still
+        recorded and no CVV outlives its token by more than a sweep."""
+        try:
+            dynamodb_client().update_item(**_strip_claimed_data_key_update(self._tokens, jti, now))
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise ServiceUnavailable("dynamodb") from error
+            return False  # paid, released, still leased or not yet expired
+        return True
+
+
+def _strip_claimed_data_key_update(table: str, jti: str, now: int) -> dict[str, Any]:
+    return {
+        "TableName": table,
+        "Key": {"jti": {"S": jti}},
+        "UpdateExpression": "REMOVE encrypted_data_key",
+        "ConditionExpression": (
+            "#status = :claimed AND claim_lease_ends_at < :now AND expires_at < :cutoff"
+        ),
+        "ExpressionAttributeNames": {"#status": "status"},
+        "ExpressionAttributeValues": _to_item(
+            {":claimed": "claimed", ":now": now, ":cutoff": now - CLOCK_LEEWAY_SECONDS}
+        ),
+    }
 
 
 def _claim_of(stored: dict[str, Any], *, inherited: bool) -> Claim:
