@@ -131,6 +131,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the status line: a processor that answers late
     declare_length: bool = True  # False: no Content-Length, the body ends when the server closes
+    # The request was read (and acted on), then the connection closes with no status line:
+    # an answer lost on its way back, on a real socket.
+    hang_up: bool = False
+    trickle: float = 0.0  # seconds between the body's bytes: each read waits little, all of it long
 
 
 Answer = Callable[[Received], Reply]
@@ -200,6 +204,9 @@ def https_processor(
             )
             fake.received.append(received)
             reply = answer(received)
+            if reply.hang_up:
+                self.close_connection = True
+                return
             time.sleep(reply.delay)
             self.send_response(reply.status)
             headers = {"Content-Type": "application/json", **reply.headers}
@@ -211,7 +218,11 @@ def https_processor(
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            pieces = [bytes([byte]) for byte in reply.body] if reply.trickle else [reply.body]
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                time.sleep(reply.trickle)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the fake's own access log would only clutter the test's captured output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -12,15 +13,12 @@ import pytest
 
 from card_tokens.cards import Card
 from card_tokens.forwarding import (
-    AllowList,
+    LOOKUP_FIELDS,
+    ForwardingSettings,
     ForwardingSettingsInvalid,
     RequestTemplate,
 )
-from card_tokens.forwarding_processor import (
-    ClientCertificate,
-    ForwardingProcessor,
-    ForwardingSettings,
-)
+from card_tokens.forwarding_processor import ForwardingProcessor
 from card_tokens.processor import ChargeResult, ProcessorFailure, ProcessorOutcomeUnknown
 from tests.flows import everything_written
 from tests.processors.https_fake import (
@@ -77,21 +75,26 @@ def pki() -> ThrowawayPki:
 
 
 def settings(
-    fake: FakeProcessor, pki: ThrowawayPki, *, allowed: str | None = None, **extra: Any
+    fake: FakeProcessor,
+    pki: ThrowawayPki,
+    *,
+    allowed: str | None = None,
+    lookup: bool = True,
+    **charge_document: Any,
 ) -> ForwardingSettings:
-    document = {
-        "charge": {"url": fake.url, "template": TEMPLATE, **RULES},
-        "lookup": {"url": f"https://127.0.0.1:{fake.port}/v1/lookup", **LOOKUP},
-        "connect_timeout": 2,
-        "read_timeout": 2,
-    }
-    built = ForwardingSettings.from_document(
-        document,
-        allowed_hosts=AllowList.parse(allowed or f"127.0.0.1:{fake.port}"),
-        headers={"Authorization": "Bearer sk_test_forward"},
-        ca_bundle_pem=pki.server_ca.certificate_pem,
+    """The two secret documents pointed at `fake`; `charge_document` members override."""
+    trust = {"ca_bundle_pem": pki.server_ca.certificate_pem, "connect_timeout": 2}
+    exchange = {"url": f"https://127.0.0.1:{fake.port}/v1/lookup", **LOOKUP}
+    return ForwardingSettings.from_secrets(
+        {
+            "charge": {"url": fake.url, "template": TEMPLATE, **RULES},
+            "headers": {"Authorization": "Bearer sk_test_forward"},
+            **trust,
+            **charge_document,
+        },
+        {**trust, "lookup": exchange} if lookup else trust,
+        allowed or f"127.0.0.1:{fake.port}",
     )
-    return replace(built, **extra)
 
 
 def charge(processor: ForwardingProcessor) -> ChargeResult:
@@ -171,7 +174,10 @@ def test_mtls_without_the_client_certificate_reaches_no_handler(pki: ThrowawayPk
 
 def test_mtls_presents_the_client_certificate(pki: ThrowawayPki) -> None:
     answer = json_reply(200, {"status": "approved", "id": "ch_1"})
-    certificate = ClientCertificate(pki.client.certificate_pem, pki.client.private_key_pem)
+    certificate = {
+        "certificate_pem": pki.client.certificate_pem,
+        "private_key_pem": pki.client.private_key_pem,
+    }
     with https_processor(pki, answer, require_client_certificate=True) as fake:
         processor = ForwardingProcessor(settings(fake, pki, client_certificate=certificate))
         assert charge(processor).outcome == "approved"
@@ -210,12 +216,9 @@ def test_the_lookup_url_is_held_to_the_allow_list_too(
 ) -> None:
     built = settings(approving, pki)
     assert built.lookup is not None
-    elsewhere = replace(
-        built, lookup=replace(built.lookup, url="https://processor.example/v1/lookup")
-    )
 
-    with pytest.raises(ForwardingSettingsInvalid, match="allow-list"):
-        ForwardingProcessor(elsewhere)
+    with pytest.raises(ForwardingSettingsInvalid, match=r"^lookup\.url: .*allow-list"):
+        replace(built, lookup=replace(built.lookup, url="https://processor.example/v1/lookup"))
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -237,11 +240,11 @@ def test_an_oversized_answer_is_refused(pki: ThrowawayPki, declare_length: bool)
     padding = "x" * 5000
     body = json.dumps({"status": "approved", "id": "ch_1", "padding": padding}).encode()
     with https_processor(pki, lambda _: Reply(200, body, declare_length=declare_length)) as fake:
-        processor = ForwardingProcessor(settings(fake, pki, max_response_bytes=4096))
+        processor = ForwardingProcessor(replace(settings(fake, pki), max_response_bytes=4096))
         with pytest.raises(ProcessorOutcomeUnknown, match="response_too_large"):
             charge(processor)
         # The same answer within the cap is an approval: the cap, not the body, refused it.
-        roomy = ForwardingProcessor(settings(fake, pki, max_response_bytes=len(body)))
+        roomy = ForwardingProcessor(replace(settings(fake, pki), max_response_bytes=len(body)))
         assert charge(roomy).outcome == "approved"
 
 
@@ -256,17 +259,9 @@ def test_a_slow_answer_times_out_after_the_request_went(pki: ThrowawayPki) -> No
 
 
 def test_a_processor_nobody_listens_on_fails_without_a_charge(pki: ThrowawayPki) -> None:
-    port = closed_port()
-    document = {"charge": {"url": f"https://127.0.0.1:{port}/v1/charges", "template": TEMPLATE}}
-    processor = ForwardingProcessor(
-        ForwardingSettings.from_document(
-            {**document, "charge": {**document["charge"], **RULES}},
-            allowed_hosts=AllowList.parse(f"127.0.0.1:{port}"),
-            ca_bundle_pem=pki.server_ca.certificate_pem,
-        )
-    )
+    nobody = FakeProcessor(port=closed_port())
     with pytest.raises(ProcessorFailure, match="unreachable"):
-        charge(processor)
+        charge(ForwardingProcessor(settings(nobody, pki)))
 
 
 def echo(http_status: int, **fields: Any) -> Answer:
@@ -357,7 +352,7 @@ def test_find_charge_says_none_only_when_the_rules_say_so(
 def test_find_charge_without_a_lookup_is_in_doubt(
     approving: FakeProcessor, pki: ThrowawayPki
 ) -> None:
-    processor = ForwardingProcessor(settings(approving, pki, lookup=None))
+    processor = ForwardingProcessor(settings(approving, pki, lookup=False))
     with pytest.raises(ProcessorOutcomeUnknown, match="no lookup"):
         processor.find_charge(KEY)
     assert approving.connections == 0
@@ -379,8 +374,6 @@ def test_a_template_is_whole_string_placeholders_in_json(template: str) -> None:
 
 
 def test_a_lookup_template_cannot_carry_the_card() -> None:
-    from card_tokens.forwarding import LOOKUP_FIELDS
-
     with pytest.raises(ForwardingSettingsInvalid):
         RequestTemplate.parse('{"n": "{{card.number}}"}', fields=LOOKUP_FIELDS)
 
@@ -392,3 +385,16 @@ def test_a_card_field_cannot_break_out_of_its_string() -> None:
     rendered = json.loads(template.render({"card.cardholder_name": hostile.cardholder_name}))
 
     assert rendered == {"name": hostile.cardholder_name, "amount": 1}
+
+
+def test_an_answer_trickled_in_is_cut_at_connect_plus_read_timeout(pki: ThrowawayPki) -> None:
+    # Every byte comes well within the read timeout; all of them would take over 5 seconds.
+    body = json.dumps({"status": "approved", "id": "ch_1", "padding": "x" * 40}).encode()
+    with https_processor(pki, lambda _: Reply(200, body, trickle=0.1)) as fake:
+        processor = ForwardingProcessor(settings(fake, pki, connect_timeout=0.5, read_timeout=0.5))
+        started = time.monotonic()
+        with pytest.raises(ProcessorOutcomeUnknown, match="answer lost"):
+            charge(processor)
+        elapsed = time.monotonic() - started
+
+    assert 0.5 < elapsed < 0.5 + 0.5 + 0.4  # the deadline, not the end of the body, stopped it
