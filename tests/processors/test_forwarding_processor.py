@@ -21,6 +21,7 @@ from card_tokens.forwarding import (
 from card_tokens.forwarding_processor import ForwardingProcessor
 from card_tokens.processor import ChargeResult, ProcessorFailure, ProcessorOutcomeUnknown
 from tests.flows import everything_written
+from tests.processors.forward_fake import CHARGE_TEMPLATE as TEMPLATE
 from tests.processors.https_fake import (
     Answer,
     FakeProcessor,
@@ -34,18 +35,6 @@ from tests.processors.https_fake import (
 PAN = "4111111111111111"
 CARD = Card(pan=PAN, exp_month=3, exp_year=2031, cvv="737", brand="visa", cardholder_name="Ada")
 KEY = "jti-0001"
-TEMPLATE = {
-    "card": {
-        "number": "{{card.number}}",
-        "exp_month": "{{card.exp_month|text}}",
-        "exp_year": "{{card.exp_year}}",
-        "cvc": "{{card.cvv}}",
-    },
-    "amount": "{{amount}}",
-    "currency": "{{currency}}",
-    "idempotency_key": "{{idempotency_key}}",
-    "metadata": {"payment_id": "{{payment_id}}"},
-}
 RULES = {
     "rules": [
         {"http_status": [200, 201], "path": "status", "equals": "approved", "outcome": "approved"},
