@@ -6,11 +6,13 @@ the adapters named below, and nowhere else (tests/unit/test_layering.py holds bo
 """
 
 # The only modules that import boto3, botocore or Powertools' parameters utility (which imports
-# boto3). processor.py also holds the PaymentProcessor port, beside its sandbox adapter, and
-# key_rotation.py is a use case that speaks Secrets Manager's rotation protocol itself.
+# boto3), or open connections of their own. processor.py also holds the PaymentProcessor port,
+# beside its sandbox adapter, and key_rotation.py is a use case that speaks Secrets Manager's
+# rotation protocol itself.
 ADAPTERS = (
     "aws",
     "aws_errors",
+    "forwarding_processor",
     "key_rotation",
     "key_store",
     "kms_data_keys",
@@ -25,6 +27,7 @@ PURE = (
     "config",
     "cors",
     "errors",
+    "forwarding",
     "merchants",
     "printable",
     "records",
