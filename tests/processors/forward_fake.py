@@ -5,7 +5,7 @@ The API it implements is the one `forwarding_documents` describes to the adapter
     POST /v1/charges  {"card": {"number", "exp_month": "03", "exp_year", "cvc"}, "amount": 1250,
                        "currency": "EUR", "idempotency_key": "...", "metadata": {"payment_id"}}
       201 {"id": "ch_…", "status": "approved", "amount", "currency": "eur", "idempotency_key"}
-      402 the same with "status": "declined" and a "decline_code"
+      402 the same with "status": "declined" and its own "decline_code" (do_not_honor, nsf)
       422 {"error": "processing_error"}          refused, nothing charged (the failure card)
       409 {"error": "idempotency_key_reused"}    the key was first used with another amount
       401 / 400                                  wrong API key / malformed: nothing charged
@@ -32,7 +32,9 @@ from tests.processors.https_fake import Received, Reply, ThrowawayPki, https_pro
 
 CHARGE_API_KEY = "fwd_charge_key"
 LOOKUP_API_KEY = "fwd_lookup_key"
-DECLINE_CODES = {"4000000000000002": "card_declined", "4000000000009995": "insufficient_funds"}
+# The processor's own decline codes: the forwarding rules map them onto the contract's.
+DECLINE_CODES = {"4000000000000002": "do_not_honor", "4000000000009995": "nsf"}
+CONTRACT_DECLINE_CODES = {"do_not_honor": "card_declined", "nsf": "insufficient_funds"}
 REFUSED_CARD = "4000000000000119"  # the processor refuses it every time, charging nothing
 
 CHARGE_TEMPLATE = {
@@ -78,10 +80,13 @@ def forwarding_documents(
                     "equals": "declined",
                     "outcome": "declined",
                 },
-                # Refused, conflicting, unauthorised or malformed: the processor charged nothing.
-                {"http_status": [400, 401, 409, 422], "outcome": "failed"},
+                # The key was first used with another amount: that charge stands, not this one.
+                {"http_status": [409], "outcome": "conflict"},
+                # Refused, unauthorised or malformed: the processor charged nothing.
+                {"http_status": [400, 401, 422], "outcome": "failed"},
             ],
             "decline_code_path": "decline_code",
+            "decline_codes": {"nsf": "insufficient_funds"},
             "reference_path": "id",
         },
         "headers": {"Authorization": f"Bearer {CHARGE_API_KEY}"},
@@ -107,6 +112,7 @@ def forwarding_documents(
                 {"http_status": [404], "outcome": "failed"},  # "failed" here: no such charge
             ],
             "decline_code_path": "decline_code",
+            "decline_codes": {"nsf": "insufficient_funds"},
             "reference_path": "id",
             "amount_path": "amount",
             "currency_path": "currency",
@@ -159,7 +165,7 @@ class ProcessorBooks:
         answer = booked.answer
         return ChargeResult(
             outcome=answer["status"],
-            decline_code=answer.get("decline_code"),
+            decline_code=CONTRACT_DECLINE_CODES.get(answer.get("decline_code", "")),
             processor_reference=answer["id"],
             amount=answer["amount"],
             currency=answer["currency"].upper(),

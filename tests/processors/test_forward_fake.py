@@ -11,7 +11,12 @@ import pytest
 
 from card_tokens.cards import Card
 from card_tokens.forwarding_processor import ForwardingProcessor
-from card_tokens.processor import ChargeResult, ProcessorFailure, ProcessorOutcomeUnknown
+from card_tokens.processor import (
+    ChargeResult,
+    ProcessorFailure,
+    ProcessorIdempotencyConflict,
+    ProcessorOutcomeUnknown,
+)
 from tests.processors.forward_fake import (
     CHARGE_API_KEY,
     LOOKUP_API_KEY,
@@ -90,13 +95,13 @@ def test_a_replay_gets_the_first_answer_and_charges_once(fake: ForwardFake) -> N
     assert (fake.books.attempts[KEY], fake.books.charge_count(KEY)) == (2, 1)
 
 
-def test_the_key_reused_for_another_amount_fails_and_charges_nothing_more(
+def test_the_key_reused_for_another_amount_is_a_conflict_and_charges_nothing_more(
     fake: ForwardFake,
 ) -> None:
     processor = adapter(fake)
     first = pay(processor)
 
-    with pytest.raises(ProcessorFailure, match=r"\(409\)"):
+    with pytest.raises(ProcessorIdempotencyConflict, match=r"\(409\)"):
         pay(processor, amount=999)
     assert fake.books.charge_of(KEY) == first
     assert fake.books.charge_count(KEY) == 1

@@ -131,7 +131,7 @@ def test_the_card_goes_out_in_the_template_and_an_approval_comes_back(
         (
             402,
             {"status": "declined", "id": "ch_2"},
-            ChargeResult("declined", "processor_declined", "ch_2", 1250, "EUR"),
+            ChargeResult("declined", "card_declined", "ch_2", 1250, "EUR"),
         ),
         (422, {"error": {"code": "invalid_card"}}, ProcessorFailure),
         (200, {"status": "pending"}, ProcessorOutcomeUnknown),

@@ -18,6 +18,7 @@ from card_tokens.forwarding import (
     Endpoint,
     ForwardingSettings,
     ForwardingSettingsInvalid,
+    ResponseRules,
 )
 from card_tokens.forwarding_processor import ForwardingProcessor
 from card_tokens.processor import ProcessorFailure
@@ -223,3 +224,42 @@ def test_a_secret_that_is_not_a_json_object_is_refused(
         ForwardingProcessor.from_secrets(charge, lookup, ALLOWED)
 
     assert "garbage" not in str(raised.value)
+
+
+DECLINING = {
+    "rules": [{"http_status": [402], "outcome": "declined"}],
+    "decline_code_path": "code",
+    "decline_codes": {"51": "insufficient_funds", "nsf": "insufficient_funds"},
+}
+
+
+@pytest.mark.parametrize(
+    ("processor_code", "contract_code"),
+    [
+        ("51", "insufficient_funds"),  # mapped by the rules
+        ("nsf", "insufficient_funds"),
+        ("insufficient_funds", "insufficient_funds"),  # already the contract's name
+        ("card_declined", "card_declined"),
+        ("do_not_honor", "card_declined"),  # any other decline
+        ("4242424242424242", "card_declined"),  # an echoed card never travels on
+        (None, "card_declined"),
+        (51, "card_declined"),
+    ],
+)
+def test_a_processor_s_decline_code_becomes_one_the_contract_names(
+    processor_code: Any, contract_code: str
+) -> None:
+    rules = ResponseRules.from_settings(DECLINING)
+    body = {} if processor_code is None else {"code": processor_code}
+    assert rules.classify(402, body).decline_code == contract_code
+
+
+@pytest.mark.parametrize(
+    "decline_codes",
+    [{"51": "do_not_honor"}, {"51": None}, ["51"], "51"],
+    ids=["not-a-contract-code", "null", "list", "text"],
+)
+def test_decline_codes_must_map_onto_the_contract_s(decline_codes: Any) -> None:
+    with pytest.raises(ForwardingSettingsInvalid) as raised:
+        ResponseRules.from_settings(DECLINING | {"decline_codes": decline_codes})
+    assert "do_not_honor" not in str(raised.value)

@@ -137,7 +137,10 @@ def field_at(document: Any, path: str) -> Any:
     return node
 
 
-Verdict = Literal["approved", "declined", "failed"]
+# "failed": the processor says nothing was charged. "conflict": the idempotency key was already
+# used with other parameters (the token's charge exists; this request's never will).
+Verdict = Literal["approved", "declined", "failed", "conflict"]
+VERDICTS = ("approved", "declined", "failed", "conflict")
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,14 @@ class ResponseRule:
 
 # What a decline code and a processor reference may look like once they leave the response:
 # short plain words, so an echoed card number can never travel on as one.
-_SAFE_CODE = re.compile(r"[a-z0-9_]{1,64}")
 _SAFE_REFERENCE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # Twelve digits or more, even split by the separators a reference may hold: a card number.
 _LONG_DIGITS = re.compile(r"[0-9](?:[_.:-]?[0-9]){11,}")
-DEFAULT_DECLINE_CODE = "processor_declined"
+# The contract's decline codes (openapi.yaml): a processor's own codes map onto these, through
+# the rules' decline_codes or by name, and every other decline is card_declined. So nothing the
+# processor wrote (an echoed card included) travels on as a decline code.
+CONTRACT_DECLINE_CODES = frozenset({"card_declined", "insufficient_funds"})
+DEFAULT_DECLINE_CODE = "card_declined"
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,8 @@ class ResponseRules:
     # A lookup's answer names the charge's amount and currency (the payment checks them).
     amount_path: str = ""
     currency_path: str = ""
+    # The processor's decline codes that mean one of the contract's ("51" → insufficient_funds).
+    decline_codes: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> ResponseRules:
@@ -204,13 +212,23 @@ class ResponseRules:
             reference_path = str(settings.get("reference_path", ""))
             amount_path = str(settings.get("amount_path", ""))
             currency_path = str(settings.get("currency_path", ""))
+            decline_codes = dict(settings.get("decline_codes", {}))
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ForwardingSettingsInvalid("response rules are malformed") from None
-        if not rules or any(r.outcome not in ("approved", "declined", "failed") for r in rules):
+        if not rules or any(r.outcome not in VERDICTS for r in rules):
             raise ForwardingSettingsInvalid(
-                "response rules: outcome must be approved/declined/failed"
+                "response rules: outcome must be approved/declined/failed/conflict"
             )
-        return cls(rules, decline_code_path, reference_path, amount_path, currency_path)
+        if not all(
+            isinstance(code, str) and meaning in CONTRACT_DECLINE_CODES
+            for code, meaning in decline_codes.items()
+        ):
+            raise ForwardingSettingsInvalid(
+                "decline_codes: each must map to card_declined or insufficient_funds"
+            )
+        return cls(
+            rules, decline_code_path, reference_path, amount_path, currency_path, decline_codes
+        )
 
     def classify(self, status: int, body: Any) -> Classified:
         for rule in self.rules:
@@ -226,9 +244,11 @@ class ResponseRules:
 
     def _decline_code(self, body: Any) -> str:
         code = field_at(body, self.decline_code_path) if self.decline_code_path else None
-        if isinstance(code, str) and _SAFE_CODE.fullmatch(code) and not _LONG_DIGITS.search(code):
-            return code
-        return DEFAULT_DECLINE_CODE
+        if not isinstance(code, str):
+            return DEFAULT_DECLINE_CODE
+        if code in self.decline_codes:
+            return self.decline_codes[code]
+        return code if code in CONTRACT_DECLINE_CODES else DEFAULT_DECLINE_CODE
 
     def _amount(self, body: Any) -> int | None:
         amount = field_at(body, self.amount_path) if self.amount_path else None
@@ -262,6 +282,7 @@ EXCHANGE_MEMBERS = frozenset(
         "reference_path",
         "amount_path",
         "currency_path",
+        "decline_codes",
     }
 )
 

@@ -30,7 +30,12 @@ from card_tokens.forwarding import (
     charge_values,
 )
 from card_tokens.observability import logger
-from card_tokens.processor import ChargeResult, ProcessorFailure, ProcessorOutcomeUnknown
+from card_tokens.processor import (
+    ChargeResult,
+    ProcessorFailure,
+    ProcessorIdempotencyConflict,
+    ProcessorOutcomeUnknown,
+)
 from card_tokens.strict_json import JsonRejected, parse_strict_json
 
 _CHUNK = 8 * 1024
@@ -151,6 +156,8 @@ class ForwardingProcessor:
             raise ProcessorFailure(f"forwarding processor redirected ({status})")
         if verdict.outcome == "failed":
             raise ProcessorFailure(f"forwarding processor failed the charge ({status})")
+        if verdict.outcome == "conflict":
+            raise ProcessorIdempotencyConflict(f"forwarding processor: key reused ({status})")
         if verdict.outcome is None:
             raise ProcessorOutcomeUnknown(f"forwarding processor answer unmatched ({status})")
         return ChargeResult(
@@ -174,7 +181,11 @@ class ForwardingProcessor:
             raise ProcessorOutcomeUnknown(f"forwarding processor redirected ({status})")
         if verdict.outcome == "failed":
             return None  # the processor holds no charge under this key
-        if verdict.outcome is None or verdict.amount is None or verdict.currency is None:
+        if (
+            verdict.outcome not in ("approved", "declined")
+            or verdict.amount is None
+            or verdict.currency is None
+        ):
             # No rule matched, or the answer lacks what the payment checks: never guess.
             raise ProcessorOutcomeUnknown("forwarding processor lookup answer unmatched")
         return ChargeResult(
