@@ -44,6 +44,7 @@ from hypothesis.stateful import (
 from card_tokens.aws import dynamodb_client, kms_client
 from card_tokens.config import CLOCK_LEEWAY_SECONDS, issuer_settings, payment_settings
 from card_tokens.errors import CardTokensError
+from card_tokens.forwarding_processor import ForwardingProcessor
 from card_tokens.issuing import Issuer
 from card_tokens.key_store import KEYS as key_store
 from card_tokens.kms_data_keys import KmsDataKeys
@@ -64,6 +65,8 @@ from card_tokens.tokens import verify_token
 from card_tokens.wiring import merchant_directory
 from local.provision import LocalStack
 from tests.aws_faults import AwsFaults, Fault, faults_on
+from tests.processors.forward_fake import running_forward_fake
+from tests.processors.https_fake import ThrowawayPki
 from tests.support import PAYMENT_ERRORS
 
 # No merchant registered, no principal: the single-caller mode every request here runs in.
@@ -180,6 +183,10 @@ class Books(Protocol):
 
     def charge_of(self, idempotency_key: str) -> ChargeResult | None: ...
 
+    def charge_count(self, idempotency_key: str) -> int:
+        """How many charges the processor made under the key (one at most, or money doubled)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ProcessorUnderTest:
@@ -212,6 +219,10 @@ class SandboxBooks:
             currency=item["currency"]["S"],
         )
 
+    def charge_count(self, idempotency_key: str) -> int:
+        # The ledger's key is the idempotency key: it holds one charge per key by construction.
+        return 0 if self.charge_of(idempotency_key) is None else 1
+
 
 @contextmanager
 def sandbox() -> Iterator[ProcessorUnderTest]:
@@ -220,9 +231,22 @@ def sandbox() -> Iterator[ProcessorUnderTest]:
     )
 
 
+@contextmanager
+def forward() -> Iterator[ProcessorUnderTest]:
+    """The forwarding adapter, with mTLS, against a local HTTPS processor with books."""
+    pki = ThrowawayPki.generate()
+    # Stops by itself too, after long enough for `make chaos`.
+    with running_forward_fake(pki, require_client_certificate=True, lifetime=1800) as fake:
+        adapter = ForwardingProcessor.from_secrets(
+            fake.charge_document, fake.lookup_document, fake.allowed_hosts
+        )
+        yield ProcessorUnderTest(adapter, fake.books)
+
+
 # Each adapter against its processor: the same machine, cards and invariants for every one.
 PROCESSORS_UNDER_TEST: dict[str, Callable[[], AbstractContextManager[ProcessorUnderTest]]] = {
     "sandbox": sandbox,
+    "forward": forward,
 }
 
 
@@ -556,6 +580,11 @@ class PaymentModel(RuleBasedStateMachine):
         for token in self.tokens:
             if self.token_item(token)["status"]["S"] == "issued":
                 assert self.charge_of(token.jti) is None, "a charged token is free again"
+
+    @invariant()
+    def at_most_one_charge_per_token(self) -> None:
+        for token in self.tokens:
+            assert self.books.charge_count(token.jti) <= 1, "two charges for one token"
 
     @invariant()
     def no_second_charge_without_a_lookup(self) -> None:
