@@ -42,6 +42,8 @@ ALL_CONDITIONS_ON: dict[str, str] = {
     ),
     "ApiGatewayLogsRole": "create",
     "WafBotControl": "enabled",
+    "Processor": "forward",
+    "ForwardAllowedHosts": "api.processor.cardtokens.scan",
     # Not behind a condition, but optional settings all the same.
     "CorsOrigins": "https://shop.cardtokens.scan",
     "DeploymentStrategy": "Canary10Percent5Minutes",

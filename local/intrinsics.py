@@ -92,6 +92,9 @@ class Resolver:
         if name == "Fn::Join":
             delimiter, items = argument
             return delimiter.join(_as_string(item) for item in self._resolve(items))
+        if name == "Fn::Split":  # the processor secrets' names take the stack id's last part
+            delimiter, text = argument
+            return _as_string(self._resolve(text)).split(delimiter)
         if name == "Fn::Select":
             index, items = argument
             return self._resolve(items)[int(self._resolve(index))]

@@ -91,6 +91,7 @@ from tests.template.test_iam_matrix import (
     grant_pairs,
     referenced_ids,
     role_statements,
+    with_processor,
 )
 
 Template = dict[str, Any]
@@ -141,8 +142,10 @@ def _template() -> Template:
 
 
 def full_template() -> Template:
-    """template.yaml with every resource, the checkout page's included; a copy per caller."""
-    return copy.deepcopy(_template())
+    """template.yaml with every resource, the checkout page's included, as deployed with the
+    sandbox processor the local stack runs (an external processor's secrets and grants are in
+    test_iam_matrix.py); a copy per caller."""
+    return with_processor(_template(), "sandbox")
 
 
 # ------------------------------------------------------------------ recording the calls

@@ -188,6 +188,9 @@ def prod_like(boundary_arn: str, certificate_arn: str) -> dict[str, str]:
         "CorsOrigins": "https://shop.example,https://checkout.shop.example:8443",
         "SigningAlgorithm": "RS256",
         "SnapStart": "PublishedVersions",
+        # A real processor: its secrets, their key and the grants to read them.
+        "Processor": "forward",
+        "ForwardAllowedHosts": "api.processor.rehearsal.internal,pay.processor.example:8443",
         "DeploymentStrategy": values.get("DeploymentStrategy", "Canary10Percent10Minutes"),
         "IssueTokenReservedConcurrency": values.get("IssueTokenReservedConcurrency", "5"),
         "ProcessPaymentReservedConcurrency": values.get("ProcessPaymentReservedConcurrency", "5"),

@@ -3,6 +3,8 @@ grants."""
 
 from __future__ import annotations
 
+import copy
+import fnmatch
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 
 from local.cfn import load_template, resources_of_type
+from local.intrinsics import Resolver
 from tests.template.policies import as_list, referenced_ids, resource_targets
 from tests.template.sam import packaged, sam_transform
 
@@ -91,6 +94,54 @@ VIA_SECRETS_MANAGER = {
     "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["SecretARN", "SecretVersionId"]},
 }
 
+# The processor's credentials (Processor=stripe or forward): two secrets under their own key.
+# Secrets Manager names the key's encryption context after the secret (SecretARN), and the key
+# policy names each secret by the name it is created with plus Secrets Manager's 6-character
+# suffix (it cannot Ref them: each secret needs the key first).
+PROCESSORS = ("sandbox", "stripe", "forward")
+EXTERNAL_PROCESSOR = "ChargesAnExternalProcessor"
+PROCESSOR_SECRET_KEY = "ProcessorSecretKey"
+CHARGE_CREDENTIALS, LOOKUP_CREDENTIALS = "ProcessorSecret", "ProcessorLookupSecret"
+PROCESSOR_RESOURCES = (
+    PROCESSOR_SECRET_KEY,
+    "ProcessorSecretKeyAlias",
+    CHARGE_CREDENTIALS,
+    LOOKUP_CREDENTIALS,
+    "ProcessorSecretPolicy",
+    "ProcessorLookupSecretPolicy",
+    "ProcessPaymentRoleProcessorPolicy",
+    "ReconcilePaymentsRoleProcessorPolicy",
+)
+STACK_UUID = {"StackUuid": {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}}
+SECRET_NAMES = {
+    CHARGE_CREDENTIALS: "${AWS::StackName}/processor/${StackUuid}/charge",
+    LOOKUP_CREDENTIALS: "${AWS::StackName}/processor/${StackUuid}/lookup",
+}
+SECRET_ARN_PREFIX = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+
+
+def _secret_arn_like(secret: str) -> dict[str, Any]:
+    return {"Fn::Sub": [f"{SECRET_ARN_PREFIX}{SECRET_NAMES[secret]}-??????", STACK_UUID]}
+
+
+def _through_secrets_manager_for(arns: Any) -> dict[str, Any]:
+    return {**VIA_SECRETS_MANAGER, "StringLike": {"kms:EncryptionContext:SecretARN": arns}}
+
+
+BOTH_CREDENTIALS = _through_secrets_manager_for(
+    [_secret_arn_like(CHARGE_CREDENTIALS), _secret_arn_like(LOOKUP_CREDENTIALS)]
+)
+LOOKUP_ONLY = _through_secrets_manager_for(_secret_arn_like(LOOKUP_CREDENTIALS))
+# Every use of the processor secrets' key the key policy allows: (principal, actions) → its
+# condition. The account may only have Secrets Manager generate a data key (PutSecretValue: a
+# write reveals nothing, and IAM decides who may put); only these two roles may decrypt.
+ACCOUNT = "account"
+PROCESSOR_KEY_USES: dict[tuple[str, frozenset[str]], dict[str, Any]] = {
+    (ACCOUNT, frozenset({"kms:generatedatakey"})): BOTH_CREDENTIALS,
+    (PAYMENTS, frozenset({"kms:decrypt"})): BOTH_CREDENTIALS,
+    (RECONCILER, frozenset({"kms:decrypt"})): LOOKUP_ONLY,
+}
+
 # Actions that reveal or produce key material under the card key.
 KMS_DECRYPT_ACTIONS = ("kms:Decrypt", "kms:ReEncryptFrom")
 KMS_ENCRYPT_ACTIONS = (
@@ -119,6 +170,9 @@ PUSH_TO_CLOUDWATCH_LOGS = (
     "logs:filterlogevents",
 )
 API_ACCESS_LOG = "CardTokensApiAccessLogGroup"
+# Who reads each processor secret: what charges, the payment function alone; what finds a
+# charge again, the reconciler too.
+CREDENTIAL_READERS = {CHARGE_CREDENTIALS: {PAYMENTS}, LOOKUP_CREDENTIALS: {PAYMENTS, RECONCILER}}
 ALIAS_SHIFT = ("lambda:getalias", "lambda:updatealias")
 
 
@@ -222,6 +276,45 @@ EXPECTED_GRANTS: dict[str, set[tuple[str, str]]] = {
         ),
     },
 }
+
+
+# With Processor=stripe or forward, on top of EXPECTED_GRANTS: GetSecretValue on the secrets
+# a role reads, and Decrypt (key policy only) under their key.
+PROCESSOR_GRANTS: dict[str, set[tuple[str, str]]] = {
+    role: {
+        *(
+            ("secretsmanager:getsecretvalue", secret)
+            for secret, readers in CREDENTIAL_READERS.items()
+            if role in readers
+        ),
+        ("kms:decrypt", PROCESSOR_SECRET_KEY),
+    }
+    for role in (PAYMENTS, RECONCILER)
+}
+
+
+def with_processor(template: Template, processor: str) -> Template:
+    """`template` as a deploy with Processor=`processor` creates it: the processor's resources
+    only when their condition holds (the template's other conditions stay as written)."""
+    deployed = copy.deepcopy(template)
+    deployed["Parameters"]["Processor"]["Default"] = processor
+    external = Resolver(deployed, "matrix").condition(EXTERNAL_PROCESSOR)
+    deployed["Resources"] = {
+        logical_id: resource
+        for logical_id, resource in deployed["Resources"].items()
+        if external or resource.get("Condition") != EXTERNAL_PROCESSOR
+    }
+    return deployed
+
+
+def _charges_externally(template: Template) -> bool:
+    return template["Parameters"]["Processor"]["Default"] != "sandbox"
+
+
+def expected_grants(template: Template, role: str) -> set[tuple[str, str]]:
+    """EXPECTED_GRANTS, plus the processor's for the processor `template` is deployed with."""
+    extra = PROCESSOR_GRANTS.get(role, set()) if _charges_externally(template) else set()
+    return EXPECTED_GRANTS[role] | extra
 
 
 # ------------------------------------------------------------------ reading policies
@@ -440,13 +533,16 @@ def only_issuer_and_rotation_open_the_private_key(t: Template) -> list[str]:
             _is_account_root(s.body["Principal"]) or not _only_via_secrets_manager_on_signing_key(s)
         )
     ]
+    return violations + iam_policies_using(t, SIGNING_SECRET_KEY)
+
+
+def iam_policies_using(t: Template, key: str) -> list[str]:
+    """IAM statements that would let someone use a key whose policy delegates nothing to IAM:
+    without effect today, but a grant in waiting should the key policy ever delegate."""
     iam_policies = [s for s in all_iam_statements(t) if not s.source.endswith("key policy")]
-    violations += [
-        f"IAM policy {s}"
-        for s in iam_policies
-        if any(s.allows_on(a, SIGNING_SECRET_KEY) for a in KMS_USE_ACTIONS)
+    return [
+        f"IAM policy {s}" for s in iam_policies if any(s.allows_on(a, key) for a in KMS_USE_ACTIONS)
     ]
-    return violations
 
 
 def _deny_others(statement: dict[str, Any], actions: set[str], allowed_roles: set[str]) -> bool:
@@ -463,7 +559,8 @@ def _deny_others(statement: dict[str, Any], actions: set[str], allowed_roles: se
 
 def secret_policies_deny_everyone_else(t: Template) -> list[str]:
     """Resource policies: only the issuer and rotation read the private key; only the rotation
-    writes or re-stages either secret, whatever IAM grants elsewhere in the account."""
+    writes or re-stages either key secret; only the payment function (and, for lookups, the
+    reconciler) reads the processor's credentials, whatever IAM grants elsewhere."""
     policies: dict[str, list[dict[str, Any]]] = {}
     for policy in resources_of_type(t, "AWS::SecretsManager::ResourcePolicy").values():
         properties = policy["Properties"]
@@ -477,11 +574,14 @@ def secret_policies_deny_everyone_else(t: Template) -> list[str]:
         "secretsmanager:updatesecret",
         "secretsmanager:updatesecretversionstage",
     }
+    read = {"secretsmanager:getsecretvalue"}
     wanted = {
-        ("SigningKeySecret", "read"): ({"secretsmanager:getsecretvalue"}, {ISSUER, ROTATION}),
+        ("SigningKeySecret", "read"): (read, {ISSUER, ROTATION}),
         ("SigningKeySecret", "write"): (write, {ROTATION}),
         ("VerificationKeysSecret", "write"): (write, {ROTATION}),
     }
+    if _charges_externally(t):
+        wanted |= {(secret, "read"): (read, roles) for secret, roles in CREDENTIAL_READERS.items()}
     return [
         f"{secret}: no statement denies {sorted(actions)} to all but {sorted(roles)}"
         for (secret, _), (actions, roles) in wanted.items()
@@ -489,11 +589,91 @@ def secret_policies_deny_everyone_else(t: Template) -> list[str]:
     ]
 
 
-def reconciler_has_no_kms_or_secrets(t: Template) -> list[str]:
+def reconciler_opens_nothing_but_the_lookup_credentials(t: Template) -> list[str]:
+    """No card key and no key secret: KMS and Secrets Manager only to read the processor's
+    lookup credentials (never those that charge)."""
     return [
         str(s)
         for s in role_statements(t, RECONCILER)
-        if s.touches("kms") or s.touches("secretsmanager")
+        if (s.touches("kms") or s.touches("secretsmanager")) and not _reads_lookup_credentials(s)
+    ]
+
+
+def _reads_lookup_credentials(s: Statement) -> bool:
+    actions = {p.lower() for p in s.patterns}
+    if s.targets == {LOOKUP_CREDENTIALS}:
+        return actions == {"secretsmanager:getsecretvalue"}
+    return (
+        s.targets == {PROCESSOR_SECRET_KEY}
+        and actions == {"kms:decrypt"}
+        and s.body.get("Condition") == LOOKUP_ONLY
+    )
+
+
+def _key_user(principal: Any) -> str:
+    """The role a key policy statement names, ACCOUNT for the account root, else its repr."""
+    if _is_account_root(principal):
+        return ACCOUNT
+    aws = principal.get("AWS") if isinstance(principal, dict) else None
+    named = referenced_ids(aws)
+    return next(iter(named)) if len(as_list(aws)) == 1 and len(named) == 1 else repr(principal)
+
+
+def only_payments_and_the_reconciler_reach_the_processor_credentials(t: Template) -> list[str]:
+    """GetSecretValue: the charge credentials for payments, the lookup ones for payments and
+    the reconciler, no other role and no other policy. Their key: exactly PROCESSOR_KEY_USES in
+    the key policy (so nobody else decrypts), and nothing in any IAM policy."""
+    violations = [
+        f"{role}: {violation}"
+        for secret, readers in CREDENTIAL_READERS.items()
+        for role in ROLES
+        if role not in readers
+        for violation in granted(t, role, SECRET_READ_ACTIONS, secret)
+    ]
+    violations += [
+        f"{policy_id} (attached to {sorted(attached) or 'no role'}): {statement}"
+        for policy_id, attached, statement in _policy_resource_statements(t)
+        for secret, readers in CREDENTIAL_READERS.items()
+        if not attached or not attached <= readers
+        if any(statement.allows_on(a, secret) for a in SECRET_READ_ACTIONS)
+    ]
+    violations += [
+        f"key policy: {s}"
+        for s in key_policy_statements(t)
+        if s.targets == {PROCESSOR_SECRET_KEY}
+        and any(s.allows(a) for a in KMS_USE_ACTIONS)
+        and PROCESSOR_KEY_USES.get((_key_user(s.body["Principal"]), _actions(s)))
+        != s.body.get("Condition")
+    ]
+    return violations + iam_policies_using(t, PROCESSOR_SECRET_KEY)
+
+
+def _actions(s: Statement) -> frozenset[str]:
+    return frozenset(p.lower() for p in s.patterns)
+
+
+def _policy_resource_statements(t: Template) -> Iterator[tuple[str, set[str], Statement]]:
+    """Every statement of a policy resource, with the logical ids of what it is attached to."""
+    for policy_type in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+        for policy_id, policy in resources_of_type(t, policy_type).items():
+            properties = policy["Properties"]
+            attached = referenced_ids(
+                [properties.get(k) for k in ("RoleName", "Roles", "Users", "Groups")]
+            )
+            for statement in _statements(policy_id, properties["PolicyDocument"]):
+                yield policy_id, attached, statement
+
+
+def processor_credentials_only_with_an_external_processor(t: Template) -> list[str]:
+    """Processor=sandbox: no processor secret, key, policy or grant; stripe or forward: all."""
+    present = set(PROCESSOR_RESOURCES) & set(t["Resources"])
+    if _charges_externally(t):
+        return [f"missing {r}" for r in PROCESSOR_RESOURCES if r not in present]
+    return [f"{r} with Processor=sandbox" for r in sorted(present)] + [
+        f"{role} reaches {target} with Processor=sandbox"
+        for role in ROLES
+        for _, target in grant_pairs(role_statements(t, role))
+        if target in PROCESSOR_RESOURCES
     ]
 
 
@@ -532,10 +712,18 @@ def kms_grants_require_purpose(t: Template) -> list[str]:
 
 
 def account_root_cannot_use_key(t: Template) -> list[str]:
+    """The one exception: Secrets Manager may generate data keys for the processor's secrets
+    when any principal IAM lets put a value does (PROCESSOR_KEY_USES)."""
+    operators_write = PROCESSOR_KEY_USES[(ACCOUNT, frozenset({"kms:generatedatakey"}))]
     return [
         f"{action} via {s}"
         for s in key_policy_statements(t)
         if _is_account_root(s.body["Principal"])
+        and not (
+            s.targets == {PROCESSOR_SECRET_KEY}
+            and _actions(s) == {"kms:generatedatakey"}
+            and s.body.get("Condition") == operators_write
+        )
         for action in KMS_USE_ACTIONS
         if s.allows(action)
     ]
@@ -564,7 +752,7 @@ def dynamodb_actions_match_matrix(t: Template) -> list[str]:
     violations = []
     for role in ROLES:
         actual = {p for p in grant_pairs(role_statements(t, role)) if p[0].startswith("dynamodb:")}
-        expected = {p for p in EXPECTED_GRANTS[role] if p[0].startswith("dynamodb:")}
+        expected = {p for p in expected_grants(t, role) if p[0].startswith("dynamodb:")}
         if actual != expected:
             violations.append(f"{role}: extra {actual - expected}, missing {expected - actual}")
     return violations
@@ -573,9 +761,9 @@ def dynamodb_actions_match_matrix(t: Template) -> list[str]:
 def role_grants_match_matrix(t: Template) -> list[str]:
     violations = []
     for role in ROLES:
-        actual = grant_pairs(role_statements(t, role))
-        if actual != EXPECTED_GRANTS[role]:
-            extra, missing = actual - EXPECTED_GRANTS[role], EXPECTED_GRANTS[role] - actual
+        actual, expected = grant_pairs(role_statements(t, role)), expected_grants(t, role)
+        if actual != expected:
+            extra, missing = actual - expected, expected - actual
             violations.append(f"{role}: extra {extra}, missing {missing}")
     return violations
 
@@ -587,10 +775,12 @@ CHECKS: dict[str, Callable[[Template], list[str]]] = {
         payments_cannot_read_signing_key,
         payments_cannot_generate_data_keys,
         rotation_has_no_kms_or_dynamodb,
-        reconciler_has_no_kms_or_secrets,
+        reconciler_opens_nothing_but_the_lookup_credentials,
         jwks_has_no_kms_or_private_key,
         only_issuer_and_rotation_open_the_private_key,
         secret_policies_deny_everyone_else,
+        only_payments_and_the_reconciler_reach_the_processor_credentials,
+        processor_credentials_only_with_an_external_processor,
         only_issuer_and_payments_read_the_registry,
         no_role_writes_the_registry,
         kms_grants_require_purpose,
@@ -603,9 +793,10 @@ CHECKS: dict[str, Callable[[Template], list[str]]] = {
 }
 
 
+@pytest.mark.parametrize("processor", PROCESSORS)
 @pytest.mark.parametrize("check", CHECKS)
-def test_template_passes_iam_check(template: Template, check: str) -> None:
-    violations = CHECKS[check](template)
+def test_template_passes_iam_check(template: Template, check: str, processor: str) -> None:
+    violations = CHECKS[check](with_processor(template, processor))
 
     assert violations == [], "\n".join(violations)
 
@@ -664,6 +855,34 @@ def _signing_key_policy(statement: dict[str, Any]) -> Callable[[Template], None]
     return mutate
 
 
+def _processor_key_policy(statement: dict[str, Any]) -> Callable[[Template], None]:
+    def mutate(t: Template) -> None:
+        key = t["Resources"][PROCESSOR_SECRET_KEY]
+        key["Properties"]["KeyPolicy"]["Statement"].append(statement)
+
+    return mutate
+
+
+def _processor_key_statement(sid: str, **changes: Any) -> Callable[[Template], None]:
+    """One statement of the processor secrets' key policy changed (None removes a field)."""
+
+    def mutate(t: Template) -> None:
+        policy = t["Resources"][PROCESSOR_SECRET_KEY]["Properties"]["KeyPolicy"]
+        (statement,) = [s for s in policy["Statement"] if s.get("Sid") == sid]
+        for field, value in changes.items():
+            if value is None:
+                del statement[field]
+            else:
+                statement[field] = value
+
+    return mutate
+
+
+def _unconditional(logical_id: str) -> Callable[[Template], None]:
+    """The resource created whatever the processor."""
+    return lambda t: t["Resources"][logical_id].pop("Condition")
+
+
 def _secret_policy_exempts(policy_id: str, role: str) -> Callable[[Template], None]:
     def mutate(t: Template) -> None:
         for statement in t["Resources"][policy_id]["Properties"]["ResourcePolicy"]["Statement"]:
@@ -684,6 +903,8 @@ def _admin_also(action: str) -> Callable[[Template], None]:
 
 
 CARD_KEY = {"Fn::GetAtt": ["CardKey", "Arn"]}  # its ARN, as a Resource names it
+ACCOUNT_ROOT = {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+READ_SECRET = "secretsmanager:GetSecretValue"
 ANY_FUNCTION = "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:*"
 ANY_SECRET = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:*:secret:*"}
 ALLOW = "Allow"
@@ -746,9 +967,15 @@ OVER_BROAD: dict[str, dict[str, Callable[[Template], None]]] = {
         "DynamoDB read": _inline(ROTATION, _allow("dynamodb:GetItem", {"Ref": "TokenTable"})),
         "kms:DescribeKey": _role_policy(ROTATION, _allow("kms:DescribeKey", CARD_KEY)),
     },
-    "reconciler_has_no_kms_or_secrets": {
+    "reconciler_opens_nothing_but_the_lookup_credentials": {
         "key policy lets the reconciler decrypt": _key_policy(
             _key_grant(RECONCILER, "kms:Decrypt", Condition=PURPOSE_CONDITION)
+        ),
+        "the reconciler reads the charge credentials": _role_policy(
+            RECONCILER, _allow(READ_SECRET, {"Ref": CHARGE_CREDENTIALS})
+        ),
+        "the reconciler may decrypt both processor secrets": _processor_key_statement(
+            "ReconcilerReadsTheLookupCredentials", Condition=BOTH_CREDENTIALS
         ),
         "public verification keys": _inline(
             RECONCILER, _allow("secretsmanager:GetSecretValue", {"Ref": "VerificationKeysSecret"})
@@ -814,10 +1041,62 @@ OVER_BROAD: dict[str, dict[str, Callable[[Template], None]]] = {
         "no policy on the verification keys": lambda t: t["Resources"].pop(
             "VerificationKeysSecretPolicy"
         ),
+        "the reconciler exempted from the charge credentials' deny": _secret_policy_exempts(
+            "ProcessorSecretPolicy", RECONCILER
+        ),
+        "no policy on the lookup credentials": lambda t: t["Resources"].pop(
+            "ProcessorLookupSecretPolicy"
+        ),
+    },
+    "only_payments_and_the_reconciler_reach_the_processor_credentials": {
+        "the reconciler reads the charge credentials": _role_policy(
+            RECONCILER, _allow(READ_SECRET, {"Ref": CHARGE_CREDENTIALS})
+        ),
+        "the JWKS reads every secret": _inline(JWKS, _allow(READ_SECRET, ANY_SECRET)),
+        "CodeDeploy reads the lookup credentials by a Get* wildcard": _inline(
+            CODEDEPLOY, _allow("secretsmanager:Get*", {"Ref": LOOKUP_CREDENTIALS})
+        ),
+        "the rotation batch-reads the charge credentials": _role_policy(
+            ROTATION, _allow("secretsmanager:BatchGetSecretValue", {"Ref": CHARGE_CREDENTIALS})
+        ),
+        "a policy attached to no role of the stack": _attach_policy(
+            "SomeOtherRole", _allow(READ_SECRET, {"Ref": LOOKUP_CREDENTIALS})
+        ),
+        "the reconciler may decrypt both secrets": _processor_key_statement(
+            "ReconcilerReadsTheLookupCredentials", Condition=BOTH_CREDENTIALS
+        ),
+        "payments decrypt without Secrets Manager": _processor_key_statement(
+            "PaymentsReadTheProcessorCredentials", Condition=None
+        ),
+        "the account may decrypt (IAM policies then can)": _processor_key_policy(
+            _allow("kms:Decrypt", "*", Principal=ACCOUNT_ROOT, Condition=BOTH_CREDENTIALS)
+        ),
+        "the checkout page may create grants": _processor_key_policy(
+            _key_grant(CHECKOUT, "kms:CreateGrant", Condition=BOTH_CREDENTIALS)
+        ),
+        "an IAM policy lets the issuer decrypt under the key": _role_policy(
+            ISSUER, _allow("kms:Decrypt", _arn(PROCESSOR_SECRET_KEY))
+        ),
+    },
+    "processor_credentials_only_with_an_external_processor": {
+        "the charge credentials exist with the sandbox": _unconditional(CHARGE_CREDENTIALS),
+        "payments' grant stays with the sandbox": _unconditional(
+            "ProcessPaymentRoleProcessorPolicy"
+        ),
+        "a real processor without the lookup credentials' policy": lambda t: t["Resources"].pop(
+            "ProcessorLookupSecretPolicy"
+        ),
     },
     "account_root_cannot_use_key": {
         "root may decrypt": _admin_also("kms:Decrypt"),
         "root may create grants": _admin_also("kms:Create*"),
+        "root may also decrypt the processor credentials": _processor_key_statement(
+            "OperatorsWriteTheProcessorCredentials",
+            Action=["kms:GenerateDataKey", "kms:Decrypt"],
+        ),
+        "root generates data keys outside Secrets Manager": _processor_key_statement(
+            "OperatorsWriteTheProcessorCredentials", Condition=None
+        ),
     },
     "no_wildcard_resource_on_kms_or_secrets": {
         "ListSecrets on *": _inline(ROTATION, _allow("secretsmanager:ListSecrets", "*")),
@@ -871,6 +1150,9 @@ OVER_BROAD: dict[str, dict[str, Callable[[Template], None]]] = {
             API_GATEWAY_LOGS_ROLE,
             _allow("logs:GetLogEvents", _arn("IssueTokenLogGroup")),
         ),
+        "payments may overwrite the charge credentials": _inline(
+            PAYMENTS, _allow("secretsmanager:PutSecretValue", {"Ref": CHARGE_CREDENTIALS})
+        ),
     },
 }
 
@@ -889,8 +1171,8 @@ def test_check_flags_an_over_broad_template(
     # Given the real template with one over-broad grant added
     mutate(template)
 
-    # When the check aimed at it runs
-    violations = CHECKS[check](template)
+    # When the check aimed at it runs, as for the real one, with each processor
+    violations = [v for p in PROCESSORS for v in CHECKS[check](with_processor(template, p))]
 
     # Then it reports the grant
     assert violations != []
@@ -1012,14 +1294,104 @@ def _transformed(monkeypatch: pytest.MonkeyPatch, **parameters: str) -> Template
     return sam_transform(packaged(), parameters)
 
 
-def test_the_only_role_sam_adds_is_the_schedules(monkeypatch: pytest.MonkeyPatch) -> None:
-    roles = resources_of_type(_transformed(monkeypatch), "AWS::IAM::Role")
+# Parameter values that deploy each processor (forward needs its allow-list).
+PROCESSOR_PARAMETERS = {
+    "sandbox": {},
+    "stripe": {"Processor": "stripe"},
+    "forward": {"Processor": "forward", "ForwardAllowedHosts": "api.processor.example"},
+}
+
+
+@pytest.mark.parametrize("processor", PROCESSORS)
+def test_the_only_role_sam_adds_is_the_schedules(
+    monkeypatch: pytest.MonkeyPatch, processor: str
+) -> None:
+    roles = resources_of_type(
+        _transformed(monkeypatch, **PROCESSOR_PARAMETERS[processor]), "AWS::IAM::Role"
+    )
 
     # The hand-written roles are unchanged, and SAM adds exactly one
     assert {role_id: roles[role_id] for role_id in ROLES} == {
         role_id: load_template()["Resources"][role_id] for role_id in ROLES
     }
     assert set(roles) - set(ROLES) == {SCHEDULE_ROLE}
+    # which names none of the processor's secrets or their key
+    assert not referenced_ids(roles[SCHEDULE_ROLE]) & set(PROCESSOR_RESOURCES)
+
+
+def test_each_processor_secret_is_created_empty_under_its_key_with_the_name_the_key_names(
+    template: Template,
+) -> None:
+    for secret, name in SECRET_NAMES.items():
+        resource = template["Resources"][secret]
+        assert resource["Condition"] == EXTERNAL_PROCESSOR, secret
+        assert resource["Properties"] == {
+            "Name": {"Fn::Sub": [name, STACK_UUID]},
+            "Description": resource["Properties"]["Description"],
+            "KmsKeyId": {"Ref": PROCESSOR_SECRET_KEY},
+            # no SecretString: created empty, the operator puts the value, and a template
+            # edit never overwrites it
+        }, secret
+        # Gone with the stack, like the signing key (docs/deploy.md "Destroy").
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Delete", secret
+
+
+def _secret_arn(secret: str, stack_name: str, stack_uuid: str) -> str:
+    """The ARN Secrets Manager gives the secret in one stack: its name and a 6-character suffix."""
+    name = SECRET_NAMES[secret].replace("${AWS::StackName}", stack_name)
+    name = name.replace("${StackUuid}", stack_uuid)
+    return f"arn:aws:secretsmanager:eu-west-1:210987654321:secret:{name}-Ab3dE9"
+
+
+def _arn_patterns(condition: dict[str, Any], stack_name: str, stack_uuid: str) -> list[str]:
+    """The SecretARN patterns of a key policy condition, in one stack."""
+    substituted = {
+        "${AWS::Partition}": "aws",
+        "${AWS::Region}": "eu-west-1",
+        "${AWS::AccountId}": "210987654321",
+        "${AWS::StackName}": stack_name,
+        "${StackUuid}": stack_uuid,
+    }
+    patterns = []
+    for value in as_list(condition["StringLike"]["kms:EncryptionContext:SecretARN"]):
+        text, variables = value["Fn::Sub"]
+        assert variables == STACK_UUID
+        for variable, replacement in substituted.items():
+            text = text.replace(variable, replacement)
+        patterns.append(text)
+    return patterns
+
+
+THIS_STACK = ("card-tokens-prod", "6f1c2a10-7c5e-11ef-9a4b-0a1b2c3d4e5f")
+OTHER_STACK = ("card-tokens-prod", "0d9e8f70-7c5f-11ef-9a4b-0a1b2c3d4e5f")  # re-created
+
+
+@pytest.mark.parametrize(
+    ("sid", "secret", "opens"),
+    [
+        ("PaymentsReadTheProcessorCredentials", CHARGE_CREDENTIALS, True),
+        ("PaymentsReadTheProcessorCredentials", LOOKUP_CREDENTIALS, True),
+        ("ReconcilerReadsTheLookupCredentials", LOOKUP_CREDENTIALS, True),
+        ("ReconcilerReadsTheLookupCredentials", CHARGE_CREDENTIALS, False),
+        ("OperatorsWriteTheProcessorCredentials", CHARGE_CREDENTIALS, True),
+        ("OperatorsWriteTheProcessorCredentials", LOOKUP_CREDENTIALS, True),
+    ],
+)
+def test_the_key_policy_reaches_exactly_the_secrets_of_this_stack_each_user_needs(
+    template: Template, sid: str, secret: str, opens: bool
+) -> None:
+    # IAM's StringLike: `*` any run of characters, `?` exactly one, no character classes.
+    statements = template["Resources"][PROCESSOR_SECRET_KEY]["Properties"]["KeyPolicy"]
+    (statement,) = [s for s in statements["Statement"] if s.get("Sid") == sid]
+    patterns = _arn_patterns(statement["Condition"], *THIS_STACK)
+
+    def matched(arn: str) -> bool:
+        return any(fnmatch.fnmatchcase(arn, pattern) for pattern in patterns)
+
+    assert not any("[" in pattern for pattern in patterns)
+    assert matched(_secret_arn(secret, *THIS_STACK)) is opens
+    # A secret of the same name in another stack (or before a re-creation) is never reached.
+    assert not matched(_secret_arn(secret, *OTHER_STACK))
 
 
 def test_the_schedule_role_lets_the_scheduler_invoke_the_reconciler_and_nothing_else(

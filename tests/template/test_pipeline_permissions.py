@@ -67,9 +67,10 @@ ARTIFACTS = (
 
 # template.yaml with every optional part on: the checkout page, the stack's own alarm topic with
 # its e-mail subscription (AlarmTopicArn empty), CORS, reserved concurrency, the boundary, a
-# canary, SnapStart, the custom domain with its certificate, AWS WAF Bot Control and API
-# Gateway's logging role. test_every_condition_is_on_in_the_full_transform keeps it complete:
-# that includes LocalEndpointUrl, which no deploy sets but which only adds a variable.
+# canary, SnapStart, the custom domain with its certificate, AWS WAF Bot Control, API
+# Gateway's logging role and a real processor (its secrets and their key).
+# test_every_condition_is_on_in_the_full_transform keeps it complete: that includes
+# LocalEndpointUrl, which no deploy sets but which only adds a variable.
 EVERYTHING_ON = {
     "CheckoutPage": "enabled",
     "AlarmEmail": "card-tokens-oncall@payments.company.com",
@@ -88,6 +89,8 @@ EVERYTHING_ON = {
     ),
     "WafBotControl": "enabled",
     "ApiGatewayLogsRole": "create",
+    "Processor": "forward",
+    "ForwardAllowedHosts": "api.processor.payments.company.com",
 }
 PARAMETER_SETS = {"defaults": {}, "everything-on": EVERYTHING_ON}
 

@@ -47,6 +47,18 @@ PAYMENT_TABLES = {
 # The registry, read by the two functions that check a merchant: the issuer (publishable key)
 # and payments (the caller's principal). The reconciler acts for nobody: it has none.
 MERCHANTS = {"MERCHANT_TABLE_NAME": {"Ref": "MerchantTable"}}
+# The processor: parameters fixed at deploy and the secrets' ARNs (empty for the sandbox,
+# which has none). The reconciler only looks charges up: the lookup credentials alone.
+_EXTERNAL = "ChargesAnExternalProcessor"
+PROCESSOR_LOOKUP = {
+    "PAYMENT_PROCESSOR": {"Ref": "Processor"},
+    "PROCESSOR_LOOKUP_SECRET_ID": {"Fn::If": [_EXTERNAL, {"Ref": "ProcessorLookupSecret"}, ""]},
+    "FORWARD_ALLOWED_HOSTS": {"Ref": "ForwardAllowedHosts"},
+}
+PROCESSOR_CHARGE = {
+    **PROCESSOR_LOOKUP,
+    "PROCESSOR_SECRET_ID": {"Fn::If": [_EXTERNAL, {"Ref": "ProcessorSecret"}, ""]},
+}
 FUNCTION_ENV = {
     "IssueTokenFunction": {
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
@@ -61,14 +73,15 @@ FUNCTION_ENV = {
         "CARD_KEY_ID": {"Fn::GetAtt": ["CardKey", "Arn"]},
         "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
         **MERCHANTS,
+        **PROCESSOR_CHARGE,
     },
     "RotateSigningKeyFunction": {
         "SIGNING_KEY_SECRET_ID": {"Ref": "SigningKeySecret"},
         "VERIFICATION_KEYS_SECRET_ID": {"Ref": "VerificationKeysSecret"},
         "SIGNING_ALGORITHM": {"Ref": "SigningAlgorithm"},
     },
-    # No key and no secret: the reconciler never sees card data.
-    "ReconcilePaymentsFunction": PAYMENT_TABLES,
+    # No card key: the reconciler never sees card data.
+    "ReconcilePaymentsFunction": PAYMENT_TABLES | PROCESSOR_LOOKUP,
 }
 CODE_URIS = {
     "IssueTokenFunction": "functions/issue_token/",
@@ -389,6 +402,9 @@ def test_outputs_name_what_deployers_and_e2e_tests_need(template: Template) -> N
         "MerchantTableName",
         "SigningKeySecretArn",
         "VerificationKeysSecretArn",
+        # Processor=stripe or forward: where the operator puts the credentials
+        "ProcessorSecretArn",
+        "ProcessorLookupSecretArn",
         "CheckoutPageUrl",
         "DashboardUrl",
         "AlarmNotificationTopicArn",
