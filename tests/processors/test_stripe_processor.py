@@ -1,0 +1,196 @@
+"""StripeProcessor against the local Stripe fake, whose traffic is checked against Stripe's spec."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("stripe", reason="stripe is not in this venv (requirements not wired yet)")
+
+from card_tokens.cards import Card
+from card_tokens.processor import ChargeResult, ProcessorIdempotencyConflict, ProcessorOutcomeUnknown
+from card_tokens.stripe_processor import CHARGE_REQUESTS, StripeProcessor, StripeTimeouts
+from tests.processors.stripe_fake import API_KEY, StripeFake, running_stripe_fake
+
+APPROVED = "4242424242424242"
+# Short timeouts: a lost answer costs the test a connection reset, not the production budget.
+FAST = StripeTimeouts(connect_seconds=1.0, read_seconds=1.0, max_network_retries=1)
+
+
+def _card(pan: str, cvv: str = "314") -> Card:
+    return Card(pan=pan, exp_month=12, exp_year=2031, cvv=cvv, brand="visa")
+
+
+@pytest.fixture
+def fake() -> Iterator[StripeFake]:
+    with running_stripe_fake() as running:
+        yield running
+    assert running.violations == []
+
+
+@pytest.fixture
+def processor(fake: StripeFake) -> StripeProcessor:
+    return StripeProcessor(API_KEY, timeouts=FAST, api_base=fake.base_url)
+
+
+def _charge(processor: StripeProcessor, pan: str, key: str, amount: int = 1999) -> ChargeResult:
+    return processor.charge(
+        card=_card(pan), amount=amount, currency="EUR", idempotency_key=key, payment_id="pay_1"
+    )
+
+
+def test_an_approved_card_is_charged_once_with_the_payment_id_in_its_metadata(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    result = _charge(processor, APPROVED, "jti_approved")
+
+    assert (result.outcome, result.decline_code, result.amount, result.currency) == (
+        "approved",
+        None,
+        1999,
+        "EUR",
+    )
+    (intent,) = fake.payment_intents.values()
+    assert intent["id"] == result.processor_reference
+    assert intent["currency"] == "eur"
+    assert intent["metadata"] == {"payment_id": "pay_1", "idempotency_key": "jti_approved"}
+
+
+@pytest.mark.parametrize(
+    ("pan", "contract_code"),
+    [
+        ("4000000000000002", "card_declined"),  # Stripe: generic_decline
+        ("4000000000009995", "insufficient_funds"),
+        ("4000000000000069", "card_declined"),  # Stripe: expired_card
+    ],
+)
+def test_a_stripe_decline_maps_to_the_contract_decline_code(
+    processor: StripeProcessor, fake: StripeFake, pan: str, contract_code: str
+) -> None:
+    result = _charge(processor, pan, f"jti_{pan}")
+
+    assert (result.outcome, result.decline_code) == ("declined", contract_code)
+    assert fake.payment_intents[result.processor_reference]["status"] == "requires_payment_method"
+
+
+def test_a_resend_replays_stripe_s_first_answer_and_charges_nothing_more(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    first = _charge(processor, APPROVED, "jti_replay")
+    again = _charge(processor, APPROVED, "jti_replay")
+
+    assert again == first
+    assert len(fake.payment_intents) == 1
+    assert [replayed for _, _, replayed in fake.requests] == [False, False, True, True]
+
+
+def test_the_same_key_with_another_amount_is_an_idempotency_conflict(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    _charge(processor, APPROVED, "jti_conflict", amount=1999)
+
+    with pytest.raises(ProcessorIdempotencyConflict):
+        _charge(processor, APPROVED, "jti_conflict", amount=2500)
+    assert len(fake.payment_intents) == 1
+
+
+def test_a_charge_whose_answers_are_lost_is_in_doubt_then_found_by_its_key(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    # The PaymentMethod is answered; the charge and the SDK's retry of it are made, not heard.
+    fake.answers_to_lose["/v1/payment_intents"] = 1 + FAST.max_network_retries
+
+    with pytest.raises(ProcessorOutcomeUnknown):
+        _charge(processor, APPROVED, "jti_lost")
+
+    (intent,) = fake.payment_intents.values()
+    found = processor.find_charge("jti_lost")
+    assert found is not None
+    assert (found.outcome, found.processor_reference, found.amount, found.currency) == (
+        "approved",
+        intent["id"],
+        1999,
+        "EUR",
+    )
+
+
+def test_no_charge_under_a_key_is_none_and_a_failing_search_is_in_doubt(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    assert processor.find_charge("jti_never_charged") is None
+
+    fake.answers_to_lose["/v1/payment_intents/search"] = 1 + FAST.max_network_retries
+    with pytest.raises(ProcessorOutcomeUnknown):
+        processor.find_charge("jti_never_charged")
+
+
+def test_a_key_that_could_break_out_of_the_search_query_is_refused(
+    processor: StripeProcessor,
+) -> None:
+    with pytest.raises(ValueError, match="not a token id"):
+        processor.find_charge("x' OR metadata['payment_id']:'pay_1")
+
+
+def test_the_card_never_reaches_a_log_even_with_the_sdk_at_debug(
+    fake: StripeFake, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logging.getLogger("stripe").setLevel(logging.DEBUG)  # as a root DEBUG config would leave it
+    caplog.set_level(logging.DEBUG)
+    processor = StripeProcessor(API_KEY, timeouts=FAST, api_base=fake.base_url)
+    pan, cvv = "4000000000009995", "987"
+
+    processor.charge(
+        card=_card(pan, cvv), amount=1999, currency="EUR", idempotency_key="jti_log", payment_id="p"
+    )
+    processor.find_charge("jti_log")
+
+    captured = capsys.readouterr()
+    text = caplog.text + captured.out + captured.err
+    assert caplog.records, "nothing was logged: the scan would prove nothing"
+    for secret in (pan, pan[:6] + pan[-4:], f"cvc%5D={cvv}", f"cvc]={cvv}"):
+        assert secret not in text
+
+
+def test_stripe_console_logging_is_refused(
+    fake: StripeFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STRIPE_LOG", "debug")
+
+    with pytest.raises(ValueError, match="card data"):
+        StripeProcessor(API_KEY, api_base=fake.base_url)
+
+
+def test_the_default_timeouts_fit_the_payment_function_budget() -> None:
+    # ProcessPaymentFunction has 29 s; its AWS calls need a share of them (template.yaml).
+    assert StripeTimeouts().worst_case_seconds(CHARGE_REQUESTS) <= 22
+
+
+def test_the_fake_rejects_raw_card_fields_on_a_payment_intent_as_stripe_s_spec_does(
+    fake: StripeFake,
+) -> None:
+    status, _, _ = fake.handle(
+        "POST",
+        "/v1/payment_intents",
+        {
+            "amount": "100",
+            "currency": "eur",
+            "payment_method_data": {"type": "card", "card": {"number": APPROVED}},
+        },
+        {"authorization": f"Bearer {API_KEY}", "stripe-version": "2020-08-27"},
+    )
+
+    assert status == 400
+    assert any("payment_method_data" in v for v in fake.violations)
+    fake.violations.clear()
+
+
+def test_the_spec_check_refuses_a_response_stripe_would_never_send(fake: StripeFake) -> None:
+    operation = fake.spec.operation("POST", "/v1/payment_intents")
+    assert operation is not None
+    intent = {"id": "pi_1", "object": "payment_intent", "amount": 1, "currency": "eur"}
+
+    problems = fake.spec.response_errors(operation, 200, {**intent, "status": "charged"})
+
+    assert any("status" in p or "required" in p for p in problems)
