@@ -180,7 +180,10 @@ class StripeFake:
     requests: list[tuple[str, str, bool]] = field(default_factory=list)  # method, path, replayed
     # path -> how many of its next answers are computed, stored, then never sent
     answers_to_lose: dict[str, int] = field(default_factory=dict)
+    # Stripe's search index lags writes (documented: under a minute, up to an hour in outages).
+    search_lag_seconds: float = 0.0
     base_url: str = ""
+    _searchable_at: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(
@@ -282,6 +285,7 @@ class StripeFake:
             "charges": {"object": "list", "data": [], "has_more": False, "url": "/v1/charges"},
             "status": "succeeded",
         }
+        self._searchable_at[intent["id"]] = time.monotonic() + self.search_lag_seconds
         decline = DECLINING_CARDS.get(method["_number"])
         if decline is None:
             intent["amount_received"] = intent["amount"]
@@ -304,7 +308,9 @@ class StripeFake:
         found = [
             intent
             for intent in self.payment_intents.values()
-            if match and intent["metadata"].get(match["name"]) == match["value"]
+            if match
+            and intent["metadata"].get(match["name"]) == match["value"]
+            and self._searchable_at[intent["id"]] <= time.monotonic()
         ]
         limit = int(params.get("limit", 10))
         return {

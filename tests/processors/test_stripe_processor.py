@@ -10,7 +10,11 @@ import pytest
 pytest.importorskip("stripe", reason="stripe is not in this venv (requirements not wired yet)")
 
 from card_tokens.cards import Card
-from card_tokens.processor import ChargeResult, ProcessorIdempotencyConflict, ProcessorOutcomeUnknown
+from card_tokens.processor import (
+    ChargeResult,
+    ProcessorIdempotencyConflict,
+    ProcessorOutcomeUnknown,
+)
 from card_tokens.stripe_processor import CHARGE_REQUESTS, StripeProcessor, StripeTimeouts
 from tests.processors.stripe_fake import API_KEY, StripeFake, running_stripe_fake
 
@@ -114,6 +118,17 @@ def test_a_charge_whose_answers_are_lost_is_in_doubt_then_found_by_its_key(
         1999,
         "EUR",
     )
+
+
+def test_a_charge_not_yet_indexed_is_not_found_so_none_is_no_proof_right_after_a_charge(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    # Why the caller may trust "no charge" only for a payment older than the search lag.
+    fake.search_lag_seconds = 3600
+    _charge(processor, APPROVED, "jti_lagging")
+
+    assert processor.find_charge("jti_lagging") is None
+    assert len(fake.payment_intents) == 1
 
 
 def test_no_charge_under_a_key_is_none_and_a_failing_search_is_in_doubt(
