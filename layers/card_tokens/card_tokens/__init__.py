@@ -8,6 +8,7 @@ the adapters named below, and nowhere else (tests/unit/test_layering.py holds bo
 # The only modules that import boto3, botocore or Powertools' parameters utility (which imports
 # boto3). processor.py also holds the PaymentProcessor port, beside its sandbox adapter, and
 # key_rotation.py is a use case that speaks Secrets Manager's rotation protocol itself.
+# stripe_processor.py is network I/O too (Stripe's API), and imports the sandbox's module.
 ADAPTERS = (
     "aws",
     "aws_errors",
@@ -17,6 +18,7 @@ ADAPTERS = (
     "merchant_directory",
     "processor",
     "stores",
+    "stripe_processor",
 )
 # Importable with no AWS SDK at all: a verifier can take tokens and the formats without boto3.
 PURE = (
