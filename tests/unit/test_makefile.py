@@ -113,7 +113,7 @@ def test_the_first_make_run_installs_the_runtime_and_the_cli_only_saying_so(
     assert "requirements-dev.txt" not in commands
     assert "--quiet" not in commands
     assert commands.count("--progress-bar off") == 2
-    assert "Installing the runtime: 8 pinned packages" in commands
+    assert "Installing the runtime: 15 pinned packages" in commands
     assert "done in %.1f s" in commands
     assert commands.splitlines()[-1] == (
         f"{venv}/bin/python -m local.stack --port 3000 --moto-port 5005"
