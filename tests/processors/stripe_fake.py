@@ -391,7 +391,8 @@ def running_stripe_fake(lifetime_seconds: float = 600.0) -> Iterator[StripeFake]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
     server.daemon_threads = True
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for it, once per test that starts a fake.
+    serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     serving.start()
     watchdog = threading.Timer(lifetime_seconds, server.shutdown)
     watchdog.daemon = True
