@@ -35,7 +35,7 @@ LOOKUP_API_KEY = "rk_test_fake_lookup_0123456789"
 
 
 @dataclass(frozen=True)
-class TestCard:
+class StripeTestCard:
     stripe_code: str  # the error's code
     decline_code: str | None  # the issuer's reason, when there is one
     message: str
@@ -45,19 +45,19 @@ class TestCard:
 
 # Stripe's documented test cards; any other number is approved.
 TEST_CARDS = {
-    "4000000000000002": TestCard(
+    "4000000000000002": StripeTestCard(
         "card_declined", "generic_decline", "Your card was declined.", "card_declined"
     ),
-    "4000000000009995": TestCard(
+    "4000000000009995": StripeTestCard(
         "card_declined",
         "insufficient_funds",
         "Your card has insufficient funds.",
         "insufficient_funds",
     ),
-    "4000000000000069": TestCard(
+    "4000000000000069": StripeTestCard(
         "expired_card", "expired_card", "Your card has expired.", "card_declined"
     ),
-    "4000000000000119": TestCard(
+    "4000000000000119": StripeTestCard(
         "processing_error",
         None,
         "An error occurred while processing your card. Try again in a little bit.",
