@@ -168,6 +168,19 @@ audit: ## pip-audit --strict over the layer's and the tools' pins (fails if no a
 	$(AUDIT_VENV)/bin/python .ci/audit.py $(AUDIT_ARGS) --pip-audit $(AUDIT_VENV)/bin/pip-audit \
 		$(AUDIT_FILES) -- --strict
 
+# Our Stripe schemas (tests/processors/stripe_schemas.py, what the Stripe fake validates) against
+# Stripe's published OpenAPI document (openapi/spec3.json of github.com/stripe/openapi), which the
+# repository does not ship: give its path. Not part of make test.
+ifneq ($(filter stripe-spec-check,$(MAKECMDGOALS)),)
+ifeq ($(strip $(STRIPE_SPEC)),)
+$(error STRIPE_SPEC is not set: make stripe-spec-check STRIPE_SPEC=/path/to/spec3.json (openapi/spec3.json of github.com/stripe/openapi))
+endif
+endif
+
+.PHONY: stripe-spec-check
+stripe-spec-check: $(STAMP) ## Check the Stripe fake's schemas against Stripe's published OpenAPI spec (STRIPE_SPEC=/path/spec3.json)
+	PYTHONPATH=layers/card_tokens $(PY) -m tests.processors.check_stripe_spec "$(STRIPE_SPEC)"
+
 .PHONY: events
 events: $(CLIENT) ## Regenerate events/ with a fresh token (local stack, or URL=https://... of a deployed stack)
 	$(PY) -m local.events $(if $(URL),--url $(URL),--port $(PORT)) --moto-port $(MOTO_PORT)

@@ -35,6 +35,7 @@ SUITE_MARKERS = {
     "security": pytest.mark.security,
     "template": pytest.mark.template,
     "e2e": pytest.mark.e2e,
+    "processors": pytest.mark.processors,
 }
 
 

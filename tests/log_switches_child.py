@@ -78,6 +78,7 @@ SDK_PROBE_LOGGERS = (
     "boto3.resources.action",
     "urllib3.connectionpool",
     "s3transfer.tasks",
+    "stripe",
 )
 
 

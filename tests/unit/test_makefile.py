@@ -113,7 +113,7 @@ def test_the_first_make_run_installs_the_runtime_and_the_cli_only_saying_so(
     assert "requirements-dev.txt" not in commands
     assert "--quiet" not in commands
     assert commands.count("--progress-bar off") == 2
-    assert "Installing the runtime: 8 pinned packages" in commands
+    assert "Installing the runtime: 15 pinned packages" in commands
     assert "done in %.1f s" in commands
     assert commands.splitlines()[-1] == (
         f"{venv}/bin/python -m local.stack --port 3000 --moto-port 5005"
@@ -176,3 +176,24 @@ def test_make_invoke_passes_event_function_port_and_verbose(
 
     assert command.startswith(f"{venv}/bin/python {expected}")
     assert ("--verbose" in command) == ("VERBOSE=1" in variables)
+
+
+def test_make_stripe_spec_check_without_a_spec_fails_saying_what_to_give(tmp_path: Path) -> None:
+    result = make("-n", f"VENV={tmp_path / 'venv'}", f"PYTHON={PYTHON}", "stripe-spec-check")
+
+    assert result.returncode != 0
+    assert "STRIPE_SPEC is not set" in result.stderr
+    assert "github.com/stripe/openapi" in result.stderr
+
+
+def test_make_stripe_spec_check_runs_the_checker_on_the_spec_given(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    after_make_run(venv)
+    (venv / ".installed-dev").touch()
+
+    (command,) = dry_run(venv, "stripe-spec-check", "STRIPE_SPEC=/specs/spec3.json").splitlines()
+
+    assert command == (
+        f"PYTHONPATH=layers/card_tokens {venv}/bin/python"
+        ' -m tests.processors.check_stripe_spec "/specs/spec3.json"'
+    )

@@ -11,4 +11,4 @@ def test_a_test_carries_the_marker_of_its_folder_and_no_other(
     markers = {marker.name for marker in request.node.iter_markers()}
 
     assert "unit" in markers
-    assert not markers & {"integration", "security", "template", "e2e"}
+    assert not markers & {"integration", "security", "template", "e2e", "processors"}

@@ -6,9 +6,10 @@ the adapters named below, and nowhere else (tests/unit/test_layering.py holds bo
 """
 
 # The only modules that import boto3, botocore or Powertools' parameters utility (which imports
-# boto3), or open connections of their own. processor.py also holds the PaymentProcessor port,
-# beside its sandbox adapter, and key_rotation.py is a use case that speaks Secrets Manager's
-# rotation protocol itself.
+# boto3), or open connections of their own (forwarding_processor.py, stripe_processor.py:
+# network I/O to a processor). processor.py also holds the PaymentProcessor port, beside its
+# sandbox adapter, and key_rotation.py is a use case that speaks Secrets Manager's rotation
+# protocol itself.
 ADAPTERS = (
     "aws",
     "aws_errors",
@@ -19,6 +20,7 @@ ADAPTERS = (
     "merchant_directory",
     "processor",
     "stores",
+    "stripe_processor",
 )
 # Importable with no AWS SDK at all: a verifier can take tokens and the formats without boto3.
 PURE = (

@@ -20,8 +20,9 @@ metrics = Metrics()
 # Lambda's ApplicationLogLevel=DEBUG puts the root logger at DEBUG before this module is
 # imported, and a logging.basicConfig(level=DEBUG) can do so later. A level set on these loggers
 # wins over the root's for them and every child (botocore.parsers, urllib3.connectionpool, ...),
-# whenever and however the root is changed; warnings and errors still get through.
-SDK_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3")
+# whenever and however the root is changed; warnings and errors still get through. stripe's
+# DEBUG lines carry each request body: a card's number and CVC on its way to Stripe.
+SDK_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3", "stripe")
 SDK_LOG_LEVEL = logging.WARNING
 
 
