@@ -125,6 +125,28 @@ def test_the_same_key_with_another_amount_is_an_idempotency_conflict(
     assert len(fake.payment_intents) == 1
 
 
+def test_another_amount_after_stripe_refused_the_card_unpaid_is_a_failure_not_a_conflict(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    # Stripe keeps the refusal under the key: the retry gets an idempotency error, yet nothing
+    # was charged, so the token must not be reported spent (409).
+    with pytest.raises(ProcessorFailure):
+        _charge(processor, PROCESSING_ERROR, "jti_refused_first", amount=1999)
+    with pytest.raises(ProcessorFailure):
+        _charge(processor, PROCESSING_ERROR, "jti_refused_first", amount=2500)
+    assert fake.charge_of("jti_refused_first") is None
+
+
+def test_a_reused_key_whose_intent_the_search_does_not_show_yet_is_in_doubt(
+    processor: StripeProcessor, fake: StripeFake
+) -> None:
+    fake.search_lag_seconds = 60.0
+    _charge(processor, APPROVED, "jti_unindexed", amount=1999)
+    with pytest.raises(ProcessorOutcomeUnknown):
+        _charge(processor, APPROVED, "jti_unindexed", amount=2500)
+    assert fake.charge_count("jti_unindexed") == 1
+
+
 def test_a_charge_whose_answers_are_lost_is_in_doubt_then_found_by_its_key(
     processor: StripeProcessor, fake: StripeFake
 ) -> None:
@@ -263,6 +285,18 @@ def test_a_lookup_only_key_finds_charges_and_is_refused_a_charge(fake: StripeFak
     with pytest.raises(ProcessorFailure):
         _charge(lookup, APPROVED, "jti_refused")
     assert fake.charge_count("jti_refused") == 0
+
+
+def test_the_reconciler_s_adapter_refuses_a_charge_before_sending_the_card(
+    fake: StripeFake,
+) -> None:
+    looking = StripeProcessor.from_secret(
+        {"api_key": LOOKUP_API_KEY}, api_base=fake.base_url, charges=False
+    )
+    with pytest.raises(ProcessorFailure, match="lookup key only"):
+        _charge(looking, APPROVED, "jti_never_sent")
+    assert not fake.payment_methods, "the card reached Stripe"
+    assert looking.find_charge("jti_never_sent") is None
 
 
 def test_reset_empties_the_books_for_the_next_example(

@@ -89,8 +89,11 @@ class StripeProcessor:
         *,
         timeouts: StripeTimeouts | None = None,
         api_base: str | None = None,
+        charges: bool = True,
     ) -> None:
         _refuse_sdk_console_logging()
+        # False in the reconciler: it holds a lookup key and must never send a card anywhere.
+        self._charges = charges
         self.timeouts = timeouts or StripeTimeouts()
         http_client = stripe.RequestsClient(
             timeout=(self.timeouts.connect_seconds, self.timeouts.read_seconds)
@@ -105,13 +108,14 @@ class StripeProcessor:
 
     @classmethod
     def from_secret(
-        cls, document: Mapping[str, Any], *, api_base: str | None = None
+        cls, document: Mapping[str, Any], *, api_base: str | None = None, charges: bool = True
     ) -> StripeProcessor:
         """The processor for a Secrets Manager document {"api_key": "sk_..." or "rk_..."}.
 
         A lookup-only document (a restricted key rk_... allowed to read PaymentIntents only)
-        is valid: find_charge works, and charge() fails at Stripe with a permission error,
-        raised as ProcessorFailure (nothing charged). Errors never quote the document.
+        is valid: find_charge works. Built with charges=False (the reconciler), charge() is
+        refused here, before the card is sent; with such a key and charges=True, Stripe
+        refuses it (403), raised as ProcessorFailure. Errors never quote the document.
         """
         api_key = document.get("api_key")
         if not isinstance(api_key, str) or not api_key.strip():
@@ -120,7 +124,7 @@ class StripeProcessor:
             raise ConfigurationError(
                 "the Stripe secret's api_key is not a secret or restricted key"
             )
-        return cls(api_key.strip(), api_base=api_base)
+        return cls(api_key.strip(), api_base=api_base, charges=charges)
 
     @classmethod
     def worst_case_seconds(cls, timeouts: StripeTimeouts | None = None) -> float:
@@ -131,6 +135,8 @@ class StripeProcessor:
     def charge(
         self, *, card: Card, amount: int, currency: str, idempotency_key: str, payment_id: str
     ) -> ChargeResult:
+        if not self._charges:
+            raise ProcessorFailure("stripe processor holds a lookup key only here")
         key = _checked_key(idempotency_key)
         try:
             method = self._client.v1.payment_methods.create(
@@ -157,6 +163,8 @@ class StripeProcessor:
             )
         except stripe.CardError as error:
             return _declined(error, amount, currency)
+        except stripe.IdempotencyError:
+            raise self._key_reused(key) from None
         except stripe.StripeError as error:
             raise _translated(error, "charge") from None
         result = _result(intent)
@@ -165,7 +173,11 @@ class StripeProcessor:
         return result
 
     def find_charge(self, idempotency_key: str) -> ChargeResult | None:
-        key = _checked_key(idempotency_key)
+        intent = self._intent_under(_checked_key(idempotency_key))
+        return None if intent is None else _result(intent)
+
+    def _intent_under(self, key: str) -> Any:
+        """The PaymentIntent made under the key, or None if the search has none (yet)."""
         try:
             found = self._client.v1.payment_intents.search(
                 params={"query": f"metadata['idempotency_key']:'{key}'", "limit": 2}
@@ -173,12 +185,22 @@ class StripeProcessor:
         except stripe.StripeError as error:
             raise _unknown("search", type(error).__name__) from None
         intents = list(found.data)
-        if not intents:
-            return None
         if len(intents) > 1:
             # The Idempotency-Key allows one PaymentIntent per key: two means we cannot tell.
             raise _unknown("search", "several_payment_intents")
-        return _result(intents[0])
+        return intents[0] if intents else None
+
+    def _key_reused(self, key: str) -> Exception:
+        """Stripe keeps the first answer under a key, even a refusal: a request with other
+        parameters then gets an idempotency error. What that first request left decides."""
+        intent = self._intent_under(key)
+        if intent is None:
+            # No PaymentIntent found: the search may lag, so nothing is known.
+            return _unknown("charge", "key_reused_not_found")
+        if _result(intent) is None:
+            # Refused unpaid (processing_error): this token's charge fails the same way.
+            return _processing_failed()
+        return ProcessorIdempotencyConflict("idempotency key reused with other params")
 
 
 def _refuse_sdk_console_logging() -> None:

@@ -45,9 +45,9 @@ def _stripe(settings: PaymentStoreSettings, secrets: ProcessorSecrets) -> Paymen
 
     # The payment function charges and looks up with its secret key; the reconciler only has
     # the lookup secret's (a restricted key that can read PaymentIntents).
-    return StripeProcessor.from_secret(
-        secrets.charge if secrets.charge is not None else secrets.lookup
-    )
+    if secrets.charge is None:
+        return StripeProcessor.from_secret(secrets.lookup, charges=False)
+    return StripeProcessor.from_secret(secrets.charge)
 
 
 def _forward(settings: PaymentStoreSettings, secrets: ProcessorSecrets) -> PaymentProcessor:
