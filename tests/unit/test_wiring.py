@@ -8,9 +8,13 @@ import pytest
 
 from card_tokens import config, wiring
 from card_tokens.config import ConfigurationError, PaymentStoreSettings
+from card_tokens.errors import ServiceUnavailable
+from card_tokens.forwarding import ForwardingSettingsInvalid
+from card_tokens.forwarding_processor import ForwardingProcessor
 from card_tokens.key_store import KEYS
 from card_tokens.processor import SandboxProcessor
 from card_tokens.processor_credentials import ProcessorSecrets
+from card_tokens.stripe_processor import StripeProcessor
 
 STORE_ENVIRONMENT = {
     "TOKEN_TABLE_NAME": "tokens",
@@ -112,3 +116,55 @@ def test_a_registry_cache_bound_out_of_range_fails_the_cold_start(
     monkeypatch.setenv("MERCHANT_CACHE_SECONDS", raw)
     with pytest.raises(ConfigurationError, match="MERCHANT_CACHE_SECONDS"):
         config._merchant_cache_seconds()
+
+
+def test_stripe_charges_with_the_charge_secret_and_the_reconciler_only_looks_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROCESSOR_LOOKUP_SECRET_ID", "lookup")
+    settings = store_settings(monkeypatch, "stripe")
+    charge, lookup = {"api_key": "sk_test_charging"}, {"api_key": "rk_test_looking"}
+    paying = wiring.PROCESSORS["stripe"](settings, ProcessorSecrets(charge, lookup))
+    looking = wiring.PROCESSORS["stripe"](settings, ProcessorSecrets(None, lookup))
+    assert isinstance(paying, StripeProcessor)
+    assert isinstance(looking, StripeProcessor)
+    assert paying._charges
+    assert not looking._charges
+    assert looking.lookup_lag_seconds == 3600
+
+
+def test_forward_takes_its_allow_list_from_the_deployment_not_from_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PROCESSOR_LOOKUP_SECRET_ID", "lookup")
+    monkeypatch.setenv("FORWARD_ALLOWED_HOSTS", "processor.example")
+    settings = store_settings(monkeypatch, "forward")
+    charge = {
+        "charge": {
+            "url": "https://processor.example/charges",
+            "template": {"number": "{{card.number}}"},
+            "rules": [{"http_status": [201], "outcome": "approved"}],
+        }
+    }
+    lookup: dict[str, Any] = {}
+    built = wiring.PROCESSORS["forward"](settings, ProcessorSecrets(charge, lookup))
+    assert isinstance(built, ForwardingProcessor)
+    elsewhere = {"charge": charge["charge"] | {"url": "https://elsewhere.example/charges"}}
+    with pytest.raises(ForwardingSettingsInvalid, match="allow-list"):
+        wiring.PROCESSORS["forward"](settings, ProcessorSecrets(elsewhere, lookup))
+
+
+@pytest.mark.parametrize(
+    ("processor", "document"),
+    [("stripe", {}), ("stripe", {"api_key": "pk_test_publishable"}), ("forward", {"charge": 1})],
+)
+def test_an_unusable_processor_secret_is_a_503_never_a_crash(
+    monkeypatch: pytest.MonkeyPatch, processor: str, document: dict[str, Any]
+) -> None:
+    monkeypatch.setenv("PROCESSOR_LOOKUP_SECRET_ID", "lookup")
+    monkeypatch.setenv("FORWARD_ALLOWED_HOSTS", "processor.example")
+    settings = store_settings(monkeypatch, processor)
+    monkeypatch.setattr(KEYS, "fetch_secret_json", lambda _: document)
+    paying = wiring.processor_for(settings, charge_secret_id="charge")
+    with pytest.raises(ServiceUnavailable):
+        paying.worst_case_seconds()

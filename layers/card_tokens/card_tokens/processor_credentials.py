@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from card_tokens.cards import Card
+from card_tokens.config import ConfigurationError
 from card_tokens.errors import ServiceUnavailable
 from card_tokens.key_store import KEYS
 from card_tokens.observability import logger
@@ -29,8 +30,8 @@ class ProcessorSecrets:
     lookup: Mapping[str, Any]
 
 
-# Builds an adapter from the documents; raises ValueError (ConfigurationError, the adapters'
-# settings errors) when they are unusable, with a message that never quotes them.
+# Builds an adapter from the documents; raises ConfigurationError or a ValueError (the
+# adapters' settings errors) when they are unusable.
 Build = Callable[[ProcessorSecrets], PaymentProcessor]
 
 
@@ -90,7 +91,7 @@ class CredentialedProcessor:
         if self._built is None or self._built[0] != secrets:
             try:
                 self._built = (secrets, self._build(secrets))
-            except ValueError as error:
+            except (ValueError, ConfigurationError) as error:
                 # The type only: a parser's message can quote what it read (a key, a PEM).
                 logger.error(
                     "processor credentials unusable", extra={"error": type(error).__name__}
