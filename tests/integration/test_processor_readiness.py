@@ -8,7 +8,6 @@ the processor, the token is given back, and the same token pays once the cause i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -119,54 +118,58 @@ class Lagging(Guarded):
         return None if idempotency_key in self.unindexed else super().find_charge(idempotency_key)
 
 
-def in_doubt(token: str, processor: Lagging) -> Callable[[int], dict[str, int]]:
-    """Pays with the token, loses the answer, and gives a sweep of that token at a time."""
+@dataclasses.dataclass(frozen=True)
+class InDoubt:
+    token: str
+    processor: Lagging
+    lapsed: int  # a moment just past the claim's lease
+
+    def sweep(self, at: int) -> dict[str, int]:
+        """One reconciler run over this token alone, its clock at `at`."""
+        states = OnlyTheseTokens(cashier().states, frozenset({jti_of(self.token)}))
+        return dict(Reconciler(states=states, processor=self.processor, clock=lambda: at).run())
+
+
+def in_doubt(issue: Invoke, guarded: Guarded, timeout: str) -> InDoubt:
+    """A fresh token paid once, its processor timing out `timeout` ("before"/"after") charging."""
+    token = new_token(issue)
+    processor = Lagging(guarded.inner, timeout=timeout)
     with pytest.raises(PaymentInProgress):
         dataclasses.replace(cashier(), processor=processor).pay(
             PaymentRequest(token=token, amount=1500, currency="EUR", reference="order-1"),
             caller=Caller(),
         )
-    states = OnlyTheseTokens(cashier().states, frozenset({jti_of(token)}))
-
-    def sweep(at: int) -> dict[str, int]:
-        return dict(Reconciler(states=states, processor=processor, clock=lambda: at).run())
-
-    return sweep
+    return InDoubt(token, processor, epoch_seconds() + CLAIM_LEASE_SECONDS + 1)
 
 
 def test_no_charge_is_trusted_only_after_the_lookup_lag_and_no_card_waits_for_it(
     stack: LocalStack, issue: Invoke, guarded: Guarded
 ) -> None:
-    token = new_token(issue)
-    processor = Lagging(guarded.inner, timeout="after")
-    sweep = in_doubt(token, processor)
-    lapsed = epoch_seconds() + CLAIM_LEASE_SECONDS + 1
+    doubt = in_doubt(issue, guarded, "after")
+    lag = doubt.processor.lag
     # Charged, but the lookup does not show it yet: "no charge" is not trusted, still in doubt.
-    assert sweep(lapsed) == {"unconfirmed": 1}
-    item = token_item(stack, token)
+    assert doubt.sweep(doubt.lapsed) == {"unconfirmed": 1}
+    item = token_item(stack, doubt.token)
     assert item["status"]["S"] == "claimed"
     assert "encrypted_data_key" in item  # the token has not expired yet
     # Past the token's expiry, still inside the lag: the card goes, the claim stays.
-    assert sweep(lapsed + processor.lag - 1) == {"unconfirmed": 1}
-    item = token_item(stack, token)
+    assert doubt.sweep(doubt.lapsed + lag - 1) == {"unconfirmed": 1}
+    item = token_item(stack, doubt.token)
     assert item["status"]["S"] == "claimed"
     assert "encrypted_data_key" not in item, "a CVV waited for the processor's index"
     # The index catches up: the charge is recorded as the payment, card or not.
-    processor.unindexed.clear()
-    assert sweep(lapsed + processor.lag - 1) == {"recorded": 1}
-    assert token_item(stack, token)["status"]["S"] == "used"
+    doubt.processor.unindexed.clear()
+    assert doubt.sweep(doubt.lapsed + lag - 1) == {"recorded": 1}
+    assert token_item(stack, doubt.token)["status"]["S"] == "used"
 
 
 def test_past_the_lookup_lag_no_charge_is_final_and_the_token_is_given_back(
     stack: LocalStack, issue: Invoke, guarded: Guarded
 ) -> None:
-    token = new_token(issue)
-    processor = Lagging(guarded.inner, timeout="before")
-    sweep = in_doubt(token, processor)
-    lapsed = epoch_seconds() + CLAIM_LEASE_SECONDS + 1
-    assert sweep(lapsed) == {"unconfirmed": 1}
-    assert sweep(lapsed + processor.lag + 1) == {"released_and_stripped": 1}
-    item = token_item(stack, token)
+    doubt = in_doubt(issue, guarded, "before")
+    assert doubt.sweep(doubt.lapsed) == {"unconfirmed": 1}
+    assert doubt.sweep(doubt.lapsed + doubt.processor.lag + 1) == {"released_and_stripped": 1}
+    item = token_item(stack, doubt.token)
     assert item["status"]["S"] == "expired"
     assert "encrypted_data_key" not in item
-    assert guarded.inner.find_charge(jti_of(token)) is None
+    assert guarded.inner.find_charge(jti_of(doubt.token)) is None

@@ -12,7 +12,6 @@ import ipaddress
 import socket
 import ssl
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.processors.serving import serving
 
 
 @dataclass(frozen=True)
@@ -239,20 +240,8 @@ def https_processor(
 
     server = Server(("127.0.0.1", 0), Handler)
     fake = FakeProcessor(port=server.server_address[1])
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    # A test that hangs still gets its port back: the server stops itself after `lifetime`.
-    timer = threading.Timer(lifetime, server.shutdown)
-    timer.daemon = True
-    timer.start()
-    try:
+    with serving(server, lifetime):
         yield fake
-    finally:
-        timer.cancel()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def closed_port() -> int:

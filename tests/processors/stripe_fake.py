@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 from jsonschema import Draft202012Validator
 
 from card_tokens.processor import ChargeResult
+from tests.processors.serving import serving
 from tests.processors.stripe_schemas import HEADERS, REQUESTS, Schema, response_schema
 
 API_KEY = "sk_test_fake_0123456789"
@@ -391,15 +392,5 @@ def running_stripe_fake(lifetime_seconds: float = 600.0) -> Iterator[StripeFake]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(fake))
     server.daemon_threads = True
     fake.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    # A short poll: shutdown() waits for it, once per test that starts a fake.
-    serving = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    serving.start()
-    watchdog = threading.Timer(lifetime_seconds, server.shutdown)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
+    with serving(server, lifetime_seconds):
         yield fake
-    finally:
-        watchdog.cancel()
-        server.shutdown()
-        server.server_close()
