@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from card_tokens.cards import Card
+from card_tokens.records import DECLINE_CODES, contract_decline_code
 from card_tokens.strict_json import JsonRejected, parse_strict_json
 
 
@@ -164,11 +165,6 @@ class ResponseRule:
 _SAFE_REFERENCE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # Twelve digits or more, even split by the separators a reference may hold: a card number.
 _LONG_DIGITS = re.compile(r"[0-9](?:[_.:-]?[0-9]){11,}")
-# The contract's decline codes (openapi.yaml): a processor's own codes map onto these, through
-# the rules' decline_codes or by name, and every other decline is card_declined. So nothing the
-# processor wrote (an echoed card included) travels on as a decline code.
-CONTRACT_DECLINE_CODES = frozenset({"card_declined", "insufficient_funds"})
-DEFAULT_DECLINE_CODE = "card_declined"
 
 
 @dataclass(frozen=True)
@@ -220,7 +216,7 @@ class ResponseRules:
                 "response rules: outcome must be approved/declined/failed/conflict"
             )
         if not all(
-            isinstance(code, str) and meaning in CONTRACT_DECLINE_CODES
+            isinstance(code, str) and meaning in DECLINE_CODES
             for code, meaning in decline_codes.items()
         ):
             raise ForwardingSettingsInvalid(
@@ -243,12 +239,11 @@ class ResponseRules:
         return Classified(outcome=None)
 
     def _decline_code(self, body: Any) -> str:
+        """The processor's code, through the rules' decline_codes, as the contract names it."""
         code = field_at(body, self.decline_code_path) if self.decline_code_path else None
-        if not isinstance(code, str):
-            return DEFAULT_DECLINE_CODE
-        if code in self.decline_codes:
-            return self.decline_codes[code]
-        return code if code in CONTRACT_DECLINE_CODES else DEFAULT_DECLINE_CODE
+        if isinstance(code, str):
+            code = self.decline_codes.get(code, code)
+        return contract_decline_code(code)
 
     def _amount(self, body: Any) -> int | None:
         amount = field_at(body, self.amount_path) if self.amount_path else None

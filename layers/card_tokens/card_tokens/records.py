@@ -12,6 +12,14 @@ from typing import Any, Literal
 
 TokenStatus = Literal["issued", "claimed", "used", "expired"]
 PaymentStatus = Literal["approved", "declined"]
+# The contract's decline codes (openapi.yaml): every processor's own code maps onto one of them.
+DECLINE_CODES = frozenset({"card_declined", "insufficient_funds"})
+
+
+def contract_decline_code(code: object) -> str:
+    """A processor's decline code as the contract names it: its own name when the contract has
+    it, else card_declined. Nothing else a processor wrote (an echoed card) travels on."""
+    return code if isinstance(code, str) and code in DECLINE_CODES else "card_declined"
 
 
 def epoch_seconds() -> int:

@@ -653,27 +653,23 @@ class DynamoDBPaymentStates:
         trusted yet): the data key goes now, the claim stays, so a charge found later is still
         recorded and no CVV outlives its token by more than a sweep."""
         try:
-            dynamodb_client().update_item(**_strip_claimed_data_key_update(self._tokens, jti, now))
+            dynamodb_client().update_item(
+                TableName=self._tokens,
+                Key={"jti": {"S": jti}},
+                UpdateExpression="REMOVE encrypted_data_key",
+                ConditionExpression=(
+                    "#status = :claimed AND claim_lease_ends_at < :now AND expires_at < :cutoff"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_to_item(
+                    {":claimed": "claimed", ":now": now, ":cutoff": now - CLOCK_LEEWAY_SECONDS}
+                ),
+            )
         except ClientError as error:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise ServiceUnavailable("dynamodb") from error
             return False  # paid, released, still leased or not yet expired
         return True
-
-
-def _strip_claimed_data_key_update(table: str, jti: str, now: int) -> dict[str, Any]:
-    return {
-        "TableName": table,
-        "Key": {"jti": {"S": jti}},
-        "UpdateExpression": "REMOVE encrypted_data_key",
-        "ConditionExpression": (
-            "#status = :claimed AND claim_lease_ends_at < :now AND expires_at < :cutoff"
-        ),
-        "ExpressionAttributeNames": {"#status": "status"},
-        "ExpressionAttributeValues": _to_item(
-            {":claimed": "claimed", ":now": now, ":cutoff": now - CLOCK_LEEWAY_SECONDS}
-        ),
-    }
 
 
 def _claim_of(stored: dict[str, Any], *, inherited: bool) -> Claim:

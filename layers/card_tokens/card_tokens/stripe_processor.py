@@ -30,10 +30,8 @@ from card_tokens.processor import (
     ProcessorIdempotencyConflict,
     ProcessorOutcomeUnknown,
 )
+from card_tokens.records import contract_decline_code
 
-# The contract knows two decline codes; every other Stripe decline is a plain card_declined.
-_DECLINE_CODES = {"insufficient_funds": "insufficient_funds"}
-DEFAULT_DECLINE_CODE = "card_declined"
 # Stripe's "an error occurred while processing the card": a card_error, yet no decline by the
 # issuer; nothing is charged, and the same request fails the same way (the contract's 502).
 _PROCESSING_ERROR = "processing_error"
@@ -234,7 +232,7 @@ def _result(intent: Any) -> ChargeResult | None:
         stripe_code = getattr(error, "decline_code", None)
         return ChargeResult(
             "declined",
-            _DECLINE_CODES.get(stripe_code or "", DEFAULT_DECLINE_CODE),
+            contract_decline_code(stripe_code),
             intent.id,
             intent.amount,
             intent.currency.upper(),
@@ -259,7 +257,7 @@ def _declined(error: stripe.CardError, amount: int, currency: str) -> ChargeResu
         raise ProcessorFailure("stripe refused the card")
     return ChargeResult(
         "declined",
-        _DECLINE_CODES.get(stripe_code or "", DEFAULT_DECLINE_CODE),
+        contract_decline_code(stripe_code),
         intent.id,
         amount,
         currency,
